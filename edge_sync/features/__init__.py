@@ -1,0 +1,1 @@
+"""Numpy-only feature extraction: MFCC, media decode, face tracking and crops."""

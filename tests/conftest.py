@@ -1,0 +1,49 @@
+"""Shared fixtures: real speech from espeak-ng, made once per test session."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SENTENCE = "The quick brown fox jumps over the lazy dog while seven wizards quietly judge the boxing match."
+
+
+def speak(text: str, path: Path, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> Path:
+    """Synthesise real speech to a wav file (espeak-ng's native 22.05 kHz int16 mono)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng); scripts/setup.sh installs it")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+                   check=True, capture_output=True)
+    return path
+
+
+def read_wav(path: Path) -> tuple[int, np.ndarray]:
+    """int16 samples and rate via the stdlib wave module (what syncnet_python read with scipy)."""
+    import wave
+    with wave.open(str(path), "rb") as w:
+        rate, n, width, ch = w.getframerate(), w.getnframes(), w.getsampwidth(), w.getnchannels()
+        assert width == 2, "expected 16-bit wav"
+        data = np.frombuffer(w.readframes(n), dtype="<i2").reshape(-1, ch)[:, 0]
+    return rate, data.copy()
+
+
+@pytest.fixture(scope="session")
+def speech_22k(tmp_path_factory) -> tuple[int, np.ndarray]:
+    """Real speech at espeak-ng's own 22.05 kHz rate, int16."""
+    path = speak(SENTENCE, tmp_path_factory.mktemp("speech") / "speech22k.wav")
+    return read_wav(path)
+
+
+@pytest.fixture(scope="session")
+def speech_16k(tmp_path_factory, speech_22k) -> tuple[int, np.ndarray]:
+    """The same speech resampled to 16 kHz by sox (an independent resampler), int16."""
+    if shutil.which("sox") is None:
+        pytest.skip("sox is not installed (apt-get install sox); scripts/setup.sh installs it")
+    d = tmp_path_factory.mktemp("speech16")
+    src = speak(SENTENCE, d / "src.wav")
+    dst = d / "speech16k.wav"
+    subprocess.run(["sox", "-D", str(src), "-r", "16000", str(dst)], check=True, capture_output=True)
+    return read_wav(dst)

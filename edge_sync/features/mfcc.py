@@ -134,12 +134,18 @@ def mfcc(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: MfccParams =
 def audio_to_mfcc_input(audio: np.ndarray, frames: int, sample_rate: int = AUDIO_RATE) -> np.ndarray:
     """Float audio in [-1, 1] for ``frames`` video frames -> model input float32 [1, 1, 13, 4*frames].
 
-    The MFCC of a T-frame clip has 4T+1 steps (a trailing partial window); the contract keeps 4T so
-    audio and video stay tied, and int16 scaling reproduces the legacy convention.
+    4T MFCC steps need 640T + 240 samples (the last 25 ms window starts 10 ms before the clip ends): real
+    samples are used when the audio runs on, otherwise the tail window is zero-padded as the reference
+    library pads its last frame. int16 scaling reproduces the legacy convention.
     """
-    feats = mfcc(np.asarray(audio, dtype=np.float64) * INT16_SCALE, sample_rate)
-    steps = 4 * frames
-    if feats.shape[0] < steps:
-        raise ValueError(f"audio gives {feats.shape[0]} MFCC steps, need {steps} for {frames} frames; "
+    audio = np.asarray(audio, dtype=np.float64)
+    if sample_rate != AUDIO_RATE:
+        audio = resample(audio, sample_rate, AUDIO_RATE)
+    per_frame = AUDIO_RATE // 25
+    if len(audio) < frames * per_frame:
+        raise ValueError(f"audio has {len(audio)} samples, need {frames * per_frame} for {frames} frames; "
                          "the audio is shorter than the video")
-    return np.ascontiguousarray(feats[:steps].T[None, None].astype(np.float32))
+    needed = frames * per_frame + _round_half_up(MFCC.winlen * AUDIO_RATE) - _round_half_up(MFCC.winstep * AUDIO_RATE)
+    audio = np.pad(audio[:needed], (0, max(0, needed - len(audio))))
+    feats = mfcc(audio * INT16_SCALE, AUDIO_RATE)
+    return np.ascontiguousarray(feats[: 4 * frames].T[None, None].astype(np.float32))

@@ -1,0 +1,491 @@
+"""Decode any audio/video file into the tensor contract's rates: 25 fps RGB frames and 16 kHz mono audio.
+
+Sync models measure offsets of 40 ms, so this module's real job is keeping audio and video on one
+clock. Everything here is driven by decoded timestamps, never by frame counts or container rates:
+
+* video is resampled to a constant ``fps`` by picking, for output frame ``i``, the source frame whose
+  presentation time is nearest to ``t0 + i / fps`` (``t0`` = first decoded video frame), which handles
+  24 / 29.97 / 50 / 60 fps and variable-frame-rate phone recordings alike;
+* audio sample 0 is put at ``t0`` too (zero-padded or trimmed), so stream start offsets, edit lists and
+  encoder priming (AAC, Opus pre-skip) do not turn into a fake lip-sync offset; timestamp gaps inside
+  the audio stream are filled with silence for the same reason.
+
+Only numpy and PyAV (FFmpeg) are used, so device apps can decode without torch, scipy or OpenCV.
+Every failure a user can hit with a bad file is a :class:`~edge_sync.errors.MediaError` with a
+one-line message that says what to do; raw PyAV exceptions never escape.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+import numpy as np
+
+from edge_sync.errors import MediaError
+from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
+
+__all__ = ["MediaInfo", "Media", "probe", "iter_frames", "read_audio", "load_media"]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+# Audio timestamp jumps larger than this (half a video frame) are treated as gaps and filled with
+# silence; smaller ones are container rounding (Matroska stores milliseconds) and are ignored.
+_AUDIO_GAP_TOLERANCE_S = 0.5 / VIDEO_FPS
+# A stream whose data ends this much before its header says it should is reported as truncated.
+_TRUNCATION_FRACTION = 0.9
+_TRUNCATION_SLACK_S = 0.5
+
+_REENCODE_HINT = "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a file holds, read from its headers (plus one decoded frame for the display orientation).
+
+    ``video_fps`` is the source's average rate, not the rate frames are returned at; ``width`` and
+    ``height`` are in display orientation (after any rotation stored in the file), like the frames.
+    ``duration_s`` is 0.0 when the container does not say.
+    """
+
+    path: str
+    container: str
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    video_fps: float | None
+    width: int | None
+    height: int | None
+    audio_rate: int | None
+    audio_channels: int | None
+
+
+@dataclass
+class Media:
+    """A decoded clip in contract form: frames and audio cover exactly the same time span."""
+
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB at ``fps``
+    audio: np.ndarray  # [T * SAMPLES_PER_FRAME] float32 mono in [-1, 1] at ``sample_rate``
+    fps: int
+    sample_rate: int
+    info: MediaInfo
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+# --- opening and errors -----------------------------------------------------------------------------
+def _check_path(path: PathLike) -> Path:
+    """Fail early with a specific message for the mistakes FFmpeg would report cryptically."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or pathlib.Path, got {type(path).__name__}")
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"media file not found: {p}; check the path")
+    if p.is_dir():
+        raise MediaError(f"{p} is a directory, not a media file; pass one of the video or audio files inside it")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{p} is empty (0 bytes); the export or download did not finish, make the file again")
+    return p
+
+
+def _looks_like_mp4(p: Path) -> bool:
+    """ISO-BMFF files start with a box whose type is 'ftyp' (or a free/wide/mdat box before it)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return len(head) >= 8 and head[4:8] in (b"ftyp", b"mdat", b"wide", b"free", b"moov")
+
+
+def _open(p: Path) -> Any:
+    """av.open with every FFmpeg failure turned into an actionable MediaError."""
+    try:
+        return av.open(str(p), mode="r")
+    except av.error.PermissionError as err:
+        raise MediaError(f"cannot read {p}: permission denied; check the file's permissions") from err
+    except av.FFmpegError as err:
+        if _looks_like_mp4(p):
+            raise MediaError(
+                f"{p} looks like an MP4/MOV but cannot be opened ({_short(err)}): its index (moov atom) is "
+                "missing or damaged, so the file is truncated or was never finalised; re-download or re-record it"
+            ) from err
+        raise MediaError(
+            f"cannot open {p} as audio/video ({_short(err)}): it is not a supported media file, or it is "
+            f"corrupt or truncated; {_REENCODE_HINT}") from err
+
+
+@contextmanager
+def _opened(p: Path) -> Iterator[Any]:
+    container = _open(p)
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _short(err: BaseException) -> str:
+    """FFmpeg errors as one short line, without the errno prefix PyAV adds."""
+    msg = re.sub(r"^\[Errno -?\d+\]\s*", "", str(err)).strip()
+    return msg.splitlines()[0] if msg else type(err).__name__
+
+
+@contextmanager
+def _decode_guard(p: Path, kind: str, where: Callable[[], float | None]) -> Iterator[None]:
+    """Decode/demux errors in the middle of a file become MediaError naming the time they hit."""
+    try:
+        yield
+    except av.FFmpegError as err:
+        t = where()
+        at = f" near t={t:.2f} s" if t is not None else ""
+        raise MediaError(
+            f"{p} is corrupt or truncated: decoding its {kind} failed{at} ({_short(err)}); "
+            f"re-download the file or {_REENCODE_HINT}") from err
+
+
+def _video_stream(container: Any) -> Any | None:
+    """The first real video stream; cover art (attached pictures in mp3/m4a) is not video."""
+    for s in container.streams.video:
+        if not (int(s.disposition) & int(av.stream.Disposition.attached_pic)):
+            return s
+    return None
+
+
+def _audio_stream(container: Any) -> Any | None:
+    return container.streams.audio[0] if container.streams.audio else None
+
+
+def _no_stream(p: Path, kind: str) -> MediaError:
+    if kind == "audio":
+        return MediaError(
+            f"{p} has no audio stream, and sync needs the sound track; use a recording with audio or mux it in: "
+            "ffmpeg -i VIDEO -i AUDIO -map 0:v -map 1:a -c:v copy -c:a aac OUT.mp4")
+    return MediaError(
+        f"{p} has no video stream, and sync needs the picture; pass the video file, not an audio-only file")
+
+
+def _declared_end(stream: Any) -> float | None:
+    """When the header says the stream ends (seconds), or None if it does not say."""
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    if stream.duration is not None and stream.duration > 0:
+        return start + float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")  # Matroska per-track tag
+    if tag:
+        m = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", tag.strip())
+        if m:
+            return start + int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    return None
+
+
+def _check_not_truncated(p: Path, kind: str, stream: Any, data_end: float) -> None:
+    """A file cut short still demuxes; compare where its data ends with what its header promised."""
+    declared = _declared_end(stream)
+    if declared is not None and data_end < declared * _TRUNCATION_FRACTION - _TRUNCATION_SLACK_S:
+        raise MediaError(
+            f"{p} is truncated: its header declares {declared:.2f} s of {kind} but the data ends at "
+            f"{data_end:.2f} s; re-download or re-export the file")
+
+
+def _rgb(frame: Any) -> np.ndarray:
+    """Decoded frame -> RGB uint8 [H, W, 3] in display orientation (phones store portrait as rotated)."""
+    arr = frame.to_ndarray(format="rgb24")
+    rotation = getattr(frame, "rotation", 0) or 0
+    if rotation:
+        k = round(rotation / 90.0)
+        if abs(rotation - 90.0 * k) > 1.0:
+            log.warning("ignoring non-right-angle display rotation of %.1f degrees", rotation)
+        elif k % 4:
+            arr = np.ascontiguousarray(np.rot90(arr, k % 4))  # FFmpeg's angle is counter-clockwise
+    return arr
+
+
+# --- probe -------------------------------------------------------------------------------------------
+def probe(path: PathLike) -> MediaInfo:
+    """Read what a file holds without decoding it all, so callers can refuse bad input up front."""
+    p = _check_path(path)
+    with _opened(p) as container:
+        v, a = _video_stream(container), _audio_stream(container)
+        if v is None and a is None:
+            raise MediaError(f"{p} has neither audio nor video streams; pass a video file with sound")
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        if not duration:
+            ends = [e for e in (_declared_end(s) for s in (v, a) if s is not None) if e is not None]
+            duration = max(ends, default=0.0)
+        fps = width = height = None
+        if v is not None:
+            rate = v.average_rate or v.guessed_rate
+            fps = float(rate) if rate else None
+            width, height = v.codec_context.width or None, v.codec_context.height or None
+            first = _first_video_frame(p, container, v)
+            if first is not None:
+                height, width = _rgb(first).shape[:2]
+        rate_hz = channels = None
+        if a is not None:
+            rate_hz = int(a.codec_context.sample_rate) or None
+            channels = int(a.codec_context.layout.nb_channels) or None
+        info = MediaInfo(path=str(p), container=container.format.name, duration_s=duration,
+                         has_video=v is not None, has_audio=a is not None, video_fps=fps, width=width,
+                         height=height, audio_rate=rate_hz, audio_channels=channels)
+    log.debug("probed %s", info)
+    return info
+
+
+def _first_video_frame(p: Path, container: Any, stream: Any) -> Any | None:
+    with _decode_guard(p, "video", lambda: 0.0):
+        for frame in container.decode(stream):
+            return frame
+    return None
+
+
+# --- video -------------------------------------------------------------------------------------------
+class _VideoState:
+    """Facts the frame generator learns while streaming, read back by load_media."""
+
+    t0: float | None = None
+
+
+def iter_frames(path: PathLike, fps: int = VIDEO_FPS) -> Iterator[np.ndarray]:
+    """Stream RGB uint8 [H, W, 3] frames resampled to a constant ``fps`` by timestamp.
+
+    Output frame ``i`` is the source frame nearest in time to ``t0 + i / fps`` (``t0`` = first video
+    frame), so the output clock matches the audio clock whatever the source rate or its jitter. Frames
+    are decoded lazily; only the current and previous source frames are held. The path and the presence
+    of a video stream are checked now; decode errors surface as MediaError while iterating.
+    """
+    return _iter_frames(path, fps, None, _VideoState())
+
+
+def _iter_frames(path: PathLike, fps: int, max_frames: int | None, state: _VideoState) -> Iterator[np.ndarray]:
+    if not isinstance(fps, (int, np.integer)) or isinstance(fps, bool) or fps <= 0:
+        raise ValueError(f"fps must be a positive integer, got {fps!r}")
+    p = _check_path(path)
+    container = _open(p)
+    stream = _video_stream(container)
+    if stream is None:
+        container.close()
+        raise _no_stream(p, "video")
+    return _resample_video(p, container, stream, int(fps), max_frames, state)
+
+
+def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: int | None,
+                    state: _VideoState) -> Iterator[np.ndarray]:
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate
+    nominal_dt = 1.0 / float(rate) if rate else 1.0 / fps
+    prev: Any = None
+    prev_t = 0.0
+    prev_arr: np.ndarray | None = None
+    prev_given = False  # prev_arr already handed out: repeats get a copy so callers may edit in place
+    prev_dur: float | None = None
+    i = 0  # next output frame index
+    dropped = 0
+
+    def emit() -> np.ndarray:
+        nonlocal prev_arr, prev_given
+        if prev_arr is None:  # convert lazily: a 60 fps source only pays for the frames it keeps
+            prev_arr = _rgb(prev)
+        if prev_given:
+            return prev_arr.copy()
+        prev_given = True
+        return prev_arr
+
+    try:
+        with _decode_guard(p, "video", lambda: prev_t if prev is not None else None):
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else (prev_t + nominal_dt if prev is not None else 0.0)
+                if prev is not None and t <= prev_t + 1e-9:
+                    dropped += 1  # duplicate or out-of-order timestamp: keep the first frame shown at t
+                    continue
+                if state.t0 is None:
+                    state.t0 = t
+                if prev is not None:
+                    # emit the previous frame for every target closer to it than to this one (ties -> earlier)
+                    while max_frames is None or i < max_frames:
+                        target = state.t0 + i / fps
+                        if target - prev_t > t - target:
+                            break
+                        yield emit()
+                        i += 1
+                    if max_frames is not None and i >= max_frames:
+                        return
+                prev, prev_t, prev_arr, prev_given = frame, t, None, False
+                prev_dur = (float(frame.duration * frame.time_base)
+                            if frame.duration and frame.time_base is not None else None)
+            if prev is None:
+                raise MediaError(f"{p}: its video stream decoded to no frames, so the file is corrupt or truncated; "
+                                 f"{_REENCODE_HINT}")
+            last_dur = prev_dur if prev_dur and prev_dur > 0 else nominal_dt
+            end = prev_t + last_dur
+            assert state.t0 is not None
+            total = max(round((end - state.t0) * fps), 1 if i == 0 else 0)
+            if max_frames is not None:
+                total = min(total, max_frames)
+            while i < total:
+                yield emit()
+                i += 1
+        if dropped:
+            log.warning("%s: skipped %d video frames with duplicate or backwards timestamps", p, dropped)
+        if max_frames is None:
+            _check_not_truncated(p, "video", stream, end)
+    finally:
+        container.close()
+
+
+# --- audio -------------------------------------------------------------------------------------------
+def read_audio(path: PathLike, sample_rate: int = AUDIO_RATE, align_to_video: bool = True) -> np.ndarray:
+    """Decode the first audio stream to float32 mono in [-1, 1] at ``sample_rate``.
+
+    Any source rate is converted by FFmpeg's resampler (``av.AudioResampler``); channels are then
+    downmixed to mono as the mean of the full-range channels (LFE dropped), which never clips. With
+    ``align_to_video`` and a video stream present, sample 0 is the first video frame's time: audio that
+    starts later is zero-padded at the front, audio that starts earlier is trimmed, so frame ``i`` of
+    :func:`iter_frames` goes with samples ``[i * sample_rate / fps, (i + 1) * sample_rate / fps)``.
+    Otherwise sample 0 is the first decoded audio sample.
+    """
+    if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    p = _check_path(path)
+    anchor: float | None = None
+    with _opened(p) as container:  # open errors and a missing audio stream are reported before decoding
+        if _audio_stream(container) is None:
+            raise _no_stream(p, "audio")
+        video = _video_stream(container) if align_to_video else None
+        if video is not None:
+            try:
+                first = _first_video_frame(p, container, video)
+            except MediaError as err:  # a broken picture should not stop reading good sound
+                log.warning("%s: audio is not aligned to video because its first frame is unreadable: %s", p, err)
+                first = None
+            if first is not None:
+                anchor = float(first.time) if first.time is not None else 0.0
+    return _read_audio(p, int(sample_rate), anchor, None)
+
+
+def _downmix_weights(layout: Any) -> np.ndarray:
+    """Mono = mean of the full-range channels (LFE left out).
+
+    FFmpeg's own mono downmix sums stereo at -3 dB per channel, which lifts a dual-mono recording by 3 dB
+    and clips it at full scale; a plain mean leaves identical channels unchanged and can never clip.
+    """
+    names = [c.name for c in layout.channels]
+    keep = np.array([n != "LFE" and not n.startswith("LFE") for n in names] or [True], dtype=bool)
+    if not keep.any():
+        keep[:] = True
+    return (keep / keep.sum()).astype(np.float32)
+
+
+def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: int | None) -> np.ndarray:
+    """Decode, resample and place audio on the video clock; stop once ``num_samples`` are covered."""
+    with _opened(p) as container:
+        stream = _audio_stream(container)
+        if stream is None:
+            raise _no_stream(p, "audio")
+        stream.thread_type = "AUTO"
+        chunks: list[np.ndarray] = []
+        n_out = 0  # samples in chunks
+        lead = 0  # samples to drop (negative) or pad (positive) at the front, fixed by the first frame
+        resampler: Any = None
+        setup: tuple[Any, ...] | None = None
+        expected = 0.0  # where the next frame should start if the stream has no gap (seconds)
+        started = False
+        gaps = 0
+
+        weights = np.ones(1, np.float32)
+
+        def drain(frames: list[Any]) -> None:
+            nonlocal n_out
+            for out in frames:
+                x = weights @ out.to_ndarray().reshape(weights.size, -1)  # planar: [channels, samples]
+                chunks.append(x.astype(np.float32, copy=False))
+                n_out += x.size
+
+        with _decode_guard(p, "audio", lambda: expected if started else None):
+            for frame in container.decode(stream):
+                if frame.samples == 0:
+                    continue
+                t = float(frame.time) if frame.time is not None else None
+                if not started:
+                    started = True
+                    expected = t if t is not None else (anchor or 0.0)
+                    if anchor is not None:
+                        lead = round((expected - anchor) * sample_rate)
+                        log.debug("%s: audio starts %.4f s after the first video frame", p, expected - anchor)
+                elif t is not None and t - expected > _AUDIO_GAP_TOLERANCE_S:
+                    # a hole in the timestamps: silence keeps everything after it on the right clock
+                    if resampler is not None:
+                        drain(resampler.resample(None))
+                        resampler = None
+                    gap = round((t - expected) * sample_rate)
+                    chunks.append(np.zeros(gap, np.float32))
+                    n_out += gap
+                    expected = t
+                    gaps += 1
+                key = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if resampler is None or key != setup:
+                    if resampler is not None:  # rate/layout changed mid-stream: finish the old one
+                        drain(resampler.resample(None))
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=sample_rate)
+                    weights = _downmix_weights(frame.layout)
+                    setup = key
+                drain(resampler.resample(frame))
+                expected += frame.samples / frame.sample_rate
+                if num_samples is not None and n_out + lead >= num_samples + sample_rate // 10:
+                    break  # enough (with margin for the resampler's delay)
+            if resampler is not None:
+                drain(resampler.resample(None))
+        if not started or n_out == 0:
+            raise MediaError(f"{p}: its audio stream decoded to no samples, so the file is corrupt or truncated; "
+                             f"{_REENCODE_HINT}")
+        if gaps:
+            log.warning("%s: filled %d gap(s) in the audio timestamps with silence", p, gaps)
+        if num_samples is None:
+            _check_not_truncated(p, "audio", stream, expected)
+
+    audio = np.concatenate(chunks)
+    if lead > 0:
+        audio = np.concatenate([np.zeros(lead, np.float32), audio])
+    elif lead < 0:
+        audio = audio[-lead:]
+    np.clip(audio, -1.0, 1.0, out=audio)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+# --- both --------------------------------------------------------------------------------------------
+def load_media(path: PathLike, max_frames: int | None = None) -> Media:
+    """Decode a clip into the contract: T frames at 25 fps and exactly T * 640 samples at 16 kHz.
+
+    Audio is aligned to the first video frame (see :func:`read_audio`) and trimmed or zero-padded to the
+    video's length, so ``audio[i * 640:(i + 1) * 640]`` is the sound of ``frames[i]``.
+    """
+    if max_frames is not None and (not isinstance(max_frames, (int, np.integer)) or max_frames <= 0):
+        raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+    info = probe(path)
+    p = Path(info.path)
+    if not info.has_video:
+        raise _no_stream(p, "video")
+    if not info.has_audio:
+        raise _no_stream(p, "audio")
+    state = _VideoState()
+    frames = list(_iter_frames(p, VIDEO_FPS, max_frames, state))
+    video = np.stack(frames)  # _resample_video guarantees at least one frame
+    del frames
+    need = video.shape[0] * SAMPLES_PER_FRAME
+    audio = _read_audio(p, AUDIO_RATE, state.t0, need)
+    if audio.size < need:
+        missing = need - audio.size
+        if missing > SAMPLES_PER_FRAME * 2:
+            log.warning("%s: audio ends %.2f s before the video; padded with silence", p, missing / AUDIO_RATE)
+        audio = np.concatenate([audio, np.zeros(missing, np.float32)])
+    media = Media(frames=video, audio=audio[:need].copy(), fps=VIDEO_FPS, sample_rate=AUDIO_RATE, info=info)
+    log.debug("%s: loaded %d frames and %d samples", p, video.shape[0], need)
+    return media

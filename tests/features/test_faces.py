@@ -1,0 +1,285 @@
+"""Face detection and tracking on synthetic videos made from a real face photo (skimage's astronaut).
+
+The astronaut's face is pasted (resized, moving, flipped) onto a 640x360 background, so the ground truth of
+every frame (face box, mouth centre) is known exactly.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_sync.errors import NoFaceError
+from edge_sync.features.faces import (DETECTORS, FaceBox, FaceDetector, FaceTracker, HaarDetector, get_detector,
+                                      register_detector, track_faces)
+from edge_sync.features.video import crop_region, mouth_box
+
+skdata = pytest.importorskip("skimage.data", reason="tests use scikit-image's bundled astronaut photo")
+
+# Patch of the photo around the head and where things are in the photo (read off the 512x512 image by eye;
+# the Haar cascade finds the face box (177, 66, 95, 95) on the full photo).
+PX0, PY0, PX1, PY1 = 120, 20, 330, 220
+PHOTO_MOUTH = (224.0, 144.0)
+PHOTO_BOX = (177.0, 66.0, 95.0, 95.0)
+H, W = 360, 640
+
+
+@lru_cache(maxsize=1)
+def _photo() -> np.ndarray:
+    return skdata.astronaut()
+
+
+@lru_cache(maxsize=1)
+def _background() -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    bg = np.stack([60 + 80 * xx / W, 90 + 40 * yy / H, 140 - 60 * xx / W], -1)
+    noise = np.random.default_rng(0).normal(0, 3, bg.shape)
+    return np.clip(bg + noise, 0, 255).astype(np.uint8)
+
+
+def _paste(frame: np.ndarray, x: float, y: float, scale: float, flip: bool = False):
+    """Paste the head patch at (x, y) scaled; return (mouth_xy, face_box_xywh) ground truth in the frame."""
+    patch = _photo()[PY0:PY1, PX0:PX1]
+    if flip:
+        patch = patch[:, ::-1]
+    patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    xi, yi = int(round(x)), int(round(y))
+    frame[yi:yi + patch.shape[0], xi:xi + patch.shape[1]] = patch
+    mx, (bx, by, bw, bh) = PHOTO_MOUTH[0], PHOTO_BOX
+    if flip:
+        mx, bx = PX1 - 1 - (mx - PX0), PX1 - (bx + bw - PX0)
+    mouth = (xi + (mx - PX0) * scale, yi + (PHOTO_MOUTH[1] - PY0) * scale)
+    return mouth, (xi + (bx - PX0) * scale, yi + (by - PY0) * scale, bw * scale, bh * scale)
+
+
+def _moving(n: int = 60, blank: tuple[int, int] | None = None):
+    """One face moving right 3 px/frame, down 0.5 px/frame and growing 0.7%/frame; optional blank frames."""
+    frames, truth = [], []
+    for i in range(n):
+        f = _background().copy()
+        if blank and blank[0] <= i < blank[1]:
+            f[:] = 20
+            truth.append(None)
+        else:
+            truth.append(_paste(f, 100 + 3 * i, 40 + 0.5 * i, 0.6 + 0.004 * i))
+        frames.append(f)
+    return frames, truth
+
+
+def _iou(a, b) -> float:
+    return FaceBox(*a).iou(FaceBox(*b))
+
+
+# --- detector --------------------------------------------------------------------------------------
+def test_registry_has_haar_and_rejects_unknown_names():
+    assert "haar" in DETECTORS and DETECTORS["haar"] is HaarDetector
+    det = get_detector("haar")
+    assert isinstance(det, HaarDetector) and det.name == "haar"
+    assert get_detector(det) is det
+    with pytest.raises(ValueError, match="unknown face detector 'nope'.*haar"):
+        get_detector("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_detector("haar")(HaarDetector)
+
+
+def test_registered_detector_is_usable_by_name():
+    @register_detector("haar_alt2_test")
+    class HaarAlt2(HaarDetector):
+        def __init__(self, **kw):
+            super().__init__(cascade="haarcascade_frontalface_alt2.xml", **kw)
+
+    try:
+        frame = _background().copy()
+        _, box = _paste(frame, 200, 40, 0.8)
+        found = get_detector("haar_alt2_test").detect(frame)
+        assert len(found) == 1 and _iou(found[0].as_xywh(), box) > 0.5
+    finally:
+        DETECTORS.pop("haar_alt2_test")
+
+
+def test_haar_finds_the_real_face_in_the_photo():
+    found = HaarDetector().detect(_photo())
+    assert len(found) == 1
+    assert _iou(found[0].as_xywh(), PHOTO_BOX) > 0.6
+    assert found[0].score >= 1
+
+
+@pytest.mark.parametrize("scale", [0.55, 1.0, 1.3])
+def test_detection_maps_boxes_back_to_full_resolution(scale):
+    frame = _background().copy()
+    _, box = _paste(frame, 180, 30, scale)
+    det = HaarDetector(detect_size=320)
+    found = det.detect(frame)
+    assert len(found) == 1
+    assert _iou(found[0].as_xywh(), box) > 0.6, (found, box)
+    assert not HaarDetector().detect(_background())
+
+
+def test_detector_rejects_bad_frames_clearly():
+    det = HaarDetector()
+    with pytest.raises(ValueError, match="grayscale"):
+        det.detect(np.zeros((360, 640), np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        det.detect(np.zeros((360, 640, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        det.detect(np.zeros((360, 640, 1), np.uint8))
+    with pytest.raises(FileNotFoundError, match="cascade"):
+        HaarDetector(cascade="no_such_cascade.xml")
+
+
+# --- tracker ---------------------------------------------------------------------------------------
+def test_tracker_follows_motion_and_mouth_crops_are_centred():
+    frames, truth = _moving(60)
+    res = track_faces(frames, crops=("mouth", "legacy_face"))
+    assert res.num_frames == 60 and len(res.tracks) == 1
+    assert res.frames_without_face.size == 0
+    tr = res.largest_track()
+    np.testing.assert_array_equal(tr.frames, np.arange(60))
+    assert tr.boxes.shape == (60, 4) and tr.mouth.shape == (60, 112, 112, 3) and tr.mouth.dtype == np.uint8
+    assert tr.legacy_face.shape == (60, 224, 224, 3)
+    errs = []
+    for j in range(60):
+        (mx, my), gt_box = truth[j]
+        size = gt_box[2]
+        assert _iou(tr.boxes[j], gt_box) > 0.6, j
+        cx, cy = mouth_box(tr.boxes[j]).centre
+        errs.append(np.hypot(cx - mx, cy - my) / size)
+    assert max(errs) < 0.09, np.round(errs, 3)  # mouth centre within 9% of the face size, every frame
+    # the boxes move right with the face (3 px per frame)
+    assert 150 < tr.boxes[-1, 0] - tr.boxes[0, 0] < 200
+    # crops are the frames' content at the tracked box, and show the same mouth as a crop at the true mouth
+    j = 33
+    np.testing.assert_array_equal(tr.mouth[j], crop_region(frames[j], mouth_box(tr.boxes[j]), 112))
+    (mx, my), gt_box = truth[j]
+    ref = crop_region(frames[j], mouth_box((mx - 0.5 * gt_box[2], my - 0.8 * gt_box[3], gt_box[2], gt_box[3])), 112)
+    a, b = tr.mouth[j].astype(float).ravel(), ref.astype(float).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.8
+    x = tr.model_input()
+    assert x.shape == (1, 3, 60, 112, 112) and x.dtype == np.float32
+
+
+def test_interpolated_frames_lie_between_detections():
+    frames, _ = _moving(40)
+    tracker = FaceTracker("haar", detect_every=5, cut_threshold=None)
+    results = []
+    for f in frames:
+        results += tracker.push(f)
+    results += tracker.finish()
+    boxes = {r.frame_index: r.box.as_xywh().astype(np.float64) for r in results}
+    assert sorted(boxes) == list(range(40))
+    det_frames = [0, 5, 10, 15, 20, 25, 30, 35, 39]  # every 5th, plus the last frame at finish()
+    assert tracker.detection_frames == len(det_frames)
+    for a, b in zip(det_frames, det_frames[1:]):
+        for j in range(a + 1, b):
+            t = (j - a) / (b - a)
+            np.testing.assert_allclose(boxes[j], boxes[a] + t * (boxes[b] - boxes[a]), atol=1e-3)
+            assert np.all(boxes[j] >= np.minimum(boxes[a], boxes[b]) - 1e-3)
+            assert np.all(boxes[j] <= np.maximum(boxes[a], boxes[b]) + 1e-3)
+
+
+@pytest.mark.parametrize("blank,cut_threshold", [((32, 44), None), ((32, 44), 25.0), ((31, 34), 25.0)])
+def test_blank_frames_are_reported_missing_without_crops(blank, cut_threshold):
+    # without cut detection, the face's exit/return between detection frames (30|35, 40|45) is found by the
+    # region search over the buffered frames; with it, a gap shorter than detect_every is caught as well
+    frames, _ = _moving(80, blank=blank)
+    res = track_faces(frames, cut_threshold=cut_threshold)
+    gap = np.arange(*blank)
+    np.testing.assert_array_equal(res.frames_without_face, gap)
+    assert len(res.tracks) == 1  # the face comes back within max_gap: same track, with a gap
+    tr = res.tracks[0]
+    assert tr.track_id == 0 and tr.start == 0 and tr.end == 79
+    np.testing.assert_array_equal(tr.missing, gap)
+    assert not np.isin(tr.frames, gap).any()
+    assert len(tr.frames) == len(tr.mouth) == len(tr.boxes) == 80 - gap.size
+
+
+def test_long_absence_ends_the_track_and_starts_a_new_one():
+    frames, _ = _moving(90, blank=(30, 62))
+    res = track_faces(frames, max_gap=10)
+    assert [(t.track_id, t.start, t.end) for t in res.tracks] == [(0, 0, 29), (1, 62, 89)]
+    np.testing.assert_array_equal(res.frames_without_face, np.arange(30, 62))
+
+
+def test_two_faces_give_two_stable_tracks():
+    frames, truth = [], []
+    for i in range(40):
+        f = _background().copy()
+        left = _paste(f, 40 + i, 60, 0.9)
+        right = _paste(f, 380 - i, 60 + 0.5 * i, 0.7, flip=True)
+        frames.append(f)
+        truth.append((left, right))
+    res = track_faces(frames)
+    assert len(res.tracks) == 2
+    assert sorted(t.track_id for t in res.tracks) == [0, 1]
+    for tr in res.tracks:
+        np.testing.assert_array_equal(tr.frames, np.arange(40))
+    by_side = sorted(res.tracks, key=lambda t: t.boxes[0, 0])
+    for side, tr in enumerate(by_side):  # each track stays on its own face for the whole clip
+        for j in range(40):
+            assert _iou(tr.boxes[j], truth[j][side][1]) > 0.5, (side, j)
+    assert res.largest_track() is by_side[0]  # same length, the left face is bigger
+
+
+def test_buffer_is_bounded_and_results_stream_out():
+    tracker = FaceTracker("haar", detect_every=5, crops=("mouth",))
+    bg = _background()
+    max_buffered, streamed = 0, 0
+    for i in range(200):
+        f = bg.copy()
+        _paste(f, 150 + 60 * np.sin(i / 15), 40 + 20 * np.cos(i / 11), 0.8)
+        streamed += len(tracker.push(f))
+        max_buffered = max(max_buffered, tracker.buffered)
+    assert max_buffered <= tracker.detect_every + 1
+    assert streamed >= 195  # results leave as the stream goes, not at the end
+    rest = tracker.finish()
+    assert streamed + len(rest) == 200
+    assert tracker.frames_without_face().size == 0
+    with pytest.raises(RuntimeError, match="finished"):
+        tracker.push(bg)
+
+
+def test_faceless_video_raises_no_face_error():
+    frames = [_background().copy() for _ in range(30)]
+    with pytest.raises(NoFaceError, match="640x360.*frontal"):
+        track_faces(frames)
+    with pytest.raises(NoFaceError, match="0 frames"):
+        track_faces([])
+
+
+def test_short_tracks_are_dropped_as_false_positives():
+    frames, _ = _moving(40, blank=(6, 40))  # a face for 6 frames only
+    with pytest.raises(NoFaceError):
+        track_faces(frames, min_track=10)
+    res = track_faces(frames, min_track=5)
+    assert len(res.tracks) == 1 and res.tracks[0].end == 5
+
+
+def test_tracker_rejects_bad_input():
+    tracker = FaceTracker()
+    with pytest.raises(ValueError, match="frame 0.*grayscale"):
+        tracker.push(np.zeros((360, 640), np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        tracker.push(np.zeros((360, 640, 3), np.float64))
+    tracker.push(_background())
+    with pytest.raises(ValueError, match="same size"):
+        tracker.push(np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ValueError, match="detect_every"):
+        FaceTracker(detect_every=0)
+    with pytest.raises(ValueError, match="unknown crop kind"):
+        FaceTracker(crops=("lips",))
+
+
+def test_a_custom_detector_instance_drives_the_tracker():
+    class FixedDetector(FaceDetector):
+        """A real (if trivial) detector: one face in the middle of any image that is not blank."""
+
+        def detect(self, frame_rgb):
+            h, w = frame_rgb.shape[:2]
+            return [FaceBox(w / 2 - 40, h / 2 - 40, 80, 80, 1.0)] if frame_rgb.max() > 20 else []
+
+    frames, _ = _moving(30, blank=(12, 18))
+    res = track_faces(frames, detector=FixedDetector(), detect_every=4)
+    np.testing.assert_array_equal(res.frames_without_face, np.arange(12, 18))
+    np.testing.assert_allclose(res.tracks[0].boxes, np.tile([280, 140, 80, 80], (24, 1)), atol=1e-4)

@@ -85,15 +85,20 @@ class SyncNetS(nn.Module):
         """[N,3,5,224,224] -> [N,1024]."""
         return self.netfclip(self.netcnnlip(frames_window).flatten(1))
 
-    def sliding_embeddings(self, mfcc: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """syncnet_python's evaluation loop: window i = frames i..i+4 and MFCC steps 4i..4i+19.
+    def sliding_embeddings(self, mfcc: torch.Tensor, frames: torch.Tensor,
+                           batch_size: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+        """syncnet_python's evaluation loop: window i = frames i..i+4 and MFCC steps 4i..4i+19,
+        stacked ``batch_size`` windows at a time as that script does.
 
         Takes one clip (mfcc [1,1,13,4N+16], frames [1,3,N+4,224,224]) -> (audio [N,1024], video [N,1024]).
         """
         n = frames.shape[2] - VIDEO_WINDOW + 1
-        vid = torch.cat([self.forward_lip(frames[:, :, i:i + VIDEO_WINDOW]) for i in range(n)])
-        aud = torch.cat([self.forward_aud(mfcc[..., 4 * i:4 * i + AUDIO_WINDOW]) for i in range(n)])
-        return aud, vid
+        vid, aud = [], []
+        for start in range(0, n, batch_size):
+            idx = range(start, min(n, start + batch_size))
+            vid.append(self.forward_lip(torch.cat([frames[:, :, i:i + VIDEO_WINDOW] for i in idx])))
+            aud.append(self.forward_aud(torch.cat([mfcc[..., 4 * i:4 * i + AUDIO_WINDOW] for i in idx])))
+        return torch.cat(aud), torch.cat(vid)
 
 
 def _checkpoint_layout() -> dict[str, tuple[int, ...]]:

@@ -1,0 +1,1 @@
+"""Training and test data: synthetic talking mouths, real-photo clips, user corpora."""

@@ -1,0 +1,55 @@
+"""What `edge-sync info` reports: versions, contract, installed backends, bundled weights (no torch needed)."""
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edge_sync import __version__
+from edge_sync.spec import AUDIO_RATE, MAX_OFFSET, MOUTH, SPEC_VERSION, VIDEO_FPS
+
+# distribution name -> the extra that installs it
+BACKEND_DISTRIBUTIONS: dict[str, str] = {
+    "torch": "export", "onnx": "export", "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "openvino",
+    "coremltools": "coreml", "ai-edge-litert": "tflite", "tensorrt": "tensorrt", "transformers": "trunks",
+}
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def collect_info() -> dict[str, Any]:
+    weights = []
+    for path in sorted(WEIGHTS_DIR.glob("*.pt")):
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        weights.append({"name": path.stem, "path": str(path), "bytes": path.stat().st_size, **meta})
+    return {
+        "edge_sync": __version__,
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "numpy": _version("numpy"),
+        "contract": {"spec_version": SPEC_VERSION, "video_fps": VIDEO_FPS, "audio_rate": AUDIO_RATE,
+                     "max_offset": MAX_OFFSET, "video_input": f"{MOUTH.size}x{MOUTH.size} {MOUTH.name}"},
+        "backends": {dist: {"version": _version(dist), "extra": extra} for dist, extra in BACKEND_DISTRIBUTIONS.items()},
+        "bundled_weights": weights,
+    }
+
+
+def format_info(data: dict[str, Any]) -> str:
+    lines = [f"edge-sync {data['edge_sync']} (python {data['python']}, {data['platform']}, numpy {data['numpy']})",
+             "contract: " + ", ".join(f"{k}={v}" for k, v in data["contract"].items()), "backends:"]
+    for dist, b in data["backends"].items():
+        state = b["version"] or f"not installed (pip install 'edge-sync[{b['extra']}]')"
+        lines.append(f"  {dist:<15} {state}")
+    lines.append("bundled weights:" if data["bundled_weights"] else "bundled weights: none yet")
+    for w in data["bundled_weights"]:
+        lines.append(f"  {w['name']:<10} {w['bytes'] / 1e6:.1f} MB  {w['path']}")
+    return "\n".join(lines)

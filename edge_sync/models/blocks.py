@@ -1,0 +1,93 @@
+"""Small building blocks shared by the teacher and the student (all export to ONNX/OpenVINO/CoreML/TFLite)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish, "swish": nn.SiLU}
+
+
+def conv_bn_act(dims: int, cin: int, cout: int, kernel, stride=1, padding=0, groups: int = 1,
+                act: str | None = "relu", dilation=1) -> nn.Sequential:
+    """Conv{1,2,3}d + BatchNorm + activation; BN folds into the conv at export."""
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims]
+    layers: list[nn.Module] = [conv(cin, cout, kernel, stride=stride, padding=padding, groups=groups,
+                                    dilation=dilation, bias=False), norm(cout)]
+    if act:
+        layers.append(ACTIVATIONS[act]())
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcite2d(nn.Module):
+    """Channel attention from global context (X3D uses it in every other block)."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.act = nn.ReLU()
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+class X3DBlock2d(nn.Module):
+    """X3D's bottleneck (1x1 expand, depthwise 3x3, SE, hardswish, 1x1 project) applied per frame."""
+
+    def __init__(self, cin: int, cout: int, expansion: float = 2.25, stride: int = 1, se: bool = True) -> None:
+        super().__init__()
+        mid = int(round(cin * expansion))
+        self.expand = conv_bn_act(2, cin, mid, 1, act="hswish")
+        self.depthwise = conv_bn_act(2, mid, mid, 3, stride=stride, padding=1, groups=mid, act=None)
+        self.se = SqueezeExcite2d(mid) if se else nn.Identity()
+        self.act = nn.Hardswish()
+        self.project = conv_bn_act(2, mid, cout, 1, act=None)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.act(self.se(self.depthwise(self.expand(x)))))
+        return x + y if self.residual else y
+
+
+class TemporalBlock1d(nn.Module):
+    """Depthwise temporal conv + pointwise mix with a residual: the '+1D' of (2+1)D, no time stride."""
+
+    def __init__(self, channels: int, kernel: int = 5, dilation: int = 1, act: str = "hswish") -> None:
+        super().__init__()
+        pad = dilation * (kernel - 1) // 2
+        self.temporal = conv_bn_act(1, channels, channels, kernel, padding=pad, groups=channels,
+                                    dilation=dilation, act=act)
+        self.pointwise = conv_bn_act(1, channels, channels, 1, act=None)
+        self.act = ACTIVATIONS[act]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.pointwise(self.temporal(x)))
+
+
+class DilatedResidual1d(nn.Module):
+    """Dense temporal conv with dilation and a residual, used by the sync head and the teacher."""
+
+    def __init__(self, channels: int, dilation: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.conv = conv_bn_act(1, channels, channels, kernel, padding=dilation * (kernel - 1) // 2,
+                                dilation=dilation, act="relu")
+        self.mix = conv_bn_act(1, channels, channels, 1, act=None)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.mix(self.conv(x)))
+
+
+def frames_to_batch(video: torch.Tensor) -> torch.Tensor:
+    """[B,C,T,H,W] -> [B*T,C,H,W] so 2D convs run per frame."""
+    b, c, t, h, w = video.shape
+    return video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
+
+def batch_to_sequence(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """[B*T,C] -> [B,C,T]."""
+    return x.reshape(batch, -1, x.shape[-1]).transpose(1, 2)

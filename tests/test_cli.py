@@ -1,0 +1,72 @@
+"""The `edge-sync` command as a user runs it: a real subprocess, real files, exit codes and stderr."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edge_sync.models import io
+from edge_sync.models.legacy import LegacySyncNetFCN, SyncNetS
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_sync.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_help_lists_the_commands():
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ("info", "import-syncnet", "demo"):
+        assert command in out.stdout
+
+
+def test_info_json_reports_contract_and_backends():
+    out = run("info", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["contract"]["max_offset"] == 15 and data["contract"]["video_fps"] == 25
+    assert data["backends"]["torch"]["version"].startswith("2.13")
+
+
+def test_import_syncnet_converts_a_public_checkpoint(tmp_path):
+    original = SyncNetS().eval()
+    torch.save(original.state_dict(), tmp_path / "syncnet_v2.model")
+    out = run("import-syncnet", str(tmp_path / "syncnet_v2.model"), "-o", str(tmp_path / "legacy.pt"))
+    assert out.returncode == 0, out.stderr
+    assert "legacy SyncNet S" in out.stdout
+    model = io.load(tmp_path / "legacy.pt")
+    assert isinstance(model, LegacySyncNetFCN)
+    frames = torch.rand(1, 3, 5, 224, 224) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed_video(frames)[0, :, 0], original.forward_lip(frames)[0])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("import-syncnet", "/nonexistent/syncnet_v2.model", "-o", "x.pt"), "legacy checkpoint not found"),
+    (("demo", "--offset", "40"), "within +-15"),
+])
+def test_errors_are_one_line_and_nonzero(tmp_path, args, message):
+    out = run(*args, cwd=tmp_path)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_checkpoint_is_refused_without_traceback(tmp_path):
+    (tmp_path / "junk.model").write_bytes(b"junk")
+    out = run("import-syncnet", str(tmp_path / "junk.model"), "-o", str(tmp_path / "o.pt"))
+    assert out.returncode == 1 and "not a readable torch checkpoint" in out.stderr
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path):
+    out = run("demo", "--offset", "2", "--workdir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "planted:   +2 frames" in out.stdout and "detected:" in out.stdout
+    assert (tmp_path / "talking_offset+2.mp4").stat().st_size > 10_000

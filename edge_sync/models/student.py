@@ -1,8 +1,7 @@
 """The X3D-style student distilled from the teacher: same inputs and outputs, <= 1/10 of its parameters."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from edge_sync.models.base import SyncModel, SyncModelConfig
 
@@ -11,8 +10,6 @@ from edge_sync.models.base import SyncModel, SyncModelConfig
 class StudentConfig(SyncModelConfig):
     video_trunk: str = "x3d_2plus1d"
     audio_trunk: str = "x3d_mfcc"
-    video_trunk_kwargs: dict[str, Any] = field(default_factory=dict)
-    audio_trunk_kwargs: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 64
     head_hidden: int = 32
 

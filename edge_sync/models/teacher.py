@@ -1,8 +1,7 @@
 """SyncNetFCN, the teacher: fully convolutional encoders that keep time, correlation over -K..K, sync head."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from edge_sync.models.base import SyncModel, SyncModelConfig
 
@@ -14,8 +13,6 @@ class TeacherConfig(SyncModelConfig):
 
     video_trunk: str = "syncnet_conv3d"
     audio_trunk: str = "syncnet_mfcc"
-    video_trunk_kwargs: dict[str, Any] = field(default_factory=dict)
-    audio_trunk_kwargs: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 128
     head_hidden: int = 64
 

@@ -56,6 +56,86 @@ def demo_command(
     typer.echo(result.summary())
 
 
+def _train_config(model: str, data: str, steps: int, batch_size: int, frames: int, lr: float, seed: int,
+                  workers: int, config_json: Optional[Path], device: str, augment: bool, teacher: Optional[str],
+                  half: bool):
+    from edge_sync.training.losses import LossWeights
+    from edge_sync.training.train import TrainConfig
+
+    extra = json.loads(config_json.read_text()) if config_json else {}
+    loss = LossWeights(**extra.pop("loss", {}))
+    aug = extra.pop("augment", DEFAULT_AUGMENT if augment else None)
+    return TrainConfig(model=model, data=data, steps=steps, batch_size=batch_size, frames=frames, lr=lr, seed=seed,
+                       workers=workers, device=device, augment=aug, loss=loss, teacher=teacher, half_weights=half,
+                       **extra)
+
+
+DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "freq_mask": True}
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Option("teacher", help="teacher, student, or a checkpoint path to fine-tune."),
+    data: str = typer.Option("synthetic", help="synthetic, or a folder of your videos (any nesting)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.pt)."),
+    steps: int = typer.Option(2000, help="Optimisation steps."),
+    batch_size: int = typer.Option(16, help="Clips per step (per process under torchrun)."),
+    frames: int = typer.Option(50, help="Frames per training clip."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same clips and initialisation."),
+    workers: int = typer.Option(1, help="Data loader worker processes."),
+    config: Optional[Path] = typer.Option(None, help="JSON with more TrainConfig fields, e.g. model_config, loss."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    augment: bool = typer.Option(True, help="Jitter, crop, flip, colour, frequency masking."),
+    resume: bool = typer.Option(True, help="Continue from OUTPUT.train-state if it exists."),
+    half: bool = typer.Option(False, help="Store the final weights in float16 (bundled weights)."),
+) -> None:
+    """Train a teacher or student; resumable, seeded, runs unchanged under torchrun (DDP)."""
+    from edge_sync.training.train import train
+
+    cfg = _train_config(model, data, steps, batch_size, frames, lr, seed, workers, config, device, augment, None, half)
+    result = train(cfg, output, resume=resume)
+    typer.echo(f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s "
+               f"(final loss {result.final_loss:.3f})")
+
+
+@app.command("distill")
+def distill_command(
+    teacher: str = typer.Option(..., help="Teacher checkpoint (or 'teacher' for the bundled one)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Student checkpoint to write (.pt)."),
+    data: str = typer.Option("synthetic", help="synthetic, or a folder of your videos."),
+    steps: int = typer.Option(2000), batch_size: int = typer.Option(16), frames: int = typer.Option(50),
+    lr: float = typer.Option(2e-3), seed: int = typer.Option(0), workers: int = typer.Option(1),
+    config: Optional[Path] = typer.Option(None, help="JSON with more TrainConfig fields."),
+    device: str = typer.Option("auto"), augment: bool = typer.Option(True), resume: bool = typer.Option(True),
+    half: bool = typer.Option(False, help="Store the final weights in float16."),
+) -> None:
+    """Distil the X3D student from a teacher (KL at temperature + the task loss)."""
+    from edge_sync.training.train import train
+
+    cfg = _train_config("student", data, steps, batch_size, frames, lr, seed, workers, config, device, augment,
+                        teacher, half)
+    result = train(cfg, output, resume=resume)
+    typer.echo(f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s "
+               f"(final loss {result.final_loss:.3f})")
+
+
+@app.command("eval")
+def eval_command(
+    model: list[str] = typer.Option(["student"], "--model", help="Model(s): student, teacher, or checkpoint paths."),
+    data: str = typer.Option("synthetic", help="synthetic (the hold-out split) or a folder of videos."),
+    seed: int = typer.Option(1000, help="Hold-out seed (never used for training)."),
+    count: int = typer.Option(200, help="Clips to evaluate."),
+    frames: int = typer.Option(50, help="Frames per clip."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Accuracy, accuracy@+-1, MAE and temporal consistency per frame and per clip, plus the LRS2 context table."""
+    from edge_sync.training.evaluate_cli import run_eval
+
+    typer.echo(run_eval(model, data, seed, count, frames, json_out, device))
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -59,6 +59,9 @@ TRAIN_VARIANTS = ("m1", "m2", "m3", "m6", "f1", "f2", "f3")
 HOLDOUT_VOICES = ("en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 HOLDOUT_VARIANTS = ("m4", "m5", "m7", "f4", "f5")
 SPLIT_CODES = {"train": 0, "holdout": 1}
+# Clips reuse a fixed bank of utterances per split (each synthesised once and cached); a clip takes a random
+# stretch of one, with its own offset, face, motion and degradations, so clips stay distinct.
+SPEECH_BANK = {"train": 1000, "holdout": 300}
 
 
 def _split_code(split: str) -> int:
@@ -99,11 +102,12 @@ def random_utterance(rng: np.random.Generator, split: str) -> Utterance:
 
 
 def synthesise(utt: Utterance, cache_dir: Path | None = None) -> np.ndarray:
-    """espeak-ng speech as float32 mono 16 kHz, cached as .npy (synthesised once per machine)."""
+    """espeak-ng speech as float32 mono 16 kHz, cached as int16 .npy (synthesised once per machine)."""
     cache = (cache_dir or default_cache_dir()) / "speech"
     path = cache / f"{utt.key()}.npy"
     if path.is_file():
-        return np.load(path)
+        cached = np.load(path)
+        return cached.astype(np.float32) / 32767.0 if cached.dtype == np.int16 else cached.astype(np.float32)
     if shutil.which("espeak-ng") is None:
         raise EdgeSyncError("espeak-ng is not installed; install it with: apt-get install espeak-ng "
                             "(scripts/setup.sh does)")
@@ -114,14 +118,14 @@ def synthesise(utt: Utterance, cache_dir: Path | None = None) -> np.ndarray:
         with wave.open(str(wav), "rb") as w:
             rate = w.getframerate()
             raw = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768.0
-    speech = resample(raw, rate, AUDIO_RATE).astype(np.float32)
+    speech16 = np.round(np.clip(resample(raw, rate, AUDIO_RATE), -1, 1) * 32767).astype(np.int16)
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
     os.close(fd)
     with open(tmp_path, "wb") as f:
-        np.save(f, speech)
+        np.save(f, speech16)
     os.replace(tmp_path, path)
-    return speech
+    return speech16.astype(np.float32) / 32767.0
 
 
 # --- what the mouth does ----------------------------------------------------------------------------
@@ -297,7 +301,8 @@ def make_clip(seed: int, index: int, split: str = "train", frames: int = 50, max
               drift_prob: float = 0.2, cache_dir: Path | None = None, offset: int | None = None) -> SyntheticClip:
     """Clip ``index`` of the (seed, split) set; ``offset`` forces a constant offset (for tests and demos)."""
     rng = np.random.default_rng([seed, index, _split_code(split)])
-    utt = random_utterance(rng, split)
+    bank_index = int(rng.integers(SPEECH_BANK[split]))
+    utt = random_utterance(np.random.default_rng([_split_code(split), bank_index, 7919]), split)
     pad = np.zeros(int(rng.integers(0, 8)) * SAMPLES_PER_FRAME, np.float32)
     speech = np.concatenate([pad, synthesise(utt, cache_dir), pad])
     speech_frames = len(speech) // SAMPLES_PER_FRAME
@@ -339,3 +344,18 @@ class SyntheticSyncDataset:
         clip = make_clip(self.seed, index, self.split, self.frames, self.max_offset, self.drift_prob, self.cache_dir)
         return {"audio": torch.from_numpy(clip.audio), "video": torch.from_numpy(clip.video),
                 "offsets": torch.from_numpy(clip.offsets), "valid": torch.ones(self.frames, dtype=torch.bool)}
+
+
+def prepare_speech_bank(split: str = "train", cache_dir: Path | None = None, progress: bool = True) -> int:
+    """Synthesise every utterance of a split's bank up front (about 0.1 s each), so data loading never waits
+    on espeak-ng. Returns how many were newly synthesised."""
+    from tqdm import tqdm
+
+    cache = (cache_dir or default_cache_dir()) / "speech"
+    made = 0
+    for i in tqdm(range(SPEECH_BANK[split]), desc=f"speech bank ({split})", disable=not progress, unit="utt"):
+        utt = random_utterance(np.random.default_rng([_split_code(split), i, 7919]), split)
+        if not (cache / f"{utt.key()}.npy").is_file():
+            synthesise(utt, cache_dir)
+            made += 1
+    return made

@@ -98,8 +98,12 @@ class SyncModel(nn.Module):
         correlation = shifted_correlation(v, a, self.config.max_offset)
         return {"audio_emb": a, "video_emb": v, "correlation": correlation, "logits": self.head(correlation)}
 
-    def forward(self, audio: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False):
+        """(sync_probs, correlation) per the contract; ``features=True`` returns forward_features' dict
+        (training through DistributedDataParallel must go through forward)."""
         out = self.forward_features(audio, video)
+        if features:
+            return out
         return torch.softmax(out["logits"], dim=1), out["correlation"]
 
     def config_dict(self) -> dict[str, Any]:

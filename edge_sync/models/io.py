@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from edge_sync import __version__
+from edge_sync._atomic import atomic_torch_save
 from edge_sync.errors import CheckpointError
 from edge_sync.models.legacy import LegacySyncNetFCN
 from edge_sync.models.student import StudentConfig, X3DStudent
@@ -82,16 +81,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
         "config": model.config_dict(), "contract": contract_dict(model.contract),
         "state_dict": state, "state_sha256": digest, "meta": meta or {}, "edge_sync_version": __version__,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_torch_save(payload, path)
     return digest
 
 

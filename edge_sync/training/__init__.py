@@ -1,0 +1,1 @@
+"""Training: losses, metrics, the training and distillation loops, self-supervised pre-training."""

@@ -1,0 +1,86 @@
+"""Training as a user runs it: resumable, seeded, the same under torchrun with 2 gloo processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from edge_sync.models import io
+from edge_sync.training.train import TrainConfig, state_path, train
+
+TINY = {"video_trunk_kwargs": {"width": 0.5, "depth": 0.5}, "audio_trunk_kwargs": {"width": 0.5},
+        "embed_dim": 32, "head_hidden": 16, "head_dilations": [1, 2]}
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(model="student", model_config=TINY, steps=4, batch_size=2, frames=12, checkpoint_every=2,
+                warmup_steps=1, lr=3e-3, seed=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_writes_a_loadable_checkpoint_with_its_recipe(tmp_path):
+    result = train(_config(augment={"jitter": True, "flip": True, "colour": True}), tmp_path / "s.pt",
+                   progress=False)
+    assert result.steps == 4 and result.final_loss == result.final_loss  # not NaN
+    model = io.load(tmp_path / "s.pt")
+    meta = model.checkpoint_meta
+    assert meta["steps"] == 4 and meta["recipe"]["seed"] == 5 and meta["recipe"]["augment"]["flip"] is True
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    torch.manual_seed(0)
+    train(_config(), tmp_path / "straight.pt", progress=False)
+    partial = train(_config(), tmp_path / "resumed.pt", progress=False, stop_after=2)
+    assert partial.steps == 2 and not (tmp_path / "resumed.pt").exists()
+    assert state_path(tmp_path / "resumed.pt").is_file()
+    done = train(_config(), tmp_path / "resumed.pt", progress=False)
+    assert done.steps == 4
+    a, b = io.load(tmp_path / "straight.pt"), io.load(tmp_path / "resumed.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_resume_refuses_a_different_recipe(tmp_path):
+    train(_config(), tmp_path / "m.pt", progress=False, stop_after=1)
+    with pytest.raises(ValueError, match="another config"):
+        train(_config(lr=1e-2), tmp_path / "m.pt", progress=False)
+
+
+def test_distillation_uses_the_teacher(tmp_path):
+    train(_config(model="teacher", model_config={"video_trunk_kwargs": {"width": 0.25},
+                                                 "audio_trunk_kwargs": {"width": 0.25}}, steps=2),
+          tmp_path / "t.pt", progress=False)
+    result = train(_config(teacher=str(tmp_path / "t.pt"), steps=2), tmp_path / "s.pt", progress=False)
+    assert "distill" in result.history[-1]
+    assert io.load(tmp_path / "s.pt").checkpoint_meta["recipe"]["teacher"] == str(tmp_path / "t.pt")
+
+
+def test_torchrun_with_two_gloo_processes(tmp_path):
+    """DistributedDataParallel on CPU: the command line a user with several machines would run."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model_config": TINY, "checkpoint_every": 2, "warmup_steps": 1}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "edge_sync.cli", "train", "--model", "student", "--steps", "2", "--batch-size", "2",
+                          "--frames", "12", "--workers", "0", "--device", "cpu", "--no-augment", "--config", str(cfg),
+                          "-o", str(tmp_path / "ddp.pt")], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    model = io.load(tmp_path / "ddp.pt")
+    assert model.checkpoint_meta["world_size"] == 2
+
+
+def test_eval_command_prints_and_writes_the_tables(tmp_path):
+    train(_config(steps=1), tmp_path / "m.pt", progress=False)
+    out = subprocess.run([sys.executable, "-m", "edge_sync.cli", "eval", "--model", str(tmp_path / "m.pt"),
+                          "--count", "3", "--frames", "16", "--json", str(tmp_path / "e.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "temporal" in out.stdout and "LRS2" in out.stdout
+    data = json.loads((tmp_path / "e.json").read_text())
+    res = data["models"][str(tmp_path / "m.pt")]
+    assert 0 <= res["clip"]["accuracy"] <= 1 and res["clips"] == 3 and "5" in res["context"]

@@ -5,4 +5,11 @@ __version__ = "0.1.0"
 
 from edge_sync.errors import CheckpointError, EdgeSyncError, MediaError, MissingExtraError, NoFaceError
 
-__all__ = ["__version__", "EdgeSyncError", "MediaError", "MissingExtraError", "NoFaceError", "CheckpointError"]
+__all__ = ["__version__", "load", "EdgeSyncError", "MediaError", "MissingExtraError", "NoFaceError", "CheckpointError"]
+
+
+def load(path=None, backend: str = "auto", threads=None):
+    """Load an artifact into an :class:`edge_sync.runtimes.Engine` (numpy only; see runtimes.api.load)."""
+    from edge_sync.runtimes.api import load as _load
+
+    return _load(path, backend=backend, threads=threads)

@@ -136,6 +136,57 @@ def eval_command(
     typer.echo(run_eval(model, data, seed, count, frames, json_out, device))
 
 
+@app.command("export")
+def export_command(
+    model: str = typer.Option("student", help="student, teacher, legacy checkpoint, or a checkpoint path."),
+    target: str = typer.Option("onnx", help="onnx (more targets: see edge-sync info), or all."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16 (int8 comes with calibration sets)."),
+    output: Path = typer.Option(Path("artifacts"), "-o", "--output", help="Folder for the artifact directories."),
+    name: Optional[str] = typer.Option(None, help="Artifact name (default: the model's name)."),
+) -> None:
+    """Export a model to deployable artifacts (a directory per target, with a manifest)."""
+    from edge_sync.artifact import read_artifact
+    from edge_sync.exporters.api import export
+
+    paths = export(model, target, precision, output, name=name)
+    rows = []
+    for path in paths:
+        art = read_artifact(path)
+        size = sum(f["bytes"] for f in art.manifest["files"].values())
+        quick = art.manifest.get("parity_quick", {})
+        err = quick.get("max_abs_err", {}).get("sync_probs")
+        rows.append((art.target, art.precision, f"{size / 1e6:.2f} MB", "-" if err is None else f"{err:.1e}"))
+        typer.echo(str(path))
+    typer.echo("\n| target | precision | size | max abs err sync_probs vs PyTorch |\n|---|---|---|---|")
+    for r in rows:
+        typer.echo("| " + " | ".join(r) + " |")
+
+
+@app.command("sync")
+def sync_command(
+    video: Path = typer.Argument(..., help="A video file with a visible face and its soundtrack."),
+    artifact: Optional[Path] = typer.Option(None, help="Artifact directory (default: bundled student ONNX)."),
+    backend: str = typer.Option("auto", help="auto, or a backend name (onnxruntime ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
+) -> None:
+    """Measure the audio/video offset of a video file: decode, face tracks, mouth crops, MFCC, model."""
+    from edge_sync.runtimes.api import load
+
+    engine = load(artifact, backend=backend)
+    result = engine.sync_file(video)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(per_frame=True)))
+        return
+    main = result.main.result
+    typer.echo(f"{video}: offset {main.offset_frames:+d} frames ({main.audio_delay_ms:+.0f} ms, sound late if +; "
+               f"syncnet_python AV offset {main.av_offset:+d}), confidence {main.confidence:.3f}, "
+               f"p={main.probability:.2f}, {main.frames} frames, backend {engine.backend}")
+    for t in result.tracks:
+        if t is not result.main:
+            typer.echo(f"  track {t.track_id} from frame {t.start_frame}: offset {t.result.offset_frames:+d}, "
+                       f"confidence {t.result.confidence:.3f}, {t.result.frames} frames")
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

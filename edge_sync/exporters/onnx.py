@@ -1,0 +1,139 @@
+"""ONNX artifacts: torch.onnx (dynamo) export with a dynamic time axis, checker + shape inference, FP16.
+
+Facts this relies on (DESIGN.md, measured with torch 2.13): the dynamo exporter emits opset 18; the
+correlation is a loop over shifted slices so T stays dynamic; audio time is tied to 4*T. Every export is
+checked against PyTorch at several T, different from the export sample, before the artifact is written.
+"""
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sync._deps import require
+from edge_sync.artifact import write_artifact
+from edge_sync.errors import EdgeSyncError
+from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.spec import AUDIO_INPUTS, audio_steps
+
+log = logging.getLogger(__name__)
+EXPORT_FRAMES = 25  # the sample T used to trace; parity is checked at other T
+PARITY_FRAMES = (7, 25, 100)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def sample_inputs(model: Any, frames: int, batch: int = 1, seed: int = 0):
+    """Real-like random inputs in the contract's ranges (MFCC-scale audio, [-1,1] or 0..255 video)."""
+    import torch
+
+    contract = model.contract
+    g = torch.Generator().manual_seed(seed)
+    a_kind = AUDIO_INPUTS[contract.audio_input]
+    shape = [batch] + [int(s) if s.isdigit() else 0 for s in a_kind.shape[1:]]
+    shape[-1] = audio_steps(frames, contract.audio_input)
+    audio = torch.randn(*shape, generator=g) * (10.0 if contract.audio_input == "mfcc" else 0.1)
+    size = contract.video.size
+    video = torch.rand(batch, 3, frames, size, size, generator=g)
+    video = video * 255.0 if contract.video.std[0] == 1.0 else video * 2 - 1
+    return audio, video
+
+
+def export_onnx_file(model: Any, path: Path, frames: int = EXPORT_FRAMES) -> None:
+    """Trace ``model`` to ``path`` with dynamic batch and time (audio time tied to 4*T)."""
+    torch = require("torch", "export", "ONNX export")
+    require("onnxscript", "export", "ONNX export with torch's dynamo exporter")
+    model = model.eval()
+    audio, video = sample_inputs(model, frames)
+    t = torch.export.Dim("T", min=1, max=100_000)
+    b = torch.export.Dim("B", min=1, max=1024)
+    steps = AUDIO_INPUTS[model.contract.audio_input].steps_per_frame
+    dynamic = {"audio": {0: b, audio.ndim - 1: steps * t}, "video": {0: b, 2: t}}
+    torch.onnx.export(model, (audio, video), str(path), input_names=["audio", "video"],
+                      output_names=["sync_probs", "correlation"], dynamic_shapes=dynamic, dynamo=True,
+                      external_data=False, verbose=False)
+
+
+def check_onnx(path: Path) -> int:
+    """onnx checker + shape inference; returns the opset."""
+    onnx = require("onnx", "export", "checking ONNX graphs")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """FP16 weights and activations, float32 inputs/outputs (keep_io_types) so callers see no change."""
+    onnx = require("onnx", "export", "FP16 conversion")
+    require("onnxruntime", "onnxruntime", "FP16 conversion")
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=["Softmax"])
+    ir = require("onnx_ir", "export", "FP16 conversion")
+    graph = ir.from_proto(model)
+    graph.graph.sort()  # the converter appends its input casts after their users; the checker wants order
+    onnx.save(ir.to_proto(graph), str(dst))
+
+
+def onnx_parity(model: Any, path: Path, frames: tuple[int, ...] = PARITY_FRAMES) -> dict[str, Any]:
+    """Max abs error of both outputs vs PyTorch at several T (dynamic axes really work) on onnxruntime."""
+    import torch
+    ort = require("onnxruntime", "onnxruntime", "checking an ONNX export")
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    result: dict[str, Any] = {"backend": "onnxruntime", "frames": list(frames)}
+    worst = {"sync_probs": 0.0, "correlation": 0.0}
+    agree = []
+    for i, t in enumerate(frames):
+        audio, video = sample_inputs(model, t, batch=1, seed=100 + i)
+        with torch.inference_mode():
+            ref = [x.numpy() for x in model(audio, video)]
+        out = session.run(None, {"audio": audio.numpy(), "video": video.numpy()})
+        for name, r, o in zip(("sync_probs", "correlation"), ref, out):
+            if o.shape != r.shape:
+                raise EdgeSyncError(f"ONNX output {name} has shape {o.shape} at T={t}, PyTorch gives {r.shape}")
+            worst[name] = max(worst[name], float(np.abs(o - r).max()))
+        agree.append(float((out[0].argmax(1) == ref[0].argmax(1)).mean()))
+    result["max_abs_err"] = worst
+    result["frame_offset_agreement"] = float(np.mean(agree))
+    return result
+
+
+def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
+                source: dict[str, Any] | None = None, **_: Any) -> Path:
+    """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest."""
+    if precision not in ("fp32", "fp16"):
+        raise EdgeSyncError(f"ONNX {precision} is not available yet: supported precisions are fp32, fp16")
+    contract = model.contract
+
+    def write(tmp: Path) -> dict[str, Any]:
+        fp32 = tmp / "model.onnx"
+        export_onnx_file(model, fp32)
+        if precision == "fp16":
+            to_fp16(fp32, tmp / "model.fp16.onnx")
+            fp32.unlink()
+            (tmp / "model.fp16.onnx").rename(fp32)
+        opset = check_onnx(fp32)
+        return {"entry": {"model": "model.onnx"}, "opset": opset, "parity_quick": onnx_parity(model, fp32)}
+
+    manifest = {
+        "contract": contract.to_dict(),
+        "time_range": {"min_frames": contract.min_frames, "opt_frames": 100, "max_frames": None, "dynamic": True},
+        "source": source or {},
+        "tools": {k: _version(k) for k in ("torch", "onnx", "onnxscript", "onnxruntime")},
+        "runs_on": ["onnxruntime"],
+    }
+    return write_artifact(out_dir, name, "onnx", precision, write, manifest)
+
+
+register_exporter(ExporterInfo(target="onnx", precisions=("fp32", "fp16"), extra="export",
+                               modules=("torch", "onnx", "onnxscript", "onnxruntime"), export=export_onnx))

@@ -1,0 +1,28 @@
+"""onnxruntime backend: CPU, plus CUDA / TensorRT execution providers when the installed build has them."""
+from __future__ import annotations
+
+import numpy as np
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class OrtSession:
+    def __init__(self, path: str, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        self.providers = [p for p in PREFERRED_PROVIDERS if p in available]
+        self.session = ort.InferenceSession(path, sess_options=opts, providers=self.providers)
+
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # InferenceSession.run is thread-safe: one session serves concurrent callers
+        probs, corr = self.session.run(["sync_probs", "correlation"], {"audio": audio, "video": video})
+        return probs, corr
+
+
+def create(artifact, threads: int | None) -> OrtSession:
+    return OrtSession(str(artifact.file("model")), threads)

@@ -1,0 +1,77 @@
+"""Runtime backend registry: which artifact targets each backend runs, whether it is installed, preference.
+
+``auto`` picks, for an artifact, the installed backend with the lowest preference number among those that
+declare its target; the choice is logged and visible as ``engine.backend``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from edge_sync.errors import EdgeSyncError, MissingExtraError
+
+log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    targets: tuple[str, ...]
+    module: str  # what must import for the backend to be usable
+    extra: str  # pip extra that installs it
+    preference: int  # lower wins under 'auto'
+    factory: str  # "module:function" creating a Session from (artifact, threads)
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def create(self, artifact: Any, threads: int | None) -> Session:
+        if not self.installed():
+            raise MissingExtraError(self.module, self.extra, f"the {self.name} backend")
+        mod, fn = self.factory.split(":")
+        make: Callable[..., Session] = getattr(importlib.import_module(mod), fn)
+        return make(artifact, threads)
+
+
+BACKENDS: dict[str, BackendInfo] = {}
+
+
+def register_backend(info: BackendInfo) -> BackendInfo:
+    BACKENDS[info.name] = info
+    return info
+
+
+register_backend(BackendInfo("onnxruntime", ("onnx",), "onnxruntime", "onnxruntime", 10,
+                             "edge_sync.runtimes.onnxruntime_backend:create"))
+
+
+def choose_backend(artifact: Any, requested: str = "auto") -> BackendInfo:
+    """The backend for an artifact: the requested one if it can run it, else the preferred installed one."""
+    target = artifact.target
+    if requested != "auto":
+        if requested not in BACKENDS:
+            raise EdgeSyncError(f"unknown backend {requested!r}; known: {', '.join(sorted(BACKENDS))}")
+        info = BACKENDS[requested]
+        if target not in info.targets:
+            runners = [b.name for b in BACKENDS.values() if target in b.targets] or ["none yet"]
+            raise EdgeSyncError(f"backend {requested} cannot run a {target} artifact; backends for {target}: "
+                                f"{', '.join(runners)}")
+        return info
+    candidates = sorted((b for b in BACKENDS.values() if target in b.targets), key=lambda b: b.preference)
+    if not candidates:
+        raise EdgeSyncError(f"no runtime backend runs {target} artifacts yet")
+    for info in candidates:
+        if info.installed():
+            log.info("backend auto -> %s for %s (%s)", info.name, artifact.path, target)
+            return info
+    first = candidates[0]
+    raise MissingExtraError(first.module, first.extra, f"running {target} artifacts")

@@ -1,0 +1,74 @@
+"""SyncResult: what every backend returns, computed from the two model outputs with numpy only."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_sync.spec import FRAME_MS, legacy_av_offset
+
+
+def distance_curve(correlation: np.ndarray) -> np.ndarray:
+    """Mean embedding distance per offset, sqrt(2 - 2 cos), over the frames where t+k is inside the clip.
+
+    The same quantity syncnet_python averages (its embeddings are not normalised; ours are), so its
+    'min dist' / 'confidence' arithmetic carries over: confidence = median - min of this curve.
+    """
+    k_max = (correlation.shape[0] - 1) // 2
+    frames = correlation.shape[1]
+    dist = np.sqrt(np.clip(2.0 - 2.0 * correlation.astype(np.float64), 0.0, None))
+    curve = np.full(correlation.shape[0], np.nan)
+    for i, k in enumerate(range(-k_max, k_max + 1)):
+        lo, hi = max(0, -k), min(frames, frames - k)
+        if hi > lo:
+            curve[i] = dist[i, lo:hi].mean()
+    return curve
+
+
+@dataclass
+class SyncResult:
+    """One clip's sync analysis. Offsets k > 0 mean the sound comes late (audio_delay_ms = 40 k)."""
+
+    frame_probs: np.ndarray  # [2K+1, T] softmax over offsets per frame
+    correlation: np.ndarray  # [2K+1, T]
+    frame_offsets: np.ndarray  # [T] argmax per frame
+    frame_confidence: np.ndarray  # [T] probability of the per-frame argmax
+    offset_frames: int  # argmax of the frame-averaged distribution
+    audio_delay_ms: float
+    av_offset: int  # syncnet_python's convention: -offset_frames
+    probability: float  # frame-averaged probability of the clip offset
+    confidence: float  # median - min of the distance curve (syncnet_python's 'confidence')
+    min_dist: float
+    frames: int
+    backend: str = ""
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_outputs(cls, probs: np.ndarray, correlation: np.ndarray, backend: str = "",
+                     seconds: float = 0.0) -> "SyncResult":
+        probs = np.asarray(probs, np.float64)
+        k_max = (probs.shape[0] - 1) // 2
+        mean = probs.mean(axis=1)
+        best = int(np.argmax(mean))
+        curve = distance_curve(np.asarray(correlation))
+        finite = curve[np.isfinite(curve)]
+        k = best - k_max
+        return cls(frame_probs=probs.astype(np.float32), correlation=np.asarray(correlation, np.float32),
+                   frame_offsets=probs.argmax(axis=0) - k_max, frame_confidence=probs.max(axis=0).astype(np.float32),
+                   offset_frames=k, audio_delay_ms=float(k * FRAME_MS), av_offset=legacy_av_offset(k),
+                   probability=float(mean[best]), confidence=float(np.median(finite) - np.min(finite)),
+                   min_dist=float(np.min(finite)), frames=probs.shape[1], backend=backend, seconds=seconds)
+
+    def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "offset_frames": self.offset_frames, "audio_delay_ms": self.audio_delay_ms, "av_offset": self.av_offset,
+            "confidence": round(self.confidence, 4), "probability": round(self.probability, 4),
+            "min_dist": round(self.min_dist, 4), "num_frames": self.frames, "backend": self.backend,
+            "seconds": round(self.seconds, 4), **self.extra,
+        }
+        if per_frame:
+            d["frames"] = [{"frame": int(t), "offset_frames": int(o), "confidence": round(float(c), 4)}
+                           for t, (o, c) in enumerate(zip(self.frame_offsets, self.frame_confidence))]
+        return d

@@ -1,0 +1,106 @@
+"""ONNX export: dynamic time really works, files are hashed, writes are atomic, bad requests are refused."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+pytest.importorskip("onnxscript", reason="pip install 'edge-sync[export]'")
+
+from edge_sync.artifact import ArtifactError, read_artifact  # noqa: E402
+from edge_sync.errors import EdgeSyncError  # noqa: E402
+from edge_sync.exporters.api import export  # noqa: E402
+from edge_sync.models.io import save_checkpoint  # noqa: E402
+from edge_sync.models.student import X3DStudent  # noqa: E402
+from edge_sync.models.teacher import SyncNetFCN, TeacherConfig  # noqa: E402
+from tests.models.helpers import randomise_batchnorm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def student_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "student.pt"
+    save_checkpoint(randomise_batchnorm(X3DStudent()), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fp32_artifact(student_ckpt, tmp_path_factory):
+    return export(student_ckpt, "onnx", "fp32", tmp_path_factory.mktemp("art"))[0]
+
+
+def test_artifact_layout_and_manifest(fp32_artifact, student_ckpt):
+    assert fp32_artifact.name == "student.onnx-fp32"
+    art = read_artifact(fp32_artifact)
+    m = art.manifest
+    assert m["target"] == "onnx" and m["precision"] == "fp32" and m["opset"] >= 17
+    assert m["contract"]["inputs"][0]["name"] == "audio" and m["contract"]["max_offset"] == 15
+    assert m["source"]["checkpoint_sha256"] and m["tools"]["torch"].startswith("2.13")
+    assert set(m["files"]) == {"model.onnx"}
+
+
+@pytest.mark.parametrize("frames", [25, 100, 250])
+def test_fp32_matches_pytorch_at_lengths_other_than_the_export_sample(fp32_artifact, student_ckpt, frames):
+    import onnxruntime as ort
+
+    from edge_sync.exporters.onnx import sample_inputs
+    from edge_sync.models.io import load
+
+    model = load(student_ckpt)
+    audio, video = sample_inputs(model, frames, batch=2, seed=frames)
+    sess = ort.InferenceSession(str(fp32_artifact / "model.onnx"), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"audio": audio.numpy(), "video": video.numpy()})
+    with torch.inference_mode():
+        ref = model(audio, video)
+    assert out[0].shape == (2, 31, frames)
+    assert np.abs(out[0] - ref[0].numpy()).max() <= 1e-4
+    assert np.abs(out[1] - ref[1].numpy()).max() <= 1e-4
+
+
+def test_fp16_keeps_float32_io_and_agrees(student_ckpt, fp32_artifact, tmp_path):
+    import onnx
+
+    path = export(student_ckpt, "onnx", "fp16", tmp_path)[0]
+    art = read_artifact(path)
+    assert art.manifest["parity_quick"]["frame_offset_agreement"] >= 0.95
+    assert (path / "model.onnx").stat().st_size < 0.7 * (fp32_artifact / "model.onnx").stat().st_size
+    graph = onnx.load(str(path / "model.onnx")).graph
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in graph.input)
+
+
+def test_teacher_exports_with_its_correlation_loop(tmp_path):
+    ckpt = tmp_path / "teacher.pt"
+    save_checkpoint(SyncNetFCN(TeacherConfig(video_trunk_kwargs={"width": 0.25},
+                                             audio_trunk_kwargs={"width": 0.25})).eval(), ckpt)
+    art = read_artifact(export(ckpt, "onnx", "fp32", tmp_path / "out")[0])
+    assert art.manifest["parity_quick"]["max_abs_err"]["sync_probs"] <= 1e-4
+
+
+def test_unsupported_precision_and_target_are_refused(student_ckpt, tmp_path):
+    with pytest.raises(EdgeSyncError, match="supported precisions"):
+        export(student_ckpt, "onnx", "int8", tmp_path)
+    with pytest.raises(EdgeSyncError, match="unknown export target"):
+        export(student_ckpt, "coreml2", "fp32", tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_tampering_is_detected(fp32_artifact, tmp_path):
+    import shutil
+
+    copy = tmp_path / fp32_artifact.name
+    shutil.copytree(fp32_artifact, copy)
+    with open(copy / "model.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ArtifactError, match="sha256"):
+        read_artifact(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["spec_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="contract v99"):
+        read_artifact(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        read_artifact(copy)

@@ -298,10 +298,13 @@ def shifted_audio(speech: np.ndarray, start_frame: int, offsets: np.ndarray) -> 
 
 
 def make_clip(seed: int, index: int, split: str = "train", frames: int = 50, max_offset: int = MAX_OFFSET,
-              drift_prob: float = 0.2, cache_dir: Path | None = None, offset: int | None = None) -> SyntheticClip:
-    """Clip ``index`` of the (seed, split) set; ``offset`` forces a constant offset (for tests and demos)."""
+              drift_prob: float = 0.2, cache_dir: Path | None = None, offset: int | None = None,
+              bank_size: int | None = None) -> SyntheticClip:
+    """Clip ``index`` of the (seed, split) set; ``offset`` forces a constant offset (for tests and demos).
+    ``bank_size`` uses only the first utterances of the split's speech bank (e.g. where espeak-ng is absent
+    and only a copied part of the bank is available)."""
     rng = np.random.default_rng([seed, index, _split_code(split)])
-    bank_index = int(rng.integers(SPEECH_BANK[split]))
+    bank_index = int(rng.integers(bank_size or SPEECH_BANK[split]))
     utt = random_utterance(np.random.default_rng([_split_code(split), bank_index, 7919]), split)
     pad = np.zeros(int(rng.integers(0, 8)) * SAMPLES_PER_FRAME, np.float32)
     speech = np.concatenate([pad, synthesise(utt, cache_dir), pad])
@@ -326,8 +329,10 @@ class SyntheticSyncDataset:
     """
 
     def __init__(self, count: int, frames: int = 50, seed: int = 0, split: str = "train",
-                 max_offset: int = MAX_OFFSET, drift_prob: float = 0.2, cache_dir: Path | None = None) -> None:
+                 max_offset: int = MAX_OFFSET, drift_prob: float = 0.2, cache_dir: Path | None = None,
+                 bank_size: int | None = None) -> None:
         _split_code(split)
+        self.bank_size = bank_size
         if count < 1 or frames < 1:
             raise ValueError("count and frames must be >= 1")
         self.count, self.frames, self.seed, self.split = count, frames, seed, split
@@ -341,19 +346,21 @@ class SyntheticSyncDataset:
 
         if not 0 <= index < self.count:
             raise IndexError(index)
-        clip = make_clip(self.seed, index, self.split, self.frames, self.max_offset, self.drift_prob, self.cache_dir)
+        clip = make_clip(self.seed, index, self.split, self.frames, self.max_offset, self.drift_prob, self.cache_dir,
+                         bank_size=self.bank_size)
         return {"audio": torch.from_numpy(clip.audio), "video": torch.from_numpy(clip.video),
                 "offsets": torch.from_numpy(clip.offsets), "valid": torch.ones(self.frames, dtype=torch.bool)}
 
 
-def prepare_speech_bank(split: str = "train", cache_dir: Path | None = None, progress: bool = True) -> int:
+def prepare_speech_bank(split: str = "train", cache_dir: Path | None = None, progress: bool = True,
+                        bank_size: int | None = None) -> int:
     """Synthesise every utterance of a split's bank up front (about 0.1 s each), so data loading never waits
     on espeak-ng. Returns how many were newly synthesised."""
     from tqdm import tqdm
 
     cache = (cache_dir or default_cache_dir()) / "speech"
     made = 0
-    for i in tqdm(range(SPEECH_BANK[split]), desc=f"speech bank ({split})", disable=not progress, unit="utt"):
+    for i in tqdm(range(bank_size or SPEECH_BANK[split]), desc=f"speech bank ({split})", disable=not progress, unit="utt"):
         utt = random_utterance(np.random.default_rng([_split_code(split), i, 7919]), split)
         if not (cache / f"{utt.key()}.npy").is_file():
             synthesise(utt, cache_dir)

@@ -50,6 +50,7 @@ class TrainConfig:
     device: str = "auto"
     half_weights: bool = False  # store the final checkpoint in float16 (bundled weights)
     cache_dir: str | None = None
+    speech_bank: int | None = None  # synthetic data: use only the first N utterances of the speech bank
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -101,12 +102,14 @@ def build_dataset(config: TrainConfig, world: int) -> Dataset:
         from edge_sync.data.synthetic import SyntheticSyncDataset, prepare_speech_bank
 
         if _dist_info()[0] == 0:
-            prepare_speech_bank("train", Path(config.cache_dir) if config.cache_dir else None)
+            prepare_speech_bank("train", Path(config.cache_dir) if config.cache_dir else None,
+                                bank_size=config.speech_bank)
         if dist.is_initialized():
             dist.barrier()
         count = config.steps * config.batch_size * world
         return SyntheticSyncDataset(count=count, frames=config.frames, seed=config.seed, split="train",
-                                    cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+                                    cache_dir=Path(config.cache_dir) if config.cache_dir else None,
+                                    bank_size=config.speech_bank)
     from edge_sync.data.folders import VideoFolderDataset
 
     root = Path(config.data)

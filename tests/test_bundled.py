@@ -1,0 +1,40 @@
+"""The bundled weights really detect sync: hold-out synthetic clips and real-photo clips they never saw."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_sync.models.io import bundled_path
+
+pytestmark = pytest.mark.skipif(not bundled_path("student").is_file(),
+                                reason="no bundled student yet: bash scripts/train_bundled.sh student-direct bundle")
+
+
+def test_bundled_student_on_held_out_synthetic_clips():
+    from edge_sync.data.synthetic import SyntheticSyncDataset
+    from edge_sync.models.io import load
+    from edge_sync.training.evaluate import evaluate
+
+    dataset = SyntheticSyncDataset(count=24, frames=50, seed=4242, split="holdout", drift_prob=0.0)
+    result = evaluate(load("student"), dataset, contexts=(15,))
+    assert result.clip["accuracy_pm1"] >= 0.95, result.clip
+    assert result.clip["accuracy"] >= 0.9, result.clip
+
+
+@pytest.mark.parametrize("offset", [-7, 0, 4])
+def test_bundled_artifact_syncs_real_photo_clips(tmp_path, offset):
+    """The whole runtime pipeline (decode, face track, mouth crop, MFCC, ONNX model) on a real face."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    clip = make_talking_photo_clip(tmp_path / "c.mp4", "Please check that the sound and the lips agree on this clip.",
+                                   offset_frames=offset, seed=offset + 50, voice="en-gb+m4", speed=165)
+    out = subprocess.run([sys.executable, "-m", "edge_sync.cli", "sync", str(clip.path), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    assert abs(data["offset_frames"] - offset) <= 1, data
+    assert data["audio_delay_ms"] == 40 * data["offset_frames"] and data["av_offset"] == -data["offset_frames"]

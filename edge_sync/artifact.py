@@ -73,6 +73,7 @@ def write_artifact(out_dir: str | Path, name: str, target: str, precision: str,
             "edge_sync": __version__, **manifest, **extra, "files": _file_table(tmp),
         }
         (tmp / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=False, default=str) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; artifacts are meant to be copied to devices and shared
         backup = None
         if final.exists():
             backup = out_dir / f".{final.name}.old"

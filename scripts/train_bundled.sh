@@ -1,41 +1,36 @@
 #!/usr/bin/env bash
-# Reproduce the bundled weights with the repo's own recipe, on this 2-core CPU (or pass DEVICE=cuda).
-#   bash scripts/train_bundled.sh student-direct   # the student trained directly on synthetic clips (~1 h here)
-#   bash scripts/train_bundled.sh teacher          # the SyncNetFCN teacher
-#   bash scripts/train_bundled.sh distill          # the student distilled from runs/teacher.pt
-#   bash scripts/train_bundled.sh bundle           # evaluate on the hold-out set and copy into edge_sync/weights/
-# Every stage is resumable: rerun the same line after an interruption.
+# Reproduce the bundled weights with the repo's own recipe.
+#   bash scripts/train_bundled.sh teacher          # SyncNetFCN teacher                -> runs/teacher.pt
+#   bash scripts/train_bundled.sh distill          # X3D student distilled from it      -> runs/student_distilled.pt
+#   bash scripts/train_bundled.sh student-direct   # X3D student trained without a teacher (baseline row)
+#   bash scripts/train_bundled.sh bundle           # hold-out eval, float16 copies + ONNX artifact in edge_sync/weights/
+# Every stage is resumable: rerun the same line after an interruption (same settings).
+#
+# This 2-core CPU (defaults): batch 16, one data worker, OMP_NUM_THREADS=1; the student takes ~52 min, the teacher
+# several hours. The bundled teacher and student were trained on one H200 with
+#   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 bash scripts/train_bundled.sh teacher   (3000 steps, 24 min)
+#   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 bash scripts/train_bundled.sh distill   (2500 steps, 22 min)
+# (BANK=400: only the first 400 utterances of the speech bank, copied there because espeak-ng is not installed;
+#  point EDGE_SYNC_CACHE at the copied bank.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/edge-sync
-DEVICE=${DEVICE:-auto}
-# two cores: one for the data worker, one for the model; more threads only fight over them
+[ -x "$E" ] || E="python3 -m edge_sync.cli"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-COMMON=(--batch-size 16 --frames 40 --workers "${WORKERS:-1}" --device "$DEVICE")
-stage=${1:-student-direct}
+cfg=$(mktemp --suffix .json)
+if [ -n "${BANK:-}" ]; then echo "{\"speech_bank\": $BANK, \"checkpoint_every\": 250}" > "$cfg"; else echo '{"checkpoint_every": 250}' > "$cfg"; fi
+COMMON=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$cfg")
+stage=${1:-}
 case "$stage" in
+  teacher)        $E train --model teacher --steps "${STEPS:-3000}" --lr 2e-3 --half "${COMMON[@]}" -o runs/teacher.pt ;;
+  distill)        $E distill --teacher runs/teacher.pt --steps "${STEPS:-2500}" --lr 3e-3 --half "${COMMON[@]}" \
+                    -o runs/student_distilled.pt ;;
   student-direct) $E train --model student --steps "${STEPS:-2500}" --lr 3e-3 "${COMMON[@]}" -o runs/student_direct.pt ;;
-  teacher)        $E train --model teacher --steps "${STEPS:-3000}" --lr 2e-3 "${COMMON[@]}" -o runs/teacher.pt ;;
-  distill)        $E distill --teacher runs/teacher.pt --steps "${STEPS:-2500}" --lr 3e-3 "${COMMON[@]}" -o runs/student.pt ;;
   bundle)
-    student=${STUDENT:-runs/student_direct.pt}
-    models=("$student"); [ -f runs/teacher.pt ] && models+=(runs/teacher.pt)
-    args=(); for m in "${models[@]}"; do args+=(--model "$m"); done
-    $E eval "${args[@]}" --count 200 --frames 50 --seed 1000 --json runs/eval_holdout.json | tee runs/eval_holdout.md
-    mkdir -p edge_sync/weights
-    # bundled copies are stored in float16 (a few MB in git); loading casts back to float32
-    .venv/bin/python - "$student" <<'PY'
-import sys
-from pathlib import Path
-from edge_sync.models.io import load, save_checkpoint
-pairs = [(sys.argv[1], "edge_sync/weights/student.pt")]
-if Path("runs/teacher.pt").is_file():
-    pairs.append(("runs/teacher.pt", "edge_sync/weights/teacher.pt"))
-for src, dst in pairs:
-    model = load(src)
-    save_checkpoint(model, dst, meta={**model.checkpoint_meta, "bundled_from": src}, half=True)
-PY
-    .venv/bin/python scripts/describe_weights.py runs/eval_holdout.json
+    student=${STUDENT:-runs/student_distilled.pt}
+    $E eval --model runs/teacher.pt --model "$student" --count 200 --frames 50 --seed 1000 \
+      --json runs/eval_holdout.json | tee runs/eval_holdout.md
+    .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
-  *) echo "unknown stage $stage (student-direct | teacher | distill | bundle)" >&2; exit 2 ;;
+  *) echo "usage: $0 teacher | distill | student-direct | bundle" >&2; exit 2 ;;
 esac

@@ -1,7 +1,9 @@
 """Evaluate a PyTorch sync model on labelled clips: per-frame, per-clip and the LRS2 context protocol.
 
-The context protocol feeds the model *only* the c frames of each window (not a longer clip whose head has
-already pooled evidence from outside it), so a "5-frame" number means what it means in the literature.
+Context protocol: as for SyncNet on LRS2, the evidence is the per-frame audio-video similarity at each offset
+(our ``correlation`` output, whose encoders see about 9 frames, like SyncNet's 5-frame windows), averaged over
+c consecutive frames, with the audio of every offset -15..15 available around the window. The same protocol
+on the sync head's per-frame probabilities (which already pool ~31 frames) is reported as ``context_head``.
 """
 from __future__ import annotations
 
@@ -38,23 +40,13 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def _probs(model: nn.Module, audio: torch.Tensor, video: torch.Tensor, device: torch.device) -> np.ndarray:
-    probs, _ = model(audio.to(device), video.to(device))
-    return probs.float().cpu().numpy()
-
-
-def _windows(audio: torch.Tensor, video: torch.Tensor, offsets: torch.Tensor, c: int, stride: int):
-    """Cut a batch of clips into c-frame windows (each window is its own model input)."""
-    frames = video.shape[2]
-    starts = range(0, frames - c + 1, stride)
-    a = torch.cat([audio[..., 4 * s:4 * (s + c)] for s in starts])
-    v = torch.cat([video[:, :, s:s + c] for s in starts])
-    y = torch.cat([offsets[:, s:s + c] for s in starts])
-    return a, v, y
+def _outputs(model: nn.Module, audio: torch.Tensor, video: torch.Tensor, device: torch.device):
+    probs, corr = model(audio.to(device), video.to(device))
+    return probs.float().cpu().numpy(), corr.float().cpu().numpy()
 
 
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8, contexts: Iterable[int] = DEFAULT_CONTEXTS,
-             context_stride: int = 5, device: str | torch.device = "cpu", progress: bool = False) -> EvalResult:
+             context_stride: int = 1, device: str | torch.device = "cpu", progress: bool = False) -> EvalResult:
     """Clip-level offset = argmax of the frame-averaged distribution; truth = the median per-frame offset."""
     from tqdm import tqdm
 
@@ -62,33 +54,24 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8, contexts: 
     model = model.to(device).eval()
     contexts = tuple(contexts)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    clip_probs, clip_truth, preds, truths, valids = [], [], [], [], []
-    window_scores: dict[int, list[np.ndarray]] = {c: [] for c in contexts}
-    window_truth: dict[int, list[np.ndarray]] = {c: [] for c in contexts}
+    clip_probs, clip_corr, clip_truth, frame_truth, preds, truths, valids = [], [], [], [], [], [], []
     frames = 0
     for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
-        audio, video, offsets = batch["audio"], batch["video"], batch["offsets"]
-        frames = video.shape[2]
-        probs = _probs(model, audio, video, device)
-        y = offsets.numpy()
+        frames = batch["video"].shape[2]
+        probs, corr = _outputs(model, batch["audio"], batch["video"], device)
+        y = batch["offsets"].numpy()
         valid = batch["valid"].numpy() if "valid" in batch else np.ones_like(y, bool)
         preds.append(predicted_offsets(probs))
         truths.append(y)
         valids.append(valid)
         clip_probs.extend(list(probs))
+        clip_corr.extend(list(corr))
+        frame_truth.extend(list(y))
         clip_truth.extend(int(np.median(t)) for t in y)
-        for c in contexts:
-            if frames < c:
-                continue
-            a, v, wy = _windows(audio, video, offsets, c, context_stride)
-            wp = np.concatenate([_probs(model, a[i:i + 64], v[i:i + 64], device) for i in range(0, len(a), 64)])
-            window_scores[c].extend(list(wp))
-            window_truth[c].extend(list(wy.numpy()))
     frame = frame_metrics(np.concatenate(preds), np.concatenate(truths), np.concatenate(valids))
     clip = clip_metrics(clip_probs, clip_truth)
-    context = {}
-    for c in contexts:
-        context.update(context_accuracy(window_scores[c], window_truth[c], contexts=(c,)) if window_scores[c]
-                       else {c: float("nan")})
+    context = context_accuracy(clip_corr, frame_truth, contexts=contexts, stride=context_stride)
+    context_head = context_accuracy(clip_probs, frame_truth, contexts=contexts, stride=context_stride)
     return EvalResult(frame, clip, context, len(clip_probs), frames,
-                      extra={"context_stride": context_stride})
+                      extra={"context_stride": context_stride, "context_evidence": "correlation",
+                             "context_head": {str(k): v for k, v in context_head.items()}})

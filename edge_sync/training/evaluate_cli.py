@@ -22,18 +22,22 @@ def _dataset(data: str, seed: int, count: int, frames: int):
 def run_eval(models: list[str], data: str, seed: int, count: int, frames: int, json_out: Path | None,
              device: str = "cpu") -> str:
     dataset = _dataset(data, seed, count, frames)
-    rows, contexts, results = {}, {}, {}
+    rows, contexts, heads, results = {}, {}, {}, {}
     for name in models:
         model = load(name)
         res = evaluate(model, dataset, device=device, progress=True)
         label = f"{name} ({parameter_count(model):,} params)"
         rows[label] = res.summary_row()
         contexts[label] = res.context
+        heads[label] = {int(k): v for k, v in res.extra["context_head"].items()}
         results[name] = {**res.to_dict(), "params": parameter_count(model)}
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"data": data, "seed": seed, "count": count, "frames": frames,
                                         "models": results}, indent=2, default=float))
     return (f"{count} hold-out clips of {frames} frames ({data}, seed {seed})\n\n"
-            + metrics_table_markdown(rows) + "\n\nLRS2 context protocol (model sees only the window):\n\n"
-            + context_table_markdown(contexts))
+            + metrics_table_markdown(rows)
+            + "\n\nLRS2 context protocol (per-frame similarity evidence averaged over c frames, +-1 frame):\n\n"
+            + context_table_markdown(contexts)
+            + "\n\nSame protocol on the sync head's per-frame probabilities (the head already pools ~31 frames):\n\n"
+            + context_table_markdown(heads, include_published=False))

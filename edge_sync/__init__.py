@@ -8,8 +8,8 @@ from edge_sync.errors import CheckpointError, EdgeSyncError, MediaError, Missing
 __all__ = ["__version__", "load", "EdgeSyncError", "MediaError", "MissingExtraError", "NoFaceError", "CheckpointError"]
 
 
-def load(path=None, backend: str = "auto", threads=None):
+def load(path=None, backend: str = "auto", **options):
     """Load an artifact into an :class:`edge_sync.runtimes.Engine` (numpy only; see runtimes.api.load)."""
     from edge_sync.runtimes.api import load as _load
 
-    return _load(path, backend=backend, threads=threads)
+    return _load(path, backend=backend, **options)

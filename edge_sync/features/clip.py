@@ -22,13 +22,26 @@ CROP_FOR_PREPROCESSING = {MOUTH.name: "mouth", LEGACY_FACE.name: "legacy_face"}
 
 @dataclass
 class ClipSegment:
-    """Frames [start, start + frames) of one face track, with no gap, as model inputs."""
+    """Frames [start, start + frames) of one face track, with no gap, as model inputs.
+
+    Crops stay uint8 (a quarter of float32's memory); ``video`` / ``video_window`` normalise on demand.
+    """
 
     track_id: int
     start: int
     frames: int
     audio: np.ndarray  # float32 [1, 1, 13, 4 * frames]
-    video: np.ndarray  # float32 [1, 3, frames, S, S]
+    crops: np.ndarray  # uint8 [frames, S, S, 3] RGB
+    preprocessing: VideoPreprocessing
+
+    @property
+    def video(self) -> np.ndarray:
+        """float32 [1, 3, frames, S, S] model input for the whole segment."""
+        return to_model_input(self.crops, self.preprocessing)
+
+    def video_window(self, lo: int, hi: int) -> np.ndarray:
+        """float32 [1, 3, hi - lo, S, S] for frames lo..hi-1 of the segment."""
+        return to_model_input(self.crops[lo:hi], self.preprocessing)
 
 
 @dataclass
@@ -63,7 +76,7 @@ def _segments(track: FaceTrack, mfcc: np.ndarray, crop: str, preprocessing: Vide
             continue
         start = int(track.frames[i])
         out.append(ClipSegment(track.track_id, start, j - i, np.ascontiguousarray(mfcc[..., 4 * start:4 * (start + j - i)]),
-                               to_model_input(crops[i:j], preprocessing)))
+                               crops[i:j], preprocessing))
     return out
 
 

@@ -19,6 +19,11 @@ from edge_sync.spec import PREPROCESSING, ModelContract, check_pair
 
 log = logging.getLogger(__name__)
 BUNDLED_ARTIFACT = Path(__file__).resolve().parent.parent / "weights" / "student.onnx-fp32"
+WINDOW_FRAMES = 250  # longer clips run in overlapping windows: bounded memory, same result
+# Frames of context each side of a window. An output frame depends on the correlation of +-K frames, the
+# encoders' temporal reach (~5 frames) and the head's reach (~15 frames): 48 covers the bundled models; an
+# artifact may declare its own as manifest["receptive_field_frames"].
+DEFAULT_CONTEXT_FRAMES = 48
 
 
 def contract_from_manifest(manifest: dict[str, Any]) -> ModelContract:
@@ -70,8 +75,11 @@ class Engine:
     """A loaded artifact on one backend. ``run`` is safe to call from several threads (the backends' sessions
     are; this class keeps no per-call state)."""
 
-    def __init__(self, artifact: Artifact, backend: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, artifact: Artifact, backend: str = "auto", threads: int | None = None,
+                 window_frames: int = WINDOW_FRAMES) -> None:
         self.artifact = artifact
+        self.window_frames = window_frames
+        self.context_frames = int(artifact.manifest.get("receptive_field_frames", DEFAULT_CONTEXT_FRAMES))
         self.contract = contract_from_manifest(artifact.manifest)
         info = choose_backend(artifact, backend)
         self.backend = info.name
@@ -82,17 +90,36 @@ class Engine:
         return self.artifact.manifest
 
     def run(self, audio: np.ndarray, video: np.ndarray) -> SyncResult:
-        """One clip: audio [1,1,13,4T], video [1,3,T,S,S] float32 per the contract -> SyncResult."""
+        """One clip: audio [1,1,13,4T], video [1,3,T,S,S] float32 per the contract -> SyncResult.
+
+        Clips longer than ``window_frames`` run in windows with ``context_frames`` of overlap each side, and
+        only each window's centre is kept, so the result equals a single pass with bounded memory.
+        """
         frames = check_pair(audio, video, self.contract)
         if audio.shape[0] != 1:
             raise ValueError(f"run takes one clip (batch 1), got batch {audio.shape[0]}; loop over clips")
+        return self._windowed(audio, lambda lo, hi: np.ascontiguousarray(video[:, :, lo:hi]), frames)
+
+    def _windowed(self, audio: np.ndarray, video_window, frames: int) -> SyncResult:
         start = time.perf_counter()
-        probs, corr = self._session.run(np.ascontiguousarray(audio), np.ascontiguousarray(video))
+        steps = audio.shape[-1] // frames
+        probs_parts, corr_parts = [], []
+        for lo in range(0, frames, self.window_frames):
+            hi = min(frames, lo + self.window_frames)
+            a, b = max(0, lo - self.context_frames), min(frames, hi + self.context_frames)
+            p, c = self._session.run(np.ascontiguousarray(audio[..., a * steps:b * steps]), video_window(a, b))
+            if p.shape[-1] != b - a:
+                raise ArtifactError(f"{self.artifact.path} returned {p.shape[-1]} frames for {b - a}: the artifact "
+                                    "does not keep time as the contract says")
+            probs_parts.append(p[0, :, lo - a:hi - a])
+            corr_parts.append(c[0, :, lo - a:hi - a])
         seconds = time.perf_counter() - start
-        if probs.shape[-1] != frames:
-            raise ArtifactError(f"{self.artifact.path} returned {probs.shape[-1]} frames for {frames}: the artifact "
-                                "does not keep time as the contract says")
-        return SyncResult.from_outputs(probs[0], corr[0], backend=self.backend, seconds=seconds)
+        return SyncResult.from_outputs(np.concatenate(probs_parts, axis=1), np.concatenate(corr_parts, axis=1),
+                                       backend=self.backend, seconds=seconds)
+
+    def run_segment(self, segment) -> SyncResult:
+        """A prepared clip segment (uint8 crops normalised window by window, so memory stays bounded)."""
+        return self._windowed(segment.audio, segment.video_window, segment.frames)
 
     def sync_file(self, path: str | Path, detect_every: int = 5) -> FileSync:
         """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track."""
@@ -100,16 +127,17 @@ class Engine:
 
         start = time.perf_counter()
         prepared = prepare_clip(path, preprocessing=self.contract.video, detect_every=detect_every)
-        tracks = [TrackSync(seg.track_id, seg.start, self.run(seg.audio, seg.video)) for seg in prepared.segments]
+        tracks = [TrackSync(seg.track_id, seg.start, self.run_segment(seg)) for seg in prepared.segments]
         return FileSync(str(path), prepared.num_frames, tracks, prepared.frames_without_face.tolist(),
                         time.perf_counter() - start)
 
 
-def load(path: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> Engine:
+def load(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
+         window_frames: int = WINDOW_FRAMES) -> Engine:
     """Load an artifact directory (default: the bundled student ONNX) on ``backend`` ('auto' picks)."""
     if path is None:
         if not BUNDLED_ARTIFACT.is_dir():
             raise ArtifactError(f"no bundled artifact at {BUNDLED_ARTIFACT}; pass --artifact DIR "
                                 "(make one with: edge-sync export --target onnx -o DIR)")
         path = BUNDLED_ARTIFACT
-    return Engine(read_artifact(path), backend=backend, threads=threads)
+    return Engine(read_artifact(path), backend=backend, threads=threads, window_frames=window_frames)

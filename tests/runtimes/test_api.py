@@ -144,3 +144,23 @@ def test_cli_sync_errors_are_one_line(tmp_path, artifact):
                           str(artifact)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "empty" in out.stderr
+
+
+@pytest.mark.parametrize("window", [40, 100])
+def test_long_clips_in_windows_equal_a_single_pass(artifact, window):
+    """Windowed inference (bounded memory) must give the single-pass result, not an approximation."""
+    audio, video = _inputs(230, seed=9)
+    single = edge_sync.load(artifact, window_frames=10_000).run(audio, video)
+    windowed = edge_sync.load(artifact, window_frames=window).run(audio, video)
+    np.testing.assert_allclose(windowed.frame_probs, single.frame_probs, atol=1e-5)
+    np.testing.assert_allclose(windowed.correlation, single.correlation, atol=1e-5)
+    assert windowed.offset_frames == single.offset_frames
+
+
+def test_too_little_context_would_differ(artifact):
+    """The equality above is not vacuous: without enough overlap the windows disagree with a single pass."""
+    audio, video = _inputs(230, seed=9)
+    single = edge_sync.load(artifact, window_frames=10_000).run(audio, video)
+    engine = edge_sync.load(artifact, window_frames=40)
+    engine.context_frames = 2
+    assert np.abs(engine.run(audio, video).frame_probs - single.frame_probs).max() > 1e-3

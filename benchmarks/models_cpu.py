@@ -63,7 +63,7 @@ def main() -> None:
     base = rows[0]["frames_per_s"]
     print(f"PyTorch {torch.__version__} CPU, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"T={t}, median of {args.repeat}")
-    print(f"| model | parameters | ms / 100 frames | frames/s | x original |\n|---|---:|---:|---:|---:|")
+    print("| model | parameters | ms / 100 frames | frames/s | x original |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['model']} | {r['params']:,} | {r['ms_per_100_frames']:.1f} | {r['frames_per_s']:.0f} | "
               f"{r['frames_per_s'] / base:.1f} |")

@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edge_sync.errors import CheckpointError
+from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import FRAME_MS, MAX_OFFSET, legacy_av_offset
 
 log = logging.getLogger(__name__)
@@ -74,9 +73,7 @@ def run_demo(workdir: Path, offset_frames: int = 3, model: str = "student", seed
     prepared = prepare_clip(clip.path, preprocessing=net.contract.video)
     segment = prepared.main_segment()
     with torch.inference_mode():
-        probs, _ = net(torch.from_numpy(segment.audio), torch.from_numpy(segment.video))
-    mean = probs[0].mean(dim=1).numpy()
-    detected = int(np.argmax(mean)) - MAX_OFFSET
-    confidence = float(np.max(mean) - np.median(mean))
-    return DemoResult(clip.path, offset_frames, detected, confidence, segment.frames, model, trained,
-                      time.perf_counter() - start)
+        probs, corr = net(torch.from_numpy(segment.audio), torch.from_numpy(segment.video))
+    result = SyncResult.from_outputs(probs[0].numpy(), corr[0].numpy())  # the numbers `edge-sync sync` reports
+    return DemoResult(clip.path, offset_frames, result.offset_frames, result.confidence, segment.frames, model,
+                      trained, time.perf_counter() - start)

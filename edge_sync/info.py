@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from edge_sync import __version__
+from edge_sync._paths import WEIGHTS_DIR
 from edge_sync.spec import AUDIO_RATE, MAX_OFFSET, MOUTH, SPEC_VERSION, VIDEO_FPS
 
 # distribution name -> the extra that installs it
@@ -15,10 +15,10 @@ BACKEND_DISTRIBUTIONS: dict[str, str] = {
     "torch": "export", "onnx": "export", "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "openvino",
     "coremltools": "coreml", "ai-edge-litert": "tflite", "tensorrt": "tensorrt", "transformers": "trunks",
 }
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-def _version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
+    """Installed version of a distribution, without importing it (None when absent)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -35,10 +35,10 @@ def collect_info() -> dict[str, Any]:
         "edge_sync": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
-        "numpy": _version("numpy"),
+        "numpy": dist_version("numpy"),
         "contract": {"spec_version": SPEC_VERSION, "video_fps": VIDEO_FPS, "audio_rate": AUDIO_RATE,
                      "max_offset": MAX_OFFSET, "video_input": f"{MOUTH.size}x{MOUTH.size} {MOUTH.name}"},
-        "backends": {dist: {"version": _version(dist), "extra": extra} for dist, extra in BACKEND_DISTRIBUTIONS.items()},
+        "backends": {dist: {"version": dist_version(dist), "extra": extra} for dist, extra in BACKEND_DISTRIBUTIONS.items()},
         "bundled_weights": weights,
     }
 

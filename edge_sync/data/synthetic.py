@@ -248,7 +248,7 @@ def render_video(look: Look, opening: np.ndarray, spread: np.ndarray, rng: np.ra
     """[T, 112, 112, 3] uint8 RGB with slow head motion (a smoothed random walk) and light flicker."""
     frames = len(opening)
     size = MOUTH.size
-    background = _lit_background(look, size + 0, rng).astype(np.float32)
+    background = _lit_background(look, size, rng).astype(np.float32)
     walk = np.cumsum(rng.normal(0, 0.6, (frames, 3)), axis=0)
     walk -= walk.mean(0)
     walk = np.clip(walk * [1.0, 0.7, 1.2], [-7, -5, -8], [7, 5, 8])

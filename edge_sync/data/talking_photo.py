@@ -7,18 +7,13 @@ whole pipeline (decode, face track, mouth crop, model) is exercised on footage i
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_sync.errors import EdgeSyncError
-from edge_sync.features.mfcc import resample
+from edge_sync.data.synthetic import Utterance, articulation, synthesise
 from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
 
@@ -40,27 +35,13 @@ def astronaut() -> Portrait:
 
 
 def speak(text: str, voice: str = "en-us", speed: int = 150, pitch: int = 50) -> np.ndarray:
-    """Real speech from espeak-ng as float32 mono at 16 kHz."""
-    if shutil.which("espeak-ng") is None:
-        raise EdgeSyncError("espeak-ng is not installed; install it with: apt-get install espeak-ng")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
-                       check=True, capture_output=True)
-        with wave.open(str(wav), "rb") as w:
-            rate = w.getframerate()
-            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768.0
-    return resample(samples, rate, AUDIO_RATE).astype(np.float32)
+    """Real speech from espeak-ng as float32 mono at 16 kHz (cached like the training speech bank)."""
+    return synthesise(Utterance(text, voice, speed, pitch))
 
 
 def mouth_openness(audio: np.ndarray, frames: int) -> np.ndarray:
     """Per-frame jaw opening in 0..1 from the speech loudness envelope (what a viewer sees move)."""
-    audio = np.pad(audio, (0, max(0, frames * SAMPLES_PER_FRAME - len(audio))))
-    rms = np.sqrt((audio[: frames * SAMPLES_PER_FRAME].reshape(frames, -1) ** 2).mean(axis=1))
-    level = np.log10(rms + 1e-4)
-    lo, hi = np.percentile(level, 10), np.percentile(level, 98)
-    open_ = np.clip((level - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    return np.convolve(open_, [0.25, 0.5, 0.25], mode="same")
+    return articulation(audio, frames)[0]
 
 
 def _jaw_warp(image: np.ndarray, portrait: Portrait, opening_px: float) -> np.ndarray:

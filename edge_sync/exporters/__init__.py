@@ -6,6 +6,7 @@ returns the artifact directory written by :mod:`edge_sync.artifact`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -7,7 +7,6 @@ checked against PyTorch at several T, different from the export sample, before t
 from __future__ import annotations
 
 import logging
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,12 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.info import dist_version
 from edge_sync.spec import AUDIO_INPUTS, audio_steps
 
 log = logging.getLogger(__name__)
 EXPORT_FRAMES = 25  # the sample T used to trace; parity is checked at other T
 PARITY_FRAMES = (7, 25, 100)
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def sample_inputs(model: Any, frames: int, batch: int = 1, seed: int = 0):
@@ -129,7 +122,7 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
         "contract": contract.to_dict(),
         "time_range": {"min_frames": contract.min_frames, "opt_frames": 100, "max_frames": None, "dynamic": True},
         "source": source or {},
-        "tools": {k: _version(k) for k in ("torch", "onnx", "onnxscript", "onnxruntime")},
+        "tools": {k: dist_version(k) for k in ("torch", "onnx", "onnxscript", "onnxruntime")},
         "runs_on": ["onnxruntime"],
     }
     return write_artifact(out_dir, name, "onnx", precision, write, manifest)

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edge_sync.spec import AUDIO_RATE, MFCC, MfccParams
+from edge_sync.spec import AUDIO_RATE, MFCC, SAMPLES_PER_FRAME, MfccParams
 
 # syncnet_python feeds scipy.io.wavfile's int16 samples straight into mfcc; decoded float audio in
 # [-1, 1] is scaled by this so the first coefficient (log energy) matches what the legacy model saw.
@@ -141,7 +141,7 @@ def audio_to_mfcc_input(audio: np.ndarray, frames: int, sample_rate: int = AUDIO
     audio = np.asarray(audio, dtype=np.float64)
     if sample_rate != AUDIO_RATE:
         audio = resample(audio, sample_rate, AUDIO_RATE)
-    per_frame = AUDIO_RATE // 25
+    per_frame = SAMPLES_PER_FRAME
     if len(audio) < frames * per_frame:
         raise ValueError(f"audio has {len(audio)} samples, need {frames * per_frame} for {frames} frames; "
                          "the audio is shorter than the video")

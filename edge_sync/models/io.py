@@ -16,7 +16,9 @@ from torch import nn
 
 from edge_sync import __version__
 from edge_sync._atomic import atomic_torch_save
+from edge_sync._paths import WEIGHTS_DIR
 from edge_sync.errors import CheckpointError
+from edge_sync.models._files import load_torch_file
 from edge_sync.models.legacy import LegacySyncNetFCN
 from edge_sync.models.student import StudentConfig, X3DStudent
 from edge_sync.models.teacher import SyncNetFCN, TeacherConfig
@@ -26,7 +28,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "edge-sync-checkpoint"
 FORMAT_VERSION = 1
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,10 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and verify a checkpoint payload (format, kind, hash) without building the model."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+    return _verify_payload(load_torch_file(path), Path(path))
+
+
+def _verify_payload(payload: Any, path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edge-sync checkpoint; a syncnet_python model file can be "
                               "converted with: edge-sync import-syncnet PATH -o OUT.pt")
@@ -107,12 +105,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def _is_public_syncnet(path: Path) -> bool:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    return isinstance(state, dict) and "netcnnaud.0.weight" in state
+def _is_public_syncnet(obj: Any) -> bool:
+    return isinstance(obj, dict) and "netcnnaud.0.weight" in obj
 
 
 def bundled_path(name: str) -> Path:
@@ -128,12 +122,13 @@ def load(path_or_name: str | Path = "student") -> nn.Module:
         if not candidate.is_file():
             hint = ("legacy weights are not bundled: pass syncnet_python's model file or convert it with "
                     "'edge-sync import-syncnet'" if path_or_name == "legacy" else
-                    f"train them with 'edge-sync train' or pass a checkpoint path")
+                    "train them with 'edge-sync train' or pass a checkpoint path")
             raise CheckpointError(f"no bundled '{path_or_name}' weights at {candidate}; {hint}")
-    if candidate.is_file() and _is_public_syncnet(candidate):
+    obj = load_torch_file(candidate)  # read once: it is either syncnet_python's format or ours
+    if _is_public_syncnet(obj):
         log.info("loading %s as a syncnet_python checkpoint", candidate)
-        return LegacySyncNetFCN.from_checkpoint(candidate).eval()
-    payload = read_checkpoint(candidate)
+        return LegacySyncNetFCN.from_state_dict(obj, source=str(candidate)).eval()
+    payload = _verify_payload(obj, candidate)
     kind = MODEL_KINDS[payload["kind"]]
     model = kind.build(payload["config"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}

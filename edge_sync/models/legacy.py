@@ -12,6 +12,7 @@ each mapped to one 1024-d embedding. ``LegacySyncNetFCN`` holds the same weights
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_sync.errors import CheckpointError
+from edge_sync.models._files import load_torch_file
 from edge_sync.models.correlation import shifted_correlation, shifted_distance
 from edge_sync.scoring import LegacyOffsets, syncnet_offsets
 from edge_sync.spec import LEGACY_FACE, LEGACY_VSHIFT, MAX_OFFSET, ModelContract
@@ -101,6 +103,7 @@ class SyncNetS(nn.Module):
         return torch.cat(aud), torch.cat(vid)
 
 
+@functools.cache
 def _checkpoint_layout() -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in SyncNetS().state_dict().items()}
 
@@ -135,19 +138,17 @@ class LegacySyncNetFCN(nn.Module):
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> "LegacySyncNetFCN":
         """Load syncnet_python's public checkpoint (a torch-saved state_dict: netcnnaud.*, netfcaud.*,
         netcnnlip.*, netfclip.*)."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"legacy checkpoint not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a bad file
-            raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        return cls.from_state_dict(load_torch_file(path, "legacy checkpoint"), source=str(path), **kwargs)
+
+    @classmethod
+    def from_state_dict(cls, state: Any, source: str = "state_dict", **kwargs: Any) -> "LegacySyncNetFCN":
+        """Build from an already loaded public-format state_dict (optionally wrapped as {"state_dict": ...})."""
         if isinstance(state, dict) and "state_dict" in state and "netcnnaud.0.weight" not in state:
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise CheckpointError(f"{path} does not hold a state_dict (got {type(state).__name__})")
+            raise CheckpointError(f"{source} does not hold a state_dict (got {type(state).__name__})")
         fcn = cls(**kwargs)
-        fcn.load_legacy_state_dict(state, source=str(path))
+        fcn.load_legacy_state_dict(state, source=source)
         return fcn
 
     def load_legacy_state_dict(self, state: dict[str, torch.Tensor], source: str = "state_dict") -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import PREPROCESSING, ModelContract, check_pair
 
 log = logging.getLogger(__name__)
-BUNDLED_ARTIFACT = Path(__file__).resolve().parent.parent / "weights" / "student.onnx-fp32"
 WINDOW_FRAMES = 250  # longer clips run in overlapping windows: bounded memory, same result
 # Frames of context each side of a window. An output frame depends on the correlation of +-K frames, the
 # encoders' temporal reach (~5 frames) and the head's reach (~15 frames): 48 covers the bundled models; an

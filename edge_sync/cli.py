@@ -139,27 +139,57 @@ def eval_command(
 @app.command("export")
 def export_command(
     model: str = typer.Option("student", help="student, teacher, legacy checkpoint, or a checkpoint path."),
-    target: str = typer.Option("onnx", help="onnx (more targets: see edge-sync info), or all."),
-    precision: str = typer.Option("fp32", help="fp32 or fp16 (int8 comes with calibration sets)."),
+    target: str = typer.Option("onnx", help="onnx, openvino, coreml, tflite, tensorrt, or all (every installed)."),
+    precision: str = typer.Option("fp32", help="fp32, fp16 or int8."),
     output: Path = typer.Option(Path("artifacts"), "-o", "--output", help="Folder for the artifact directories."),
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the model's name)."),
+    calib: Optional[Path] = typer.Option(None, help="Calibration set for int8 (edge-sync calibrate); default: "
+                                                    "a synthetic set built once and shared."),
+    calib_method: str = typer.Option("minmax", help="int8 calibration for onnx: minmax, entropy or percentile."),
+    min_frames: int = typer.Option(1, help="Shortest clip (video frames) the artifact must take."),
+    opt_frames: int = typer.Option(100, help="Clip length to optimise for (TensorRT profile)."),
+    max_frames: Optional[int] = typer.Option(None, help="Longest clip per call (TensorRT profile; longer clips "
+                                                        "are windowed by the runtime)."),
 ) -> None:
-    """Export a model to deployable artifacts (a directory per target, with a manifest)."""
+    """Export a model to deployable artifacts (a directory per target, with a manifest); prints each directory."""
     from edge_sync.artifact import read_artifact
     from edge_sync.exporters.api import export
+    from edge_sync.exporters.common import TimeRange
 
-    paths = export(model, target, precision, output, name=name)
+    if precision == "int8" and calib is None:
+        typer.echo("no --calib given: calibrating on the default synthetic set (built once, then reused)", err=True)
+    paths = export(model, target, precision, output, name=name, calib=calib, calib_method=calib_method,
+                   time_range=TimeRange(min_frames, opt_frames, max_frames))
     rows = []
     for path in paths:
         art = read_artifact(path)
         size = sum(f["bytes"] for f in art.manifest["files"].values())
         quick = art.manifest.get("parity_quick", {})
         err = quick.get("max_abs_err", {}).get("sync_probs")
-        rows.append((art.target, art.precision, f"{size / 1e6:.2f} MB", "-" if err is None else f"{err:.1e}"))
+        rows.append((art.target, art.precision, f"{size / 1e6:.2f} MB",
+                     quick.get("status", "-") if err is None else f"{err:.1e}"))
         typer.echo(str(path))
-    typer.echo("\n| target | precision | size | max abs err sync_probs vs PyTorch |\n|---|---|---|---|")
+    typer.echo("\n| target | precision | size | max abs err sync_probs vs PyTorch (quick check) |\n|---|---|---|---|")
     for r in rows:
         typer.echo("| " + " | ".join(r) + " |")
+
+
+@app.command("calibrate")
+def calibrate_command(
+    source: str = typer.Option("synthetic", help="synthetic, or a folder of your videos (any nesting)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Calibration set folder to write."),
+    count: int = typer.Option(64, help="Clips in the set."),
+    frames: int = typer.Option(50, help="Frames per clip."),
+    seed: int = typer.Option(4242, help="Seed for the synthetic clips / the order of files."),
+    preprocessing: str = typer.Option("mouth112", help="Crops the model takes: mouth112 (teacher, student) or "
+                                                       "legacy_face224 (imported SyncNet; needs a video folder)."),
+) -> None:
+    """Build a versioned calibration set for INT8 export (shared by every target)."""
+    from edge_sync.calibration import build_calibration_set, load_calibration_set
+
+    path = build_calibration_set(source, output, count=count, frames=frames, seed=seed, preprocessing=preprocessing)
+    calib = load_calibration_set(path)
+    typer.echo(f"{path}: {calib.id} ({len(calib)} clips x {calib.frames} frames, sha256 {calib.sha256[:16]}...)")
 
 
 @app.command("sync")

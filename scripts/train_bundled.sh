@@ -12,13 +12,20 @@
 #   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 bash scripts/train_bundled.sh distill   (2500 steps, 22 min)
 # (BANK=400: only the first 400 utterances of the speech bank, copied there because espeak-ng is not installed;
 #  point EDGE_SYNC_CACHE at the copied bank.)
+# ARCH=int8: the INT8-friendly student (ReLU, no squeeze-excite), whose INT8 artifacts run faster than FP32 on
+# onnxruntime; the bundled student is this one:
+#   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 ARCH=int8 bash scripts/train_bundled.sh distill
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/edge-sync
 [ -x "$E" ] || E="python3 -m edge_sync.cli"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cfg=$(mktemp --suffix .json)
-if [ -n "${BANK:-}" ]; then echo "{\"speech_bank\": $BANK, \"checkpoint_every\": 250}" > "$cfg"; else echo '{"checkpoint_every": 250}' > "$cfg"; fi
+model_config='{}'
+if [ "${ARCH:-}" = int8 ]; then
+  model_config='{"video_trunk_kwargs": {"act": "relu", "se": false}, "audio_trunk_kwargs": {"act": "relu"}}'
+fi
+echo "{${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 250, \"model_config\": $model_config}" > "$cfg"
 COMMON=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$cfg")
 stage=${1:-}
 case "$stage" in

@@ -1,4 +1,4 @@
-"""ONNX artifacts: torch.onnx (dynamo) export with a dynamic time axis, checker + shape inference, FP16.
+"""ONNX artifacts: torch.onnx (dynamo) export with a dynamic time axis, checker + shape inference, FP16, INT8 QDQ.
 
 Facts this relies on (DESIGN.md, measured with torch 2.13): the dynamo exporter emits opset 18; the
 correlation is a loop over shifted slices so T stays dynamic; audio time is tied to 4*T. Every export is
@@ -16,7 +16,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
-from edge_sync.info import dist_version
+from edge_sync.exporters.common import base_manifest, check_precision, resolve_calibration
 from edge_sync.spec import AUDIO_INPUTS, audio_steps
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,18 @@ def export_onnx_file(model: Any, path: Path, frames: int = EXPORT_FRAMES) -> Non
     torch.onnx.export(model, (audio, video), str(path), input_names=["audio", "video"],
                       output_names=["sync_probs", "correlation"], dynamic_shapes=dynamic, dynamo=True,
                       external_data=False, verbose=False)
+    strip_metadata(path)
+
+
+def strip_metadata(path: Path) -> None:
+    """Drop the exporter's per-node metadata (Python stack traces, FX names): a quarter of the student's file,
+    nothing a runtime reads, and it would ship to every device."""
+    onnx = require("onnx", "export", "ONNX export")
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    onnx.save(model, str(path))
 
 
 def check_onnx(path: Path) -> int:
@@ -101,32 +113,43 @@ def onnx_parity(model: Any, path: Path, frames: tuple[int, ...] = PARITY_FRAMES)
     return result
 
 
+def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
+                     calib_method: str = "minmax", symmetric_activations: bool = False) -> dict[str, Any]:
+    """The graph for ``precision`` at ``path``; returns manifest fields (opset, quantization recipe)."""
+    out: dict[str, Any] = {}
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    export_onnx_file(model, fp32)
+    if precision == "fp16":
+        to_fp16(fp32, path)
+    elif precision == "int8":
+        from edge_sync.exporters.onnx_int8 import quantize_qdq
+
+        out["quantization"] = quantize_qdq(fp32, path, calib, method=calib_method,
+                                           symmetric_activations=symmetric_activations)
+    else:
+        fp32.replace(path)
+    fp32.unlink(missing_ok=True)
+    out["opset"] = check_onnx(path)
+    return out
+
+
 def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
-                source: dict[str, Any] | None = None, **_: Any) -> Path:
+                source: dict[str, Any] | None = None, calib: Any = None, calib_method: str = "minmax",
+                time_range: Any = None, **_: Any) -> Path:
     """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest."""
-    if precision not in ("fp32", "fp16"):
-        raise EdgeSyncError(f"ONNX {precision} is not available yet: supported precisions are fp32, fp16")
-    contract = model.contract
+    check_precision("onnx", precision, EXPORTER.precisions)
+    calib_set = resolve_calibration(model, calib) if precision == "int8" else None
 
     def write(tmp: Path) -> dict[str, Any]:
-        fp32 = tmp / "model.onnx"
-        export_onnx_file(model, fp32)
-        if precision == "fp16":
-            to_fp16(fp32, tmp / "model.fp16.onnx")
-            fp32.unlink()
-            (tmp / "model.fp16.onnx").rename(fp32)
-        opset = check_onnx(fp32)
-        return {"entry": {"model": "model.onnx"}, "opset": opset, "parity_quick": onnx_parity(model, fp32)}
+        path = tmp / "model.onnx"
+        fields = write_onnx_model(model, path, precision, calib_set, calib_method)
+        return {"entry": {"model": "model.onnx"}, **fields, "parity_quick": onnx_parity(model, path)}
 
-    manifest = {
-        "contract": contract.to_dict(),
-        "time_range": {"min_frames": contract.min_frames, "opt_frames": 100, "max_frames": None, "dynamic": True},
-        "source": source or {},
-        "tools": {k: dist_version(k) for k in ("torch", "onnx", "onnxscript", "onnxruntime")},
-        "runs_on": ["onnxruntime"],
-    }
+    manifest = base_manifest(model, source, ("onnx", "onnxscript", "onnxruntime"), ["onnxruntime"],
+                             time_range=time_range, calibration=calib_set)
     return write_artifact(out_dir, name, "onnx", precision, write, manifest)
 
 
-register_exporter(ExporterInfo(target="onnx", precisions=("fp32", "fp16"), extra="export",
-                               modules=("torch", "onnx", "onnxscript", "onnxruntime"), export=export_onnx))
+EXPORTER = register_exporter(ExporterInfo(target="onnx", precisions=("fp32", "fp16", "int8"), extra="export",
+                                          modules=("torch", "onnx", "onnxscript", "onnxruntime"),
+                                          export=export_onnx))

@@ -36,15 +36,19 @@ class SqueezeExcite2d(nn.Module):
 
 
 class X3DBlock2d(nn.Module):
-    """X3D's bottleneck (1x1 expand, depthwise 3x3, SE, hardswish, 1x1 project) applied per frame."""
+    """X3D's bottleneck (1x1 expand, depthwise 3x3, SE, hardswish, 1x1 project) applied per frame.
 
-    def __init__(self, cin: int, cout: int, expansion: float = 2.25, stride: int = 1, se: bool = True) -> None:
+    ``act="relu"`` without SE is the INT8-friendly form (as EfficientNet-Lite did): ReLU folds into an INT8 conv,
+    while hardswish and SE's gating multiply need float round trips that cost more than INT8 convs save."""
+
+    def __init__(self, cin: int, cout: int, expansion: float = 2.25, stride: int = 1, se: bool = True,
+                 act: str = "hswish") -> None:
         super().__init__()
         mid = int(round(cin * expansion))
-        self.expand = conv_bn_act(2, cin, mid, 1, act="hswish")
+        self.expand = conv_bn_act(2, cin, mid, 1, act=act)
         self.depthwise = conv_bn_act(2, mid, mid, 3, stride=stride, padding=1, groups=mid, act=None)
         self.se = SqueezeExcite2d(mid) if se else nn.Identity()
-        self.act = nn.Hardswish()
+        self.act = ACTIVATIONS[act]()
         self.project = conv_bn_act(2, mid, cout, 1, act=None)
         self.residual = stride == 1 and cin == cout
 

@@ -141,3 +141,19 @@ def test_student_width_and_depth_multipliers_scale_it():
     small = X3DStudent(StudentConfig(video_trunk_kwargs={"width": 0.5, "depth": 0.5}))
     big = X3DStudent(StudentConfig(video_trunk_kwargs={"width": 1.5, "depth": 2.0}))
     assert parameter_count(small) < parameter_count(X3DStudent()) < parameter_count(big)
+
+
+def test_int8_friendly_student_has_relu_and_no_squeeze_excite(tmp_path):
+    from edge_sync.models.io import load, save_checkpoint
+
+    config = StudentConfig(video_trunk_kwargs={"act": "relu", "se": False}, audio_trunk_kwargs={"act": "relu"})
+    model = X3DStudent(config).eval()
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "Hardswish" not in kinds and "SqueezeExcite2d" not in kinds and "ReLU" in kinds
+    assert parameter_count(model) < parameter_count(X3DStudent())
+    save_checkpoint(model, tmp_path / "s.pt")
+    again = load(tmp_path / "s.pt")
+    assert {type(m).__name__ for m in again.modules()} == kinds  # the options travel in the checkpoint
+    audio, video = torch.randn(1, 1, 13, 40), torch.rand(1, 3, 10, 112, 112) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(again(audio, video)[0], model(audio, video)[0])

@@ -29,20 +29,20 @@ class X3DVideoTrunk(nn.Module):
 
     def __init__(self, width: float = 1.0, depth: float = 1.0, stage_channels: tuple[int, ...] = (24, 48, 96),
                  stage_blocks: tuple[int, ...] = (1, 2, 2), stem_channels: int = 16, out_channels: int = 128,
-                 temporal_blocks: int = 2, temporal_kernel: int = 5) -> None:
+                 temporal_blocks: int = 2, temporal_kernel: int = 5, act: str = "hswish", se: bool = True) -> None:
         super().__init__()
         stem = _ch(stem_channels, width)
-        layers: list[nn.Module] = [conv_bn_act(2, 3, stem, 4, stride=4, act="hswish")]  # 112 -> 28 patchify
+        layers: list[nn.Module] = [conv_bn_act(2, 3, stem, 4, stride=4, act=act)]  # 112 -> 28 patchify
         cin = stem
         for i, (c, n) in enumerate(zip(stage_channels, stage_blocks)):
             cout = _ch(c, width)
             for j in range(_depth(n, depth)):
-                layers.append(X3DBlock2d(cin, cout, stride=2 if j == 0 else 1, se=(j % 2 == 0)))
+                layers.append(X3DBlock2d(cin, cout, stride=2 if j == 0 else 1, se=se and j % 2 == 0, act=act))
                 cin = cout
-        layers.append(conv_bn_act(2, cin, _ch(out_channels, width), 1, act="hswish"))
+        layers.append(conv_bn_act(2, cin, _ch(out_channels, width), 1, act=act))
         self.spatial = nn.Sequential(*layers)
         self.out_channels = _ch(out_channels, width)
-        self.temporal = nn.Sequential(*[TemporalBlock1d(self.out_channels, temporal_kernel)
+        self.temporal = nn.Sequential(*[TemporalBlock1d(self.out_channels, temporal_kernel, act=act)
                                         for _ in range(temporal_blocks)])
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -57,18 +57,18 @@ class X3DAudioTrunk(nn.Module):
     audio_input = "mfcc"
 
     def __init__(self, width: float = 1.0, channels: tuple[int, int, int] = (32, 48, 64),
-                 temporal_blocks: int = 2, temporal_kernel: int = 5) -> None:
+                 temporal_blocks: int = 2, temporal_kernel: int = 5, act: str = "hswish") -> None:
         super().__init__()
         c1, c2, c3 = (_ch(c, width) for c in channels)
         self.features = nn.Sequential(
-            conv_bn_act(2, 1, c1, 3, stride=(1, 2), padding=1, act="hswish"),  # time 4T -> 2T
+            conv_bn_act(2, 1, c1, 3, stride=(1, 2), padding=1, act=act),  # time 4T -> 2T
             conv_bn_act(2, c1, c1, 3, stride=(2, 2), padding=1, groups=c1, act=None),  # 13 -> 7, 2T -> T
-            conv_bn_act(2, c1, c2, 1, act="hswish"),
+            conv_bn_act(2, c1, c2, 1, act=act),
             conv_bn_act(2, c2, c2, 3, stride=(2, 1), padding=1, groups=c2, act=None),  # 7 -> 4
-            conv_bn_act(2, c2, c3, 1, act="hswish"),
+            conv_bn_act(2, c2, c3, 1, act=act),
         )
         self.out_channels = c3
-        self.temporal = nn.Sequential(*[TemporalBlock1d(c3, temporal_kernel) for _ in range(temporal_blocks)])
+        self.temporal = nn.Sequential(*[TemporalBlock1d(c3, temporal_kernel, act=act) for _ in range(temporal_blocks)])
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.temporal(self.features(audio).mean(dim=2))

@@ -1,0 +1,69 @@
+"""What every exporter shares: the time range an artifact accepts, its calibration set, its base manifest."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edge_sync.errors import EdgeSyncError
+from edge_sync.info import dist_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Clip lengths (video frames) an artifact accepts: an optimisation profile for TensorRT, a documented range
+    for dynamic targets. ``max_frames`` None means unbounded (the runtime windows long clips anyway)."""
+
+    min_frames: int = 1
+    opt_frames: int = 100
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        hi = self.max_frames if self.max_frames is not None else self.opt_frames
+        if not 1 <= self.min_frames <= self.opt_frames <= hi:
+            raise EdgeSyncError(f"need 1 <= min-frames <= opt-frames <= max-frames, got {self.min_frames}, "
+                                f"{self.opt_frames}, {self.max_frames}")
+
+    def to_dict(self, dynamic: bool = True, buckets: tuple[int, ...] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {**asdict(self), "dynamic": dynamic}
+        if buckets:
+            out["buckets"] = list(buckets)  # static-shape targets: the runtime runs exactly these lengths
+        return out
+
+
+def resolve_calibration(model: Any, calib: Any = None, progress: bool = True) -> Any:
+    """The calibration set for an INT8 export: the one given (a path or a loaded set, checked against the model's
+    contract), or the default synthetic set, built once and shared (logged, since the user did not choose it)."""
+    from edge_sync.calibration import CalibrationSet, default_calibration_set, load_calibration_set
+
+    if calib is None:
+        log.warning("INT8 export without --calib: using the default synthetic calibration set")
+        return default_calibration_set(model.contract, progress=progress)
+    if isinstance(calib, CalibrationSet):
+        calib.check_contract(model.contract)
+        return calib
+    return load_calibration_set(calib, model.contract)
+
+
+def check_precision(target: str, precision: str, supported: tuple[str, ...]) -> None:
+    if precision not in supported:
+        raise EdgeSyncError(f"{target} export supports precisions {', '.join(supported)}, not {precision!r}")
+
+
+def base_manifest(model: Any, source: dict[str, Any] | None, tools: tuple[str, ...], runs_on: list[str],
+                  time_range: TimeRange | None = None, dynamic: bool = True,
+                  buckets: tuple[int, ...] | None = None, calibration: Any = None) -> dict[str, Any]:
+    """Manifest fields every exporter writes (write_artifact adds format, hashes and sizes)."""
+    time_range = time_range or TimeRange(min_frames=model.contract.min_frames)
+    out: dict[str, Any] = {
+        "contract": model.contract.to_dict(),
+        "time_range": time_range.to_dict(dynamic=dynamic, buckets=buckets),
+        "source": source or {},
+        "tools": {k: dist_version(k) for k in ("torch",) + tools},
+        "runs_on": runs_on,
+    }
+    if calibration is not None:
+        out["calibration"] = calibration.reference()
+    return out

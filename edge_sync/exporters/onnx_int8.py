@@ -1,0 +1,115 @@
+"""INT8 ONNX in QDQ form with onnxruntime's static quantization, fed by an edge-sync calibration set.
+
+Recipe (measured on the bundled student; README "INT8"):
+- ``quant_pre_process`` with ``skip_symbolic_shape=True`` (symbolic shape inference fails on the dynamic T graph);
+- weights INT8 per channel and symmetric; activations UINT8 (onnxruntime's fast x86 path) or, for TensorRT,
+  INT8 with zero points of 0 (``symmetric_activations``);
+- the encoders are quantized end to end (convs and the ops between them, see QUANTIZED_OPS); the cosine
+  correlation and Softmax stay float, because similarities and probabilities span ranges one INT8 scale would
+  crush; the sync head's convs are INT8 by default (no loss measured on the hold-out set);
+- calibration MinMax (default), Entropy or Percentile, on the same set every INT8 target uses.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edge_sync._deps import require
+from edge_sync.errors import EdgeSyncError
+
+log = logging.getLogger(__name__)
+METHODS = ("minmax", "entropy", "percentile")
+# Conv is what INT8 speeds up; Add/Mul/Transpose/Reshape/ReduceMean are quantized too so activations stay INT8
+# between convs (residual adds, the frames-to-batch transpose, hardswish's multiply): measured on the student,
+# quantizing Conv alone left a float round trip (DequantizeLinear -> op -> QuantizeLinear) around every one of
+# them, which cost more than the INT8 convs saved.
+QUANTIZED_OPS = ("Conv", "Add", "Mul", "Transpose", "Reshape", "ReduceMean")
+FLOAT_FROM = "ReduceL2"  # the embeddings' L2 normalisation: the cosine correlation and all after it stay float
+
+
+def _consumers(model: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def downstream_nodes(model: Any, start_op: str = FLOAT_FROM) -> set[str]:
+    """Names of every node fed, directly or not, by a node of type ``start_op`` (and those nodes themselves)."""
+    consumers = _consumers(model)
+    seen = {n.name for n in model.graph.node if n.op_type == start_op}
+    frontier = [o for n in model.graph.node if n.op_type == start_op for o in n.output]
+    while frontier:
+        for n in consumers.get(frontier.pop(), []):
+            if n.name not in seen:
+                seen.add(n.name)
+                frontier.extend(n.output)
+    return seen
+
+
+def float_nodes(model: Any, quantize_head: bool) -> list[str]:
+    """Nodes kept float: the correlation (similarities in [-1, 1] next to probabilities) and Softmax always; the
+    sync head's convs too unless ``quantize_head`` (they quantize well: they see the float correlation and their
+    outputs are dequantized before Softmax)."""
+    after = downstream_nodes(model)
+    if quantize_head:
+        producers = {o: n for n in model.graph.node for o in n.output}
+        corr = producers.get("correlation")
+        head = downstream_nodes(model, corr.op_type) if corr is not None else set()
+        after -= {n.name for n in model.graph.node if n.name in head and n.op_type == "Conv"}
+    return sorted(after)
+
+
+class CalibrationReader:
+    """onnxruntime's CalibrationDataReader over a calibration set's (audio, video) pairs."""
+
+    def __init__(self, calib: Any, frames: int | None = None) -> None:
+        self._pairs: Iterator[tuple[np.ndarray, np.ndarray]] = calib.pairs(frames=frames)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        pair = next(self._pairs, None)
+        return None if pair is None else {"audio": pair[0], "video": pair[1]}
+
+    def rewind(self) -> None:  # part of the reader protocol; one pass is all quantize_static needs
+        raise EdgeSyncError("calibration reader cannot rewind")
+
+
+def quantize_qdq(fp32_path: Path, out_path: Path, calib: Any, *, method: str = "minmax",
+                 symmetric_activations: bool = False, per_channel: bool = True,
+                 quantize_head: bool = True, frames: int | None = None,
+                 op_types: tuple[str, ...] = QUANTIZED_OPS) -> dict[str, Any]:
+    """Write an INT8 QDQ model of ``fp32_path`` to ``out_path``; return the recipe for the manifest."""
+    onnx = require("onnx", "export", "INT8 quantization")
+    require("onnxruntime", "onnxruntime", "INT8 quantization")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in METHODS:
+        raise EdgeSyncError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    with tempfile.TemporaryDirectory() as tmp:
+        prepped = Path(tmp) / "prepped.onnx"
+        quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepped))
+        excluded = float_nodes(graph, quantize_head)
+        quantized = [n.name for n in graph.graph.node if n.op_type in op_types and n.name not in excluded]
+        quantize_static(
+            str(prepped), str(out_path), CalibrationReader(calib, frames), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types), nodes_to_exclude=excluded, per_channel=per_channel,
+            activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, calibrate_method=calibrate,
+            extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+                           "CalibMovingAverage": False, "CalibTensorRangeSymmetric": symmetric_activations})
+    log.info("INT8 QDQ: %d Conv nodes quantized, %d kept float (%s calibration on %s)", len(quantized),
+             len(excluded), method, calib.id)
+    return {"format": "QDQ", "method": method, "per_channel": per_channel, "weights": "int8 symmetric",
+            "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
+            "quantized_ops": list(op_types), "quantized_nodes": len(quantized), "float_nodes": len(excluded),
+            "float_part": "correlation and softmax" + ("" if quantize_head else " and the sync head"),
+            "calibration_id": calib.id}

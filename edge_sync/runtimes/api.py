@@ -16,6 +16,7 @@ from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult
+from edge_sync.runtimes.windows import plan_windows
 from edge_sync.spec import PREPROCESSING, ModelContract, check_pair
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Engine:
         self.window_frames = window_frames
         self.context_frames = int(artifact.manifest.get("receptive_field_frames", DEFAULT_CONTEXT_FRAMES))
         self.contract = contract_from_manifest(artifact.manifest)
+        # static-shape artifacts (LiteRT) run only these clip lengths; the windows are cut to fit them
+        self.buckets = tuple(int(b) for b in artifact.manifest.get("time_range", {}).get("buckets", ()))
         info = choose_backend(artifact, backend)
         self.backend = info.name
         self._session = info.create(artifact, threads)
@@ -92,8 +95,9 @@ class Engine:
     def run(self, audio: np.ndarray, video: np.ndarray) -> SyncResult:
         """One clip: audio [1,1,13,4T], video [1,3,T,S,S] float32 per the contract -> SyncResult.
 
-        Clips longer than ``window_frames`` run in windows with ``context_frames`` of overlap each side, and
-        only each window's centre is kept, so the result equals a single pass with bounded memory.
+        Clips longer than ``window_frames`` (or than a static-shape artifact's bucket) run in windows with
+        ``context_frames`` of overlap each side, and only each window's centre is kept, so the result equals a
+        single pass with bounded memory (see :mod:`edge_sync.runtimes.windows`).
         """
         frames = check_pair(audio, video, self.contract)
         if audio.shape[0] != 1:
@@ -104,15 +108,20 @@ class Engine:
         start = time.perf_counter()
         steps = audio.shape[-1] // frames
         probs_parts, corr_parts = [], []
-        for lo in range(0, frames, self.window_frames):
-            hi = min(frames, lo + self.window_frames)
-            a, b = max(0, lo - self.context_frames), min(frames, hi + self.context_frames)
-            p, c = self._session.run(np.ascontiguousarray(audio[..., a * steps:b * steps]), video_window(a, b))
-            if p.shape[-1] != b - a:
-                raise ArtifactError(f"{self.artifact.path} returned {p.shape[-1]} frames for {b - a}: the artifact "
+        for w in plan_windows(frames, self.window_frames, self.context_frames, self.buckets):
+            stop = min(w.stop, frames)
+            a = np.ascontiguousarray(audio[..., w.start * steps:stop * steps])
+            v = video_window(w.start, stop)
+            if w.stop > frames:  # a static-shape artifact and a clip shorter than its bucket: pad the tail
+                pad = w.stop - frames
+                a = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad * steps)], mode="edge")
+                v = np.pad(v, [(0, 0), (0, 0), (0, pad), (0, 0), (0, 0)], mode="edge")
+            p, c = self._session.run(a, v)
+            if p.shape[-1] != w.length:
+                raise ArtifactError(f"{self.artifact.path} returned {p.shape[-1]} frames for {w.length}: the artifact "
                                     "does not keep time as the contract says")
-            probs_parts.append(p[0, :, lo - a:hi - a])
-            corr_parts.append(c[0, :, lo - a:hi - a])
+            probs_parts.append(p[0, :, w.keep_start - w.start:w.keep_stop - w.start])
+            corr_parts.append(c[0, :, w.keep_start - w.start:w.keep_stop - w.start])
         seconds = time.perf_counter() - start
         return SyncResult.from_outputs(np.concatenate(probs_parts, axis=1), np.concatenate(corr_parts, axis=1),
                                        backend=self.backend, seconds=seconds)

@@ -157,7 +157,8 @@ def export_command(
     from edge_sync.exporters.common import TimeRange
 
     if precision == "int8" and calib is None:
-        typer.echo("no --calib given: calibrating on the default synthetic set (built once, then reused)", err=True)
+        typer.echo("no --calib given: INT8 targets that calibrate use the default synthetic set (built once, then "
+                   "reused)", err=True)
     paths = export(model, target, precision, output, name=name, calib=calib, calib_method=calib_method,
                    time_range=TimeRange(min_frames, opt_frames, max_frames))
     rows = []
@@ -190,6 +191,33 @@ def calibrate_command(
     path = build_calibration_set(source, output, count=count, frames=frames, seed=seed, preprocessing=preprocessing)
     calib = load_calibration_set(path)
     typer.echo(f"{path}: {calib.id} ({len(calib)} clips x {calib.frames} frames, sha256 {calib.sha256[:16]}...)")
+
+
+@app.command("parity")
+def parity_command(
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories (edge-sync export -o DIR)."),
+    reference: Optional[str] = typer.Option(None, help="PyTorch reference: student, teacher or a checkpoint "
+                                                       "(default: the model each artifact was exported from)."),
+    data: str = typer.Option("synthetic", help="synthetic (hold-out clips with ground truth), a folder of videos, "
+                                               "or none (random inputs only)."),
+    count: int = typer.Option(100, help="Synthetic hold-out clips."),
+    lengths: str = typer.Option("25,100,250", help="Clip lengths for the random-input checks."),
+    backend: str = typer.Option("auto", help="Runtime backend (auto picks per artifact)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
+    report: Optional[Path] = typer.Option(None, help="Write the Markdown report here."),
+) -> None:
+    """Check artifacts against PyTorch: numeric tolerances per precision and task accuracy; exits 1 on a failure."""
+    from edge_sync.parity import parity_markdown, run_parity, write_reports
+
+    lens = tuple(int(x) for x in lengths.split(",") if x.strip())
+    results = run_parity([str(a) for a in artifacts], reference=reference, data=data, count=count, lengths=lens,
+                         backend=backend)
+    write_reports(results, json_out, report, {"data": data, "count": count, "lengths": list(lens),
+                                              "reference": reference})
+    typer.echo(parity_markdown(results))
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise EdgeSyncError("; ".join(f"{Path(r.artifact).name}: {', '.join(r.failures())}" for r in failed))
 
 
 @app.command("sync")

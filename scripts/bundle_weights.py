@@ -18,13 +18,15 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "edge_sync" / "weights"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", required=True)
-    parser.add_argument("--student", required=True)
+    parser.add_argument("--teacher", help="teacher checkpoint to bundle (omit to keep the bundled one)")
+    parser.add_argument("--student", help="student checkpoint to bundle (omit to keep the bundled one)")
     parser.add_argument("--eval", required=True, help="JSON written by edge-sync eval on the hold-out set")
     args = parser.parse_args()
     evaluation = json.loads(Path(args.eval).read_text())
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     for name, src in (("teacher", args.teacher), ("student", args.student)):
+        if src is None:
+            continue
         model = load(src)
         dst = WEIGHTS / f"{name}.pt"
         digest = save_checkpoint(model, dst, meta={**model.checkpoint_meta, "bundled_from": Path(src).name}, half=True)

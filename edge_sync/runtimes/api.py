@@ -83,7 +83,15 @@ class Engine:
         self.context_frames = int(artifact.manifest.get("receptive_field_frames", DEFAULT_CONTEXT_FRAMES))
         self.contract = contract_from_manifest(artifact.manifest)
         # static-shape artifacts (LiteRT) run only these clip lengths; the windows are cut to fit them
-        self.buckets = tuple(int(b) for b in artifact.manifest.get("time_range", {}).get("buckets", ()))
+        time_range = artifact.manifest.get("time_range", {})
+        self.buckets = tuple(int(b) for b in time_range.get("buckets", ()))
+        if time_range.get("max_frames") and not self.buckets:  # a bounded artifact (TensorRT profile, CoreML range)
+            fit = int(time_range["max_frames"]) - 2 * self.context_frames
+            if fit < 1:
+                raise ArtifactError(f"{artifact.path} takes at most {time_range['max_frames']} frames, less than its "
+                                    f"receptive field needs ({2 * self.context_frames + 1}); re-export with a larger "
+                                    "--max-frames")
+            self.window_frames = min(self.window_frames, fit)
         info = choose_backend(artifact, backend)
         self.backend = info.name
         self._session = info.create(artifact, threads)

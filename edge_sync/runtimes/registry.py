@@ -50,8 +50,13 @@ def register_backend(info: BackendInfo) -> BackendInfo:
     return info
 
 
-register_backend(BackendInfo("onnxruntime", ("onnx",), "onnxruntime", "onnxruntime", 10,
+# a TensorRT artifact's model.onnx is an ordinary ONNX graph: onnxruntime runs it too (CPU parity checks)
+register_backend(BackendInfo("onnxruntime", ("onnx", "tensorrt"), "onnxruntime", "onnxruntime", 10,
                              "edge_sync.runtimes.onnxruntime_backend:create"))
+register_backend(BackendInfo("tensorrt", ("tensorrt",), "tensorrt", "tensorrt", 5,
+                             "edge_sync.runtimes.tensorrt_backend:create"))
+register_backend(BackendInfo("coreml", ("coreml",), "coremltools", "coreml", 40,
+                             "edge_sync.runtimes.coreml_backend:create"))
 
 
 def choose_backend(artifact: Any, requested: str = "auto") -> BackendInfo:

@@ -220,6 +220,40 @@ def parity_command(
         raise EdgeSyncError("; ".join(f"{Path(r.artifact).name}: {', '.join(r.failures())}" for r in failed))
 
 
+@app.command("bench")
+def bench_command(
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to time."),
+    lengths: str = typer.Option("25,100,250", help="Clip lengths (frames)."),
+    batch: str = typer.Option("1,8", help="Batch sizes."),
+    threads: Optional[int] = typer.Option(None, help="Threads per backend (default: the backend's choice)."),
+    repeat: int = typer.Option(10, help="Timed calls per row (after warm-up)."),
+    backend: str = typer.Option("auto", help="Runtime backend (auto picks per artifact)."),
+    baselines: bool = typer.Option(True, help="Also time the PyTorch teacher, student and the original SyncNet S."),
+    quick: bool = typer.Option(False, help="Smoke run: T 25,100, batch 1, 3 repeats."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON."),
+    report: Optional[Path] = typer.Option(None, help="Write the Markdown table here."),
+    plot: Optional[Path] = typer.Option(None, help="Write latency and size/speed plots here (.png)."),
+) -> None:
+    """Latency matrix: median/p90 latency, frames/s, real-time factor, peak RSS, load time and size per artifact."""
+    from edge_sync.bench.matrix import QUICK, run_bench
+    from edge_sync.bench.report import bench_markdown, plot as plot_rows, write_json
+
+    lens = QUICK["lengths"] if quick else [int(x) for x in lengths.split(",") if x.strip()]
+    batches = QUICK["batches"] if quick else [int(x) for x in batch.split(",") if x.strip()]
+    rep, warm = (QUICK["repeat"], QUICK["warmup"]) if quick else (repeat, 2)
+    rows = run_bench([str(a) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines)
+    table = bench_markdown(rows)
+    settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend}
+    if json_out:
+        write_json(rows, json_out, settings)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("# Latency matrix\n\n" + table + "\n")
+    if plot:
+        plot_rows(rows, plot)
+    typer.echo(table)
+
+
 @app.command("sync")
 def sync_command(
     video: Path = typer.Argument(..., help="A video file with a visible face and its soundtrack."),

@@ -95,11 +95,14 @@ def resample(signal: np.ndarray, source_rate: int, target_rate: int = AUDIO_RATE
     return out
 
 
-def mfcc(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: MfccParams = MFCC) -> np.ndarray:
+def mfcc(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: MfccParams = MFCC,
+         previous: float | None = None) -> np.ndarray:
     """MFCC [N, 13] of a mono signal, equal to ``python_speech_features.mfcc(signal, 16000)``.
 
     int16 input is used as is (the legacy convention); float input as given. Other sample rates are
-    resampled to 16 kHz first, because the model's 4-steps-per-frame contract assumes it.
+    resampled to 16 kHz first, because the model's 4-steps-per-frame contract assumes it. ``previous`` is the
+    sample before ``signal`` when it continues a longer one (streaming): pre-emphasis then matches the whole
+    signal's, so chunks give exactly the whole signal's MFCC.
     """
     x = np.asarray(signal)
     if x.ndim != 1:
@@ -114,7 +117,8 @@ def mfcc(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: MfccParams =
     if sample_rate != params.sample_rate:
         x = resample(x, sample_rate, params.sample_rate)
     rate = params.sample_rate
-    emphasised = np.concatenate([x[:1], x[1:] - params.preemph * x[:-1]])
+    first = x[:1] if previous is None else x[:1] - params.preemph * float(previous)
+    emphasised = np.concatenate([first, x[1:] - params.preemph * x[:-1]])
     frames = _frames(emphasised, _round_half_up(params.winlen * rate), _round_half_up(params.winstep * rate))
     power = np.square(np.abs(np.fft.rfft(frames, params.nfft))) / params.nfft
     eps = np.finfo(float).eps

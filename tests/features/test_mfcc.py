@@ -95,3 +95,15 @@ def test_bad_input_gives_clear_error(bad, err):
 def test_audio_shorter_than_video_is_refused():
     with pytest.raises(ValueError, match="shorter than the video"):
         audio_to_mfcc_input(np.zeros(640 * 5, np.float32), frames=10)
+
+
+def test_chunks_with_the_previous_sample_equal_the_whole_signal():
+    from edge_sync.features.mfcc import mfcc
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(16000) * 3000
+    whole = mfcc(x)
+    cut = 160 * 37  # an MFCC step boundary
+    tail = mfcc(x[cut:], previous=x[cut - 1])
+    np.testing.assert_allclose(tail[: len(whole) - 37], whole[37:], rtol=1e-9, atol=1e-9)
+    assert not np.allclose(mfcc(x[cut:])[0], whole[37])  # without it the first window's pre-emphasis differs

@@ -1,0 +1,201 @@
+"""``Engine.stream()``: push microphone samples and mouth crops as they arrive, get per-frame results.
+
+A frame's result depends on ``context`` frames each side (the receptive field), so the stream runs the model on
+a window once the frames after it have arrived, keeps the window's centre and drops what no later window needs:
+memory stays bounded, latency is at most ``hop + context`` frames, and the results equal an offline
+``Engine.run`` over the same data (MFCC is computed incrementally with the exact pre-emphasis and framing of the
+whole signal). numpy only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_sync.errors import EdgeSyncError
+from edge_sync.features.mfcc import INT16_SCALE, mfcc
+from edge_sync.runtimes.result import SyncResult
+from edge_sync.spec import AUDIO_RATE, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset_values
+
+STEP = SAMPLES_PER_FRAME // MFCC_PER_FRAME  # 160 samples per MFCC step
+TAIL = 240  # samples after a frame that its last MFCC window reads (25 ms window, 10 ms hop)
+
+
+@dataclass(frozen=True)
+class FrameSync:
+    """One frame's result as the stream emits it (offset k > 0: the sound is late)."""
+
+    frame: int
+    offset_frames: int
+    confidence: float  # probability of that offset
+    probs: np.ndarray  # [2K+1]
+    correlation: np.ndarray  # [2K+1]
+
+
+class SyncStream:
+    """Incremental sync over a live audio + mouth-crop stream; see the module docstring."""
+
+    def __init__(self, engine: Any, hop_frames: int = 25) -> None:
+        if engine.contract.audio_input != "mfcc":
+            raise EdgeSyncError(f"streaming computes MFCC audio features; this artifact takes "
+                                f"{engine.contract.audio_input}")
+        self.engine = engine
+        self.context = engine.context_frames
+        self.size = engine.contract.video.size
+        self.buckets = engine.buckets
+        self.hop = max(self.buckets) - 2 * self.context if self.buckets else hop_frames
+        self.window = max(self.buckets) if self.buckets else hop_frames + 2 * self.context
+        if self.window - 2 * self.context < 1:
+            raise EdgeSyncError(f"the artifact's longest bucket ({self.window} frames) is too short to stream with "
+                                f"{self.context} frames of context each side")
+        self._audio = np.zeros(0, np.float64)  # samples from absolute index self._audio_start
+        self._audio_start = 0
+        self._prev_sample: float | None = None  # the sample before self._audio_start
+        self._mfcc = np.zeros((13, 0), np.float32)  # steps from absolute step self._mfcc_start
+        self._mfcc_start = 0
+        self._crops: list[np.ndarray] = []  # frames from absolute frame self._crop_start
+        self._crop_start = 0
+        self._frames_in = 0
+        self._next_emit = 0
+        self._probs: list[np.ndarray] = []
+        self._corr: list[np.ndarray] = []
+        self._closed = False
+
+    @property
+    def latency_frames(self) -> int:
+        """Most frames a result can wait for: the frames after it that its window must see (a static-shape
+        artifact's first window needs a whole bucket)."""
+        return self.window if self.buckets else self.hop + self.context
+
+    # --- input -----------------------------------------------------------------------------------------
+    def push(self, audio: np.ndarray | None = None, crops: np.ndarray | None = None) -> list[FrameSync]:
+        """Add 16 kHz mono samples (float in [-1, 1] or int16) and/or uint8 RGB crops [n, S, S, 3]; return the
+        frames whose results are now final."""
+        if self._closed:
+            raise EdgeSyncError("this stream was flushed; start a new one with engine.stream()")
+        if audio is not None:
+            self._push_audio(audio)
+        if crops is not None:
+            self._push_crops(crops)
+        return self._emit(final=False)
+
+    def _push_audio(self, audio: np.ndarray) -> None:
+        a = np.asarray(audio)
+        if a.ndim != 1:
+            raise ValueError(f"push mono samples [n] at {AUDIO_RATE} Hz, got shape {a.shape}")
+        if np.issubdtype(a.dtype, np.integer):
+            if a.dtype != np.int16:
+                raise TypeError(f"integer audio must be int16, got {a.dtype}")
+            a = a.astype(np.float64) / INT16_SCALE
+        elif np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float64)
+        else:
+            raise TypeError(f"audio must be float or int16 samples, got {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError("audio contains NaN or inf samples")
+        self._audio = np.concatenate([self._audio, a])
+        self._compute_mfcc(final=False)
+
+    def _push_crops(self, crops: np.ndarray) -> None:
+        c = np.asarray(crops)
+        if c.ndim == 3:
+            c = c[None]
+        if c.dtype != np.uint8 or c.ndim != 4 or c.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"crops must be uint8 [n, {self.size}, {self.size}, 3] RGB, got {c.dtype} {c.shape}")
+        self._crops.extend(c)
+        self._frames_in += len(c)
+
+    def _compute_mfcc(self, final: bool) -> None:
+        """MFCC steps whose 25 ms windows are complete (all remaining ones, zero-padded, when ``final``)."""
+        first = self._mfcc_start + self._mfcc.shape[1]
+        lo = first * STEP - self._audio_start
+        available = len(self._audio) - lo
+        if final:
+            steps = max(0, MFCC_PER_FRAME * self._frames_in - first)
+            need = steps * STEP + TAIL
+            chunk = np.pad(self._audio[lo:lo + need], (0, max(0, need - max(available, 0))))
+        else:
+            steps = max(0, (available - TAIL) // STEP)
+            chunk = self._audio[lo:lo + steps * STEP + TAIL]
+        if steps <= 0:
+            return
+        prev = self._prev_sample if lo == 0 else float(self._audio[lo - 1])
+        feats = mfcc(chunk * INT16_SCALE, AUDIO_RATE, previous=None if prev is None else prev * INT16_SCALE)[:steps]
+        self._mfcc = np.concatenate([self._mfcc, feats.T.astype(np.float32)], axis=1)
+
+    # --- model windows ---------------------------------------------------------------------------------
+    def _ready_frames(self) -> int:
+        return min(self._frames_in, (self._mfcc_start + self._mfcc.shape[1]) // MFCC_PER_FRAME)
+
+    def _emit(self, final: bool) -> list[FrameSync]:
+        out: list[FrameSync] = []
+        while self._next_emit < (self._frames_in if final else self._ready_frames()):
+            start = max(0, self._next_emit - self.context)
+            # a bucketed artifact runs exactly its bucket; a dynamic one just hop frames plus context
+            stop = start + self.window if self.buckets else self._next_emit + self.hop + self.context
+            ready = self._ready_frames()
+            if stop <= ready:
+                keep = stop - self.context if stop < self._frames_in or not final else stop
+            elif final:
+                if self.buckets and ready >= self.window:
+                    start, stop = ready - self.window, ready
+                else:
+                    stop = ready
+                keep = ready
+            else:
+                break
+            out += self._run(start, stop, self._next_emit, keep)
+            self._next_emit = keep
+            self._drop_before(max(0, self._next_emit - self.context))
+        return out
+
+    def _run(self, start: int, stop: int, keep_start: int, keep_stop: int) -> list[FrameSync]:
+        crops = np.stack(self._crops[start - self._crop_start:stop - self._crop_start])
+        video = self.engine.contract.video.normalise(crops)[None]
+        audio = self._mfcc[:, (start * MFCC_PER_FRAME - self._mfcc_start):(stop * MFCC_PER_FRAME - self._mfcc_start)]
+        result = self.engine.run(np.ascontiguousarray(audio[None, None]), video)
+        probs = result.frame_probs[:, keep_start - start:keep_stop - start]
+        corr = result.correlation[:, keep_start - start:keep_stop - start]
+        self._probs.append(probs)
+        self._corr.append(corr)
+        ks = offset_values(self.engine.contract.max_offset)
+        return [FrameSync(keep_start + i, int(ks[probs[:, i].argmax()]), float(probs[:, i].max()),
+                          probs[:, i].copy(), corr[:, i].copy()) for i in range(probs.shape[1])]
+
+    def _drop_before(self, frame: int) -> None:
+        """Forget what no later window reads: crops, MFCC steps and samples before ``frame``."""
+        if frame > self._crop_start:
+            del self._crops[:frame - self._crop_start]
+            self._crop_start = frame
+        step = frame * MFCC_PER_FRAME
+        if step > self._mfcc_start:
+            self._mfcc = self._mfcc[:, step - self._mfcc_start:]
+            self._mfcc_start = step
+        sample = min(self._mfcc_start * STEP, self._audio_start + len(self._audio))
+        if sample > self._audio_start:
+            cut = sample - self._audio_start
+            self._prev_sample = float(self._audio[cut - 1])
+            self._audio = self._audio[cut:]
+            self._audio_start = sample
+
+    # --- end ---------------------------------------------------------------------------------------------
+    def flush(self) -> list[FrameSync]:
+        """End of stream: the remaining frames (audio shorter than the video is zero-padded, as offline)."""
+        if self._closed:
+            return []
+        if self._frames_in * SAMPLES_PER_FRAME > self._audio_start + len(self._audio) + SAMPLES_PER_FRAME:
+            raise EdgeSyncError(f"the stream has {self._frames_in} frames but audio for only "
+                                f"{(self._audio_start + len(self._audio)) // SAMPLES_PER_FRAME}; push the audio "
+                                "before flushing")
+        self._compute_mfcc(final=True)
+        out = self._emit(final=True)
+        self._closed = True
+        return out
+
+    def result(self) -> SyncResult:
+        """The clip-level result over every frame emitted so far."""
+        if not self._probs:
+            raise EdgeSyncError("no frame has been emitted yet")
+        return SyncResult.from_outputs(np.concatenate(self._probs, axis=1), np.concatenate(self._corr, axis=1),
+                                       backend=self.engine.backend)

@@ -606,6 +606,16 @@ class FaceTracks:
         return max(self.tracks, key=lambda t: (len(t), t.mean_area))
 
 
+def _stack_releasing(results: list[CropResult], kind: str) -> np.ndarray:
+    """Stack one crop kind of a track's results, dropping each per-frame crop once copied: peak memory is the
+    crops once, not twice (np.stack would hold both the per-frame arrays and the stack)."""
+    first = results[0].crops[kind]
+    out = np.empty((len(results), *first.shape), first.dtype)
+    for i, r in enumerate(results):
+        out[i] = r.crops.pop(kind)
+    return out
+
+
 def track_faces(frames: Iterable[np.ndarray], detector: str | FaceDetector = "haar", detect_every: int = 5,
                 crops: Sequence[str] = ("mouth",), **tracker_kwargs: Any) -> FaceTracks:
     """Track faces through RGB uint8 frames and gather per-track boxes and crops.
@@ -634,7 +644,7 @@ def track_faces(frames: Iterable[np.ndarray], detector: str | FaceDetector = "ha
     for tid in sorted(per):
         rs = sorted(per[tid], key=lambda r: r.frame_index)
         idx = np.array([r.frame_index for r in rs], dtype=np.int64)
-        stacks = {c.name: np.stack([r.crops[c.name] for r in rs]) for c in tracker.crop_kinds}
+        stacks = {c.name: _stack_releasing(rs, c.name) for c in tracker.crop_kinds}
         missing = np.setdiff1d(np.arange(idx[0], idx[-1] + 1), idx).astype(np.int64)
         tracks.append(FaceTrack(
             track_id=tid, frames=idx, boxes=np.stack([r.box.as_xywh() for r in rs]).astype(np.float32),

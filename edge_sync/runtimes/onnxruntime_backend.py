@@ -12,6 +12,7 @@ class OrtSession:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_cpu_mem_arena = False  # the arena keeps the largest window's activations for the whole run
         if threads:
             opts.intra_op_num_threads = threads
         available = ort.get_available_providers()

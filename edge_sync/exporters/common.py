@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.info import dist_version
@@ -67,3 +70,48 @@ def base_manifest(model: Any, source: dict[str, Any] | None, tools: tuple[str, .
     if calibration is not None:
         out["calibration"] = calibration.reference()
     return out
+
+
+DEFAULT_MAX_FRAMES = 1000  # 40 s per call where a target needs a bound; the runtime windows longer clips
+
+
+def bounded_time_range(model: Any, time_range: TimeRange | None, why: str) -> TimeRange:
+    """The caller's range with a finite max (``why``: the target that needs one), no shorter than the model's
+    minimum."""
+    min_frames = model.contract.min_frames
+    if time_range is None:
+        return TimeRange(min_frames=min_frames, opt_frames=100, max_frames=DEFAULT_MAX_FRAMES)
+    if time_range.min_frames < min_frames:
+        raise EdgeSyncError(f"this model needs at least {min_frames} frames; raise --min-frames to {min_frames}")
+    if time_range.max_frames is None:
+        top = max(DEFAULT_MAX_FRAMES, time_range.opt_frames)
+        log.info("%s: max-frames set to %d", why, top)
+        return TimeRange(time_range.min_frames, time_range.opt_frames, top)
+    return time_range
+
+
+def quick_parity(model: Any, run: Callable[[np.ndarray, np.ndarray], Any], frames: Iterable[int], backend: str,
+                 seed: int = 100) -> dict[str, Any]:
+    """Max abs error of both outputs vs PyTorch and per-frame offset agreement at several T, on real-like random
+    inputs; ``run(audio, video)`` returns (sync_probs, correlation) or a dict of them from the target's runtime."""
+    import torch
+
+    from edge_sync.exporters.onnx import sample_inputs
+
+    frames = list(frames)
+    worst = {"sync_probs": 0.0, "correlation": 0.0}
+    agree = []
+    for i, t in enumerate(frames):
+        audio, video = sample_inputs(model, t, batch=1, seed=seed + i)
+        with torch.inference_mode():
+            ref = dict(zip(worst, (x.numpy() for x in model(audio, video))))
+        out = run(audio.numpy(), video.numpy())
+        out = out if isinstance(out, dict) else dict(zip(worst, out))
+        for name, r in ref.items():
+            o = np.asarray(out[name], np.float32)
+            if o.shape != r.shape:
+                raise EdgeSyncError(f"{backend} output {name} has shape {o.shape} at T={t}, PyTorch gives {r.shape}")
+            worst[name] = max(worst[name], float(np.abs(o - r).max()))
+        agree.append(float((np.asarray(out["sync_probs"]).argmax(1) == ref["sync_probs"].argmax(1)).mean()))
+    return {"status": "ran", "backend": backend, "frames": frames, "max_abs_err": worst,
+            "frame_offset_agreement": float(np.mean(agree))}

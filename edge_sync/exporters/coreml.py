@@ -3,7 +3,7 @@
 Facts this relies on (DESIGN.md "Toolchain facts", rechecked with coremltools 9.0 + torch 2.13):
 - ``torch.jit.trace`` + ``ct.convert`` works with torch 2.13 even though coremltools 9 was tested up to 2.7, and
   keeps the time axis flexible with ``ct.RangeDim``. ML Programs refuse an unbounded range, so the artifact has
-  a finite ``max_frames`` (default :data:`DEFAULT_MAX_FRAMES`).
+  a finite ``max_frames`` (default :data:`edge_sync.exporters.common.DEFAULT_MAX_FRAMES`).
 - A RangeDim cannot be expressed as another one times 4, so audio time and video time are two separate ranges;
   the tie (audio steps = 4 T) is recorded in the manifest and enforced by the runtime backend.
 - CoreML prediction (and so activation calibration, which runs the model) needs macOS. On Linux parity stops at
@@ -28,7 +28,8 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
-from edge_sync.exporters.common import TimeRange, base_manifest, check_precision, resolve_calibration
+from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
+                                        check_precision, quick_parity, resolve_calibration)
 from edge_sync.spec import AUDIO_INPUTS
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 PACKAGE = "model.mlpackage"
 EXPORT_FRAMES = 25  # the sample T used to trace; RangeDim makes T flexible afterwards
 PARITY_FRAMES = (7, 25, 100)  # macOS only: prediction at lengths other than the trace sample
-DEFAULT_MAX_FRAMES = 1000  # 40 s per call; ML Programs need a finite upper bound (the runtime windows long clips)
 CALIBRATION_CLIPS = 32  # macOS activation calibration: one prediction per clip with every activation as output
 MACOS_ONLY = "CoreML prediction needs macOS"
 MACOS_VERSION = {"iOS15": "macOS 12", "iOS16": "macOS 13", "iOS17": "macOS 14"}
@@ -69,19 +69,8 @@ def plan_for(precision: str, platform: str = sys.platform) -> Plan:
 
 
 def resolve_time_range(model: Any, time_range: TimeRange | None) -> TimeRange:
-    """The clip lengths the package accepts: the caller's range, bounded (ML Programs refuse unbounded ranges)
-    and no shorter than the model's own minimum."""
-    min_frames = model.contract.min_frames
-    if time_range is None:
-        return TimeRange(min_frames=min_frames, opt_frames=100, max_frames=DEFAULT_MAX_FRAMES)
-    if time_range.min_frames < min_frames:
-        raise EdgeSyncError(f"this model needs at least {min_frames} frames; raise --min-frames to {min_frames}")
-    if time_range.max_frames is None:
-        hi = max(DEFAULT_MAX_FRAMES, time_range.opt_frames)
-        bounded = TimeRange(time_range.min_frames, time_range.opt_frames, hi)
-        log.info("CoreML needs a bounded time range: max_frames set to %d", bounded.max_frames)
-        return bounded
-    return time_range
+    """The clip lengths the package accepts (ML Programs refuse unbounded ranges)."""
+    return bounded_time_range(model, time_range, "CoreML needs a bounded time range")
 
 
 # --- conversion ------------------------------------------------------------------------------------
@@ -269,28 +258,10 @@ def check_package(summary: dict[str, Any], model: Any, time_range: TimeRange, pr
 def coreml_parity(model: Any, path: Path, frames: Iterable[int] = PARITY_FRAMES) -> dict[str, Any]:
     """macOS: max abs error vs PyTorch and per-frame offset agreement at several T, on CoreML's CPU (the one
     compute unit whose precision is the package's own; GPU/ANE may compute in float16)."""
-    import torch
-
     ct = require("coremltools", "coreml", "CoreML parity")
-    from edge_sync.exporters.onnx import sample_inputs
-
     mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
-    frames = list(frames)
-    worst = {"sync_probs": 0.0, "correlation": 0.0}
-    agree = []
-    for i, t in enumerate(frames):
-        audio, video = sample_inputs(model, t, batch=1, seed=100 + i)
-        with torch.inference_mode():
-            ref = [x.numpy() for x in model(audio, video)]
-        out = mlmodel.predict({"audio": audio.numpy(), "video": video.numpy()})
-        for name, r in zip(("sync_probs", "correlation"), ref, strict=True):
-            o = np.asarray(out[name], np.float32)
-            if o.shape != r.shape:
-                raise EdgeSyncError(f"CoreML output {name} has shape {o.shape} at T={t}, PyTorch gives {r.shape}")
-            worst[name] = max(worst[name], float(np.abs(o - r).max()))
-        agree.append(float((np.asarray(out["sync_probs"]).argmax(1) == ref[0].argmax(1)).mean()))
-    return {"status": "ran", "backend": "coremltools (CPU_ONLY)", "frames": frames, "max_abs_err": worst,
-            "frame_offset_agreement": float(np.mean(agree))}
+    return quick_parity(model, lambda a, v: mlmodel.predict({"audio": a, "video": v}), frames,
+                        "coremltools (CPU_ONLY)")
 
 
 def parity_quick(model: Any, path: Path, checks: list[str]) -> dict[str, Any]:

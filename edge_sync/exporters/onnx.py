@@ -10,13 +10,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
-from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
-from edge_sync.exporters.common import base_manifest, check_precision, resolve_calibration
+from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
 from edge_sync.spec import AUDIO_INPUTS, audio_steps
 
 log = logging.getLogger(__name__)
@@ -91,26 +89,10 @@ def to_fp16(src: Path, dst: Path) -> None:
 
 def onnx_parity(model: Any, path: Path, frames: tuple[int, ...] = PARITY_FRAMES) -> dict[str, Any]:
     """Max abs error of both outputs vs PyTorch at several T (dynamic axes really work) on onnxruntime."""
-    import torch
     ort = require("onnxruntime", "onnxruntime", "checking an ONNX export")
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    result: dict[str, Any] = {"backend": "onnxruntime", "frames": list(frames)}
-    worst = {"sync_probs": 0.0, "correlation": 0.0}
-    agree = []
-    for i, t in enumerate(frames):
-        audio, video = sample_inputs(model, t, batch=1, seed=100 + i)
-        with torch.inference_mode():
-            ref = [x.numpy() for x in model(audio, video)]
-        out = session.run(None, {"audio": audio.numpy(), "video": video.numpy()})
-        for name, r, o in zip(("sync_probs", "correlation"), ref, out):
-            if o.shape != r.shape:
-                raise EdgeSyncError(f"ONNX output {name} has shape {o.shape} at T={t}, PyTorch gives {r.shape}")
-            worst[name] = max(worst[name], float(np.abs(o - r).max()))
-        agree.append(float((out[0].argmax(1) == ref[0].argmax(1)).mean()))
-    result["max_abs_err"] = worst
-    result["frame_offset_agreement"] = float(np.mean(agree))
-    return result
+    return quick_parity(model, lambda a, v: session.run(None, {"audio": a, "video": v}), frames, "onnxruntime")
 
 
 def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,

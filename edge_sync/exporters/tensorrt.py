@@ -31,7 +31,8 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters import onnx as onnx_exporter
-from edge_sync.exporters.common import TimeRange, base_manifest, check_precision, resolve_calibration
+from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
+                                        check_precision, resolve_calibration)
 from edge_sync.exporters.tensorrt_check import (
     TENSORRT_VERSION,
     ShapeRange,
@@ -42,7 +43,6 @@ from edge_sync.exporters.tensorrt_check import (
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_MAX_FRAMES = 1000  # 40 s: TensorRT profiles need a max; the runtime windows longer clips (~350 frames)
 DEFAULT_WORKSPACE_MIB = 1024
 MODEL_FILE = "model.onnx"
 ENGINE_FILE = "model.plan"
@@ -64,16 +64,7 @@ TRTEXEC_NOTES = [
 # --- the time range and the graph ---------------------------------------------------------------------------
 def resolve_time_range(model: Any, time_range: TimeRange | None) -> TimeRange:
     """The clip lengths the engine's profile covers; a TensorRT profile needs a finite max."""
-    min_frames = model.contract.min_frames
-    if time_range is None:
-        return TimeRange(min_frames=min_frames, opt_frames=100, max_frames=DEFAULT_MAX_FRAMES)
-    if time_range.min_frames < min_frames:
-        raise EdgeSyncError(f"min-frames {time_range.min_frames} is below the model's minimum of {min_frames} frames")
-    if time_range.max_frames is None:
-        top = max(DEFAULT_MAX_FRAMES, time_range.opt_frames)
-        log.info("TensorRT profiles need a max: using max-frames %d", top)
-        return TimeRange(time_range.min_frames, time_range.opt_frames, top)
-    return time_range
+    return bounded_time_range(model, time_range, "TensorRT profiles need a max")
 
 
 def float_biases(model: Any) -> int:

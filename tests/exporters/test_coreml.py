@@ -21,7 +21,7 @@ from edge_sync.artifact import read_artifact  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.exporters import get_exporter  # noqa: E402
 from edge_sync.exporters.api import export  # noqa: E402
-from edge_sync.exporters.common import TimeRange  # noqa: E402
+from edge_sync.exporters.common import DEFAULT_MAX_FRAMES, TimeRange  # noqa: E402
 from edge_sync.exporters.onnx import sample_inputs  # noqa: E402
 from edge_sync.models.io import load  # noqa: E402
 
@@ -212,7 +212,7 @@ def test_manifest_fields_and_limits(artifacts, precision):
     assert art.file("model").is_dir() and any(f.endswith("weights/weight.bin") for f in m["files"])
     assert m["tools"]["coremltools"].startswith("9") and m["runs_on"] == ["coreml (macOS)"]
     assert m["source"]["kind"] == "student" and m["source"]["checkpoint_sha256"]
-    expected = CUSTOM_RANGE if precision == "fp16" else TimeRange(1, 100, cm.DEFAULT_MAX_FRAMES)
+    expected = CUSTOM_RANGE if precision == "fp16" else TimeRange(1, 100, DEFAULT_MAX_FRAMES)
     assert m["time_range"] == {**expected.__dict__, "dynamic": True}
     assert m["coreml"]["compute_precision"] == {"fp32": "float32"}.get(precision, "float16")
     assert m["coreml"]["flexible_shapes"]["audio_tied_to_video"] is False
@@ -232,7 +232,7 @@ def test_saved_spec_has_names_float32_io_and_flexible_time(artifacts, precision)
     inputs = {f.name: f.type.multiArrayType for f in spec.description.input}
     assert list(inputs) == ["audio", "video"]
     assert [f.name for f in spec.description.output] == ["sync_probs", "correlation"]
-    lo, hi = (2, 400) if precision == "fp16" else (1, cm.DEFAULT_MAX_FRAMES)
+    lo, hi = (2, 400) if precision == "fp16" else (1, DEFAULT_MAX_FRAMES)
     ranges = {k: [(r.lowerBound, r.upperBound) for r in a.shapeRange.sizeRanges] for k, a in inputs.items()}
     assert ranges["video"] == [(1, 1), (3, 3), (lo, hi), (112, 112), (112, 112)]
     assert ranges["audio"] == [(1, 1), (1, 1), (13, 13), (4 * lo, 4 * hi)]
@@ -299,8 +299,8 @@ def test_macos_parity_in_manifest(artifacts, precision):
 
 
 def test_time_range_is_bounded_and_int8_calibrates_only_on_macos(student):
-    assert cm.resolve_time_range(student, None) == TimeRange(1, 100, cm.DEFAULT_MAX_FRAMES)
-    assert cm.resolve_time_range(student, TimeRange(1, 100, None)).max_frames == cm.DEFAULT_MAX_FRAMES
+    assert cm.resolve_time_range(student, None) == TimeRange(1, 100, DEFAULT_MAX_FRAMES)
+    assert cm.resolve_time_range(student, TimeRange(1, 100, None)).max_frames == DEFAULT_MAX_FRAMES
     assert cm.resolve_time_range(student, TimeRange(1, 1500, None)).max_frames == 1500
     mac, linux = cm.plan_for("int8", "darwin"), cm.plan_for("int8", "linux")
     assert mac.calibrate_activations and mac.deployment_target == "iOS17"
@@ -329,7 +329,7 @@ def test_unsupported_precision_is_refused_before_writing(tmp_path):
 def test_package_check_refuses_a_wrong_package(artifacts, student):
     summary = json.loads(json.dumps(cm.package_summary(artifacts["fp16"] / cm.PACKAGE)))
     with pytest.raises(EdgeSyncError, match="shape ranges"):
-        cm.check_package(summary, student, TimeRange(1, 100, cm.DEFAULT_MAX_FRAMES), "fp16")
+        cm.check_package(summary, student, TimeRange(1, 100, DEFAULT_MAX_FRAMES), "fp16")
     with pytest.raises(EdgeSyncError, match="int8"):
         cm.check_package(summary, student, CUSTOM_RANGE, "int8")
 

@@ -24,7 +24,7 @@ from edge_sync._deps import available
 from edge_sync.artifact import read_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import get_exporter
-from edge_sync.exporters.common import TimeRange
+from edge_sync.exporters.common import DEFAULT_MAX_FRAMES, TimeRange
 from edge_sync.exporters.tensorrt_check import TensorRTCompatError
 from edge_sync.models.io import load
 
@@ -144,7 +144,7 @@ def test_time_range_sets_profile_trtexec_and_parity_lengths(student, cached_onnx
     assert "--maxShapes=audio:1x1x13x800,video:1x3x200x112x112" in m["trtexec"]
     assert m["parity_quick"]["frames"] == [25, 50, 100]
     unbounded = trt_exporter.resolve_time_range(student, TimeRange(1, 100, None))
-    assert unbounded.max_frames == trt_exporter.DEFAULT_MAX_FRAMES
+    assert unbounded.max_frames == DEFAULT_MAX_FRAMES
 
 
 def test_a_graph_that_fails_the_check_is_refused_and_nothing_is_written(student, tmp_path, monkeypatch):

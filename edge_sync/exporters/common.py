@@ -111,6 +111,8 @@ def quick_parity(model: Any, run: Callable[[np.ndarray, np.ndarray], Any], frame
             o = np.asarray(out[name], np.float32)
             if o.shape != r.shape:
                 raise EdgeSyncError(f"{backend} output {name} has shape {o.shape} at T={t}, PyTorch gives {r.shape}")
+            if not np.isfinite(o).all():
+                raise EdgeSyncError(f"{backend} output {name} holds NaN or inf at T={t}")
             worst[name] = max(worst[name], float(np.abs(o - r).max()))
         agree.append(float((np.asarray(out["sync_probs"]).argmax(1) == ref["sync_probs"].argmax(1)).mean()))
     return {"status": "ran", "backend": backend, "frames": frames, "max_abs_err": worst,

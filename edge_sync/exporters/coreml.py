@@ -363,7 +363,7 @@ def export_coreml(model: Any, out_dir: Path, precision: str = "fp32", name: str 
     return write_artifact(out_dir, name, "coreml", precision, write, manifest)
 
 
-register_exporter(ExporterInfo(target="coreml", precisions=PRECISIONS, extra="coreml",
+register_exporter(ExporterInfo(target="coreml", precisions=PRECISIONS, extra="export,coreml",
                                modules=("torch", "coremltools"), export=export_coreml,
                                notes="ML Program (.mlpackage); prediction and INT8 activation calibration "
                                      "need macOS"))

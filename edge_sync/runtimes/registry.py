@@ -55,6 +55,8 @@ register_backend(BackendInfo("onnxruntime", ("onnx", "tensorrt"), "onnxruntime",
                              "edge_sync.runtimes.onnxruntime_backend:create"))
 register_backend(BackendInfo("tensorrt", ("tensorrt",), "tensorrt", "tensorrt", 5,
                              "edge_sync.runtimes.tensorrt_backend:create"))
+register_backend(BackendInfo("openvino", ("openvino",), "openvino", "openvino", 20,
+                             "edge_sync.runtimes.openvino_backend:create"))
 register_backend(BackendInfo("coreml", ("coreml",), "coremltools", "coreml", 40,
                              "edge_sync.runtimes.coreml_backend:create"))
 

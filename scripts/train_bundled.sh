@@ -14,7 +14,7 @@
 #  point EDGE_SYNC_CACHE at the copied bank.)
 # ARCH=int8: the INT8-friendly student (ReLU, no squeeze-excite), whose INT8 artifacts run faster than FP32 on
 # onnxruntime; the bundled student is this one:
-#   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 ARCH=int8 bash scripts/train_bundled.sh distill
+#   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 ARCH=int8 bash scripts/train_bundled.sh distill   (2500 steps, 11 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/edge-sync

@@ -150,6 +150,8 @@ def export_command(
     opt_frames: int = typer.Option(100, help="Clip length to optimise for (TensorRT profile)."),
     max_frames: Optional[int] = typer.Option(None, help="Longest clip per call (TensorRT profile; longer clips "
                                                         "are windowed by the runtime)."),
+    buckets: Optional[str] = typer.Option(None, help="tflite: the static clip lengths to export, e.g. 50,250 "
+                                                     "(the runtime windows and pads clips to them)."),
 ) -> None:
     """Export a model to deployable artifacts (a directory per target, with a manifest); prints each directory."""
     from edge_sync.artifact import read_artifact
@@ -159,8 +161,9 @@ def export_command(
     if precision == "int8" and calib is None:
         typer.echo("no --calib given: INT8 targets that calibrate use the default synthetic set (built once, then "
                    "reused)", err=True)
+    extra = {"buckets": tuple(int(b) for b in buckets.split(",") if b.strip())} if buckets else {}
     paths = export(model, target, precision, output, name=name, calib=calib, calib_method=calib_method,
-                   time_range=TimeRange(min_frames, opt_frames, max_frames))
+                   time_range=TimeRange(min_frames, opt_frames, max_frames), **extra)
     rows = []
     for path in paths:
         art = read_artifact(path)

@@ -44,6 +44,6 @@ def get_exporter(target: str) -> ExporterInfo:
     return EXPORTERS[target]
 
 
-_BUILTIN = ("onnx", "openvino", "coreml", "tensorrt")
+_BUILTIN = ("onnx", "openvino", "coreml", "tflite", "tensorrt")
 for _name in _BUILTIN:
     importlib.import_module(f"{__name__}.{_name}")

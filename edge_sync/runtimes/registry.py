@@ -26,17 +26,17 @@ class Session(Protocol):
 class BackendInfo:
     name: str
     targets: tuple[str, ...]
-    module: str  # what must import for the backend to be usable
+    module: str  # what must import for the backend to be usable ("a|b": either will do)
     extra: str  # pip extra that installs it
     preference: int  # lower wins under 'auto'
     factory: str  # "module:function" creating a Session from (artifact, threads)
 
     def installed(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
+        return any(importlib.util.find_spec(m) is not None for m in self.module.split("|"))
 
     def create(self, artifact: Any, threads: int | None) -> Session:
         if not self.installed():
-            raise MissingExtraError(self.module, self.extra, f"the {self.name} backend")
+            raise MissingExtraError(self.module.replace("|", "' or '"), self.extra, f"the {self.name} backend")
         mod, fn = self.factory.split(":")
         make: Callable[..., Session] = getattr(importlib.import_module(mod), fn)
         return make(artifact, threads)
@@ -57,6 +57,8 @@ register_backend(BackendInfo("tensorrt", ("tensorrt",), "tensorrt", "tensorrt", 
                              "edge_sync.runtimes.tensorrt_backend:create"))
 register_backend(BackendInfo("openvino", ("openvino",), "openvino", "openvino", 20,
                              "edge_sync.runtimes.openvino_backend:create"))
+register_backend(BackendInfo("litert", ("tflite",), "ai_edge_litert|tflite_runtime", "litert", 30,
+                             "edge_sync.runtimes.tflite_backend:create"))
 register_backend(BackendInfo("coreml", ("coreml",), "coremltools", "coreml", 40,
                              "edge_sync.runtimes.coreml_backend:create"))
 
@@ -81,4 +83,4 @@ def choose_backend(artifact: Any, requested: str = "auto") -> BackendInfo:
             log.info("backend auto -> %s for %s (%s)", info.name, artifact.path, target)
             return info
     first = candidates[0]
-    raise MissingExtraError(first.module, first.extra, f"running {target} artifacts")
+    raise MissingExtraError(first.module.replace("|", "' or '"), first.extra, f"running {target} artifacts")

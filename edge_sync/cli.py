@@ -233,6 +233,8 @@ def bench_command(
     backend: str = typer.Option("auto", help="Runtime backend (auto picks per artifact)."),
     baselines: bool = typer.Option(True, help="Also time the PyTorch teacher, student and the original SyncNet S."),
     quick: bool = typer.Option(False, help="Smoke run: T 25,100, batch 1, 3 repeats."),
+    torch_device: str = typer.Option("cpu", help="Device for the PyTorch baselines (cpu, cuda)."),
+    torch_half: bool = typer.Option(False, help="Also time the PyTorch baselines in FP16."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON."),
     report: Optional[Path] = typer.Option(None, help="Write the Markdown table here."),
     plot: Optional[Path] = typer.Option(None, help="Write latency and size/speed plots here (.png)."),
@@ -244,9 +246,11 @@ def bench_command(
     lens = QUICK["lengths"] if quick else [int(x) for x in lengths.split(",") if x.strip()]
     batches = QUICK["batches"] if quick else [int(x) for x in batch.split(",") if x.strip()]
     rep, warm = (QUICK["repeat"], QUICK["warmup"]) if quick else (repeat, 2)
-    rows = run_bench([str(a) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines)
+    rows = run_bench([str(a) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines,
+                     torch_device=torch_device, torch_half=torch_half)
     table = bench_markdown(rows)
-    settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend}
+    settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend,
+                "torch_device": torch_device, "torch_half": torch_half}
     if json_out:
         write_json(rows, json_out, settings)
     if report:

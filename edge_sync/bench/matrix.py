@@ -20,14 +20,15 @@ def parity_status(path: str | Path, backend: str) -> tuple[bool, str, float | No
 
 def run_bench(artifacts: list[str | Path], lengths: list[int], batches: list[int], threads: int | None = None,
               repeat: int = 10, warmup: int = 2, backend: str = "auto", baselines: bool = True,
-              check_parity: bool = True, progress: bool = True) -> list[BenchRow]:
+              check_parity: bool = True, progress: bool = True, torch_device: str = "cpu",
+              torch_half: bool = False) -> list[BenchRow]:
     from tqdm import tqdm
 
     rows: list[BenchRow] = []
     jobs = (["baselines"] if baselines else []) + [str(a) for a in artifacts]
     for job in tqdm(jobs, desc="bench", unit="model", disable=not progress):
         if job == "baselines":
-            rows += measure_baselines(lengths, batches, threads, warmup, repeat)
+            rows += measure_baselines(lengths, batches, threads, warmup, repeat, torch_device, torch_half)
             continue
         measured = measure_artifact(job, lengths, batches, threads, warmup, repeat, backend)
         if check_parity and any(r.status == "ok" for r in measured):

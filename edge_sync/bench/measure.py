@@ -162,8 +162,15 @@ def measure_artifact(path: str | Path, lengths: list[int], batches: list[int], t
 BASELINES = {"pytorch teacher": "teacher", "pytorch student": "student", "original SyncNet S": "legacy"}
 
 
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def _measure_baselines_child(lengths: list[int], batches: list[int], threads: int | None, warmup: int,
-                             repeat: int) -> list[dict[str, Any]]:
+                             repeat: int, device: str = "cpu", half: bool = False) -> list[dict[str, Any]]:
     import torch
 
     from edge_sync.models.io import load
@@ -171,29 +178,42 @@ def _measure_baselines_child(lengths: list[int], batches: list[int], threads: in
 
     if threads:
         torch.set_num_threads(threads)
+    precisions = [("fp32", torch.float32)] + ([("fp16", torch.float16)] if half else [])
     rows = []
     for name, which in BASELINES.items():
-        for frames in lengths:
-            for batch in batches if which != "legacy" else [1]:  # the original is ~35 frames/s: batch 1 is enough
-                if which == "legacy":
-                    # syncnet_python's way: the original network on 5-frame windows, one per output frame
-                    net = SyncNetS().eval()
-                    a = torch.randn(batch, 1, 13, 4 * frames + 16)
-                    v = torch.rand(batch, 3, frames + 4, 224, 224) * 255
-                    fn = lambda net=net, a=a, v=v: [net.sliding_embeddings(a[i:i + 1], v[i:i + 1])  # noqa: E731
-                                                    for i in range(a.shape[0])]
-                    precision = "fp32 (random weights: speed only)"
-                else:
-                    net = load(which)
-                    a = torch.randn(batch, 1, 13, 4 * frames) * 10
-                    v = torch.rand(batch, 3, frames, 112, 112) * 2 - 1
-                    fn = lambda net=net, a=a, v=v: net(a, v)  # noqa: E731
-                    precision = "fp32"
-                with torch.inference_mode():
-                    med, p90 = timed(fn, min(warmup, 1) if which == "legacy" else warmup,
-                                     max(2, repeat // 4) if which == "legacy" else repeat)
-                rows.append(BenchRow(name, "pytorch", precision, f"torch {torch.__version__} cpu", frames, batch,
-                                     med * 1e3, p90 * 1e3).to_dict())
+        for precision, dtype in precisions:
+            for frames in lengths:
+                for batch in batches if which != "legacy" else [1]:  # the original is slow: batch 1 is enough
+                    if which == "legacy":
+                        # syncnet_python's way: the original network on 5-frame windows, one per output frame
+                        net = SyncNetS().eval().to(device, dtype)
+                        a = torch.randn(batch, 1, 13, 4 * frames + 16, device=device, dtype=dtype)
+                        v = torch.rand(batch, 3, frames + 4, 224, 224, device=device, dtype=dtype) * 255
+
+                        def fn(net=net, a=a, v=v):
+                            out = [net.sliding_embeddings(a[i:i + 1], v[i:i + 1]) for i in range(a.shape[0])]
+                            _sync(device)
+                            return out
+                        label = f"{precision} (random weights: speed only)"
+                    else:
+                        net = load(which).to(device, dtype)
+                        a = torch.randn(batch, 1, 13, 4 * frames, device=device, dtype=dtype) * 10
+                        v = torch.rand(batch, 3, frames, 112, 112, device=device, dtype=dtype) * 2 - 1
+
+                        def fn(net=net, a=a, v=v):
+                            out = net(a, v)
+                            _sync(device)
+                            return out
+                        label = precision
+                    slow = which == "legacy" and device == "cpu"
+                    calls = (min(warmup, 1), max(2, repeat // 4)) if slow else (warmup, repeat)
+                    with torch.inference_mode():
+                        med, p90 = timed(fn, *calls)
+                    backend = f"torch {torch.__version__} {device}"
+                    if device.startswith("cuda"):
+                        backend += f" ({torch.cuda.get_device_name()})"
+                    rows.append(BenchRow(name, "pytorch", label, backend, frames, batch, med * 1e3,
+                                         p90 * 1e3).to_dict())
     rss = peak_rss_mb()
     for r in rows:
         r["peak_rss_mb"] = rss
@@ -201,9 +221,10 @@ def _measure_baselines_child(lengths: list[int], batches: list[int], threads: in
 
 
 def measure_baselines(lengths: list[int], batches: list[int], threads: int | None = None, warmup: int = 2,
-                      repeat: int = 10) -> list[BenchRow]:
+                      repeat: int = 10, device: str = "cpu", half: bool = False) -> list[BenchRow]:
+    """PyTorch teacher, student and original SyncNet S on ``device`` (FP32, and FP16 too with ``half``)."""
     rows = []
-    for d in in_child(_measure_baselines_child, lengths, batches, threads, warmup, repeat):
+    for d in in_child(_measure_baselines_child, lengths, batches, threads, warmup, repeat, device, half):
         d.pop("frames_per_s"), d.pop("real_time_factor")
         rows.append(BenchRow(**d))
     return rows

@@ -13,7 +13,8 @@ TEACHER, ORIGINAL = "pytorch teacher", "original SyncNet S"
 
 def _baseline_fps(rows: list[BenchRow], name: str) -> dict[int, float]:
     """frames/s of a baseline per clip length (batch 1)."""
-    return {r.frames: r.frames_per_s for r in rows if r.name == name and r.batch == 1 and r.status == "ok"}
+    return {r.frames: r.frames_per_s for r in rows
+            if r.name == name and r.batch == 1 and r.status == "ok" and r.precision.startswith("fp32")}
 
 
 def _f(x: float, spec: str) -> str:

@@ -199,7 +199,7 @@ def package_bytes(path: Path) -> int:
 # --- tests -----------------------------------------------------------------------------------------------
 def test_registered_with_its_precisions_and_extra():
     info = get_exporter("coreml")
-    assert info.precisions == ("fp32", "fp16", "int8") and info.extra == "coreml"
+    assert info.precisions == ("fp32", "fp16", "int8") and info.extra == "export,coreml"
     assert info.modules == ("torch", "coremltools") and info.available()
 
 

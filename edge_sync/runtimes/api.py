@@ -146,14 +146,12 @@ class Engine:
         return SyncStream(self, hop_frames=hop_frames)
 
     def sync_file(self, path: str | Path, detect_every: int = 5) -> FileSync:
-        """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track."""
-        from edge_sync.features.clip import prepare_clip
+        """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track segment.
+        Crops stream into bounded windows (:mod:`edge_sync.runtimes.file_sync`), so memory does not grow
+        with the clip's length."""
+        from edge_sync.runtimes.file_sync import sync_file
 
-        start = time.perf_counter()
-        prepared = prepare_clip(path, preprocessing=self.contract.video, detect_every=detect_every)
-        tracks = [TrackSync(seg.track_id, seg.start, self.run_segment(seg)) for seg in prepared.segments]
-        return FileSync(str(path), prepared.num_frames, tracks, prepared.frames_without_face.tolist(),
-                        time.perf_counter() - start)
+        return sync_file(self, path, detect_every=detect_every)
 
 
 def load(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,

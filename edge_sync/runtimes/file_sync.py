@@ -1,0 +1,119 @@
+"""``Engine.sync_file``: decode -> face tracker -> one sync stream per uninterrupted face-track segment.
+
+The video is decoded once and crops flow straight into :class:`SyncStream`s, which keep only the frames a later
+window needs, so memory does not grow with the clip's length (no clip-long crop or frame arrays). Segments are
+cut where a track has a gap and dropped below ``min_frames``, exactly as :func:`edge_sync.features.clip.prepare_clip`
+cuts them, and each stream starts with the whole soundtrack's pre-emphasis state, so results equal running the
+prepared clip's segments through :meth:`Engine.run_segment`. numpy (+ PyAV and OpenCV for media and faces) only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sync.errors import MediaError, NoFaceError
+from edge_sync.features.clip import CROP_FOR_PREPROCESSING
+from edge_sync.features.faces import CropResult, FaceTracker
+from edge_sync.features.media import iter_frames, probe, read_audio
+from edge_sync.spec import SAMPLES_PER_FRAME
+
+FILE_HOP_FRAMES = 50  # frames emitted per model call: bounded memory, ~2x the compute of one pass
+TAIL = 240  # samples after a segment's last frame that its last MFCC window reads
+
+
+@dataclass
+class _Segment:
+    """One uninterrupted run of a track being streamed."""
+
+    track_id: int
+    start: int
+    stream: Any
+    next_frame: int
+    pending: dict[int, np.ndarray] = field(default_factory=dict)  # out-of-order crops waiting for their turn
+
+    @property
+    def frames(self) -> int:
+        return self.next_frame - self.start
+
+
+class FileSyncer:
+    """Routes tracker results to per-segment streams; see the module docstring."""
+
+    def __init__(self, engine: Any, audio: np.ndarray, crop: str, min_frames: int) -> None:
+        self.engine, self.audio, self.crop, self.min_frames = engine, audio, crop, min_frames
+        self.open: dict[int, _Segment] = {}
+        self.closed: list[tuple[int, int, Any]] = []  # (track_id, start, SyncResult)
+
+    def _start(self, track_id: int, frame: int) -> _Segment:
+        stream = self.engine.stream(hop_frames=FILE_HOP_FRAMES)
+        first = frame * SAMPLES_PER_FRAME
+        if first > 0:  # continue the whole soundtrack's pre-emphasis, as the offline MFCC does
+            stream._prev_sample = float(self.audio[first - 1]) if first - 1 < len(self.audio) else 0.0
+        return _Segment(track_id, frame, stream, frame)
+
+    def _samples(self, lo_frame: int, hi_frame: int, tail: int = 0) -> np.ndarray:
+        lo, hi = lo_frame * SAMPLES_PER_FRAME, hi_frame * SAMPLES_PER_FRAME + tail
+        out = self.audio[lo:hi]
+        return np.pad(out, (0, (hi - lo) - len(out)))  # a short soundtrack ends in silence
+
+    def add(self, result: CropResult) -> None:
+        seg = self.open.get(result.track_id)
+        if seg is not None and result.frame_index > seg.next_frame and seg.next_frame not in seg.pending:
+            # a gap, unless an out-of-order frame fills it later: frames arrive in order per track, so a jump
+            # means the track lost its face for a while
+            self._close(seg)
+            seg = None
+        if seg is None:
+            seg = self.open[result.track_id] = self._start(result.track_id, result.frame_index)
+        seg.pending[result.frame_index] = result.crops[self.crop]
+        while seg.next_frame in seg.pending:
+            crops = seg.pending.pop(seg.next_frame)
+            seg.stream.push(audio=self._samples(seg.next_frame, seg.next_frame + 1), crops=crops)
+            seg.next_frame += 1
+
+    def _close(self, seg: _Segment) -> None:
+        del self.open[seg.track_id]
+        if seg.frames < self.min_frames:
+            return
+        # the MFCC of the last frame reads 240 samples past it (real audio where it exists, as offline)
+        seg.stream.push(audio=self._samples(seg.next_frame, seg.next_frame, TAIL))
+        seg.stream.flush()
+        self.closed.append((seg.track_id, seg.start, seg.stream.result()))
+
+    def finish(self) -> list[tuple[int, int, Any]]:
+        for seg in list(self.open.values()):
+            self._close(seg)
+        return sorted(self.closed, key=lambda c: (c[0], c[1]))
+
+
+def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = "haar",
+              min_frames: int = 5) -> Any:
+    """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync."""
+    from edge_sync.runtimes.api import FileSync, TrackSync
+
+    start = time.perf_counter()
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path} has no video stream; lip sync needs a visible face")
+    if not info.has_audio:
+        raise MediaError(f"{path} has no audio stream; lip sync needs the soundtrack")
+    crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
+    audio = read_audio(path)
+    tracker = FaceTracker(detector, detect_every=detect_every, crops=(crop,))
+    syncer = FileSyncer(engine, audio, crop, min_frames)
+    for frame in iter_frames(path):
+        for result in tracker.push(frame):
+            syncer.add(result)
+    for result in tracker.finish():
+        syncer.add(result)
+    segments = syncer.finish()
+    if not segments:
+        raise NoFaceError(f"{path}: no face track of {min_frames}+ consecutive frames was found ({tracker.num_frames} "
+                          "frames); check that a frontal, upright, well-lit face is visible")
+    tracks = [TrackSync(tid, s, res) for tid, s, res in segments]
+    return FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
+                    time.perf_counter() - start)

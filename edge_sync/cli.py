@@ -145,7 +145,9 @@ def export_command(
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the model's name)."),
     calib: Optional[Path] = typer.Option(None, help="Calibration set for int8 (edge-sync calibrate); default: "
                                                     "a synthetic set built once and shared."),
-    calib_method: str = typer.Option("minmax", help="int8 calibration for onnx: minmax, entropy or percentile."),
+    calib_method: Optional[str] = typer.Option(None, help="int8 calibration for onnx/tensorrt: minmax, entropy or "
+                                                          "percentile (default: minmax for onnx, percentile for "
+                                                          "tensorrt)."),
     min_frames: int = typer.Option(1, help="Shortest clip (video frames) the artifact must take."),
     opt_frames: int = typer.Option(100, help="Clip length to optimise for (TensorRT profile)."),
     max_frames: Optional[int] = typer.Option(None, help="Longest clip per call (TensorRT profile; longer clips "

@@ -14,10 +14,10 @@ def main(paths: list[str]) -> None:
     for path in map(Path, paths):
         name = path.stem
         body = path.read_text().split("\n", 2)[-1].strip()  # drop the report's own title
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
     README.write_text(text)
 
 

@@ -95,27 +95,25 @@ def _measure_artifact_child(path: str, lengths: list[int], batches: list[int], t
     art = engine.artifact
     size = sum(f["bytes"] for f in art.manifest["files"].values()) / 1e6
     rows = []
-    for frames in lengths:
-        for batch in batches:
-            row = BenchRow(Path(path).name, art.target, art.precision, engine.backend, frames, batch, load_s=load_s,
-                           size_mb=size)
-            audio, video = contract_inputs(art.manifest, frames, batch)
-            try:
-                if batch == 1:  # the full runtime path: checks, windows, SyncResult
-                    fn = lambda: engine.run(audio, video)  # noqa: E731
-                else:  # the backend session directly: the Engine takes one clip per call
-                    fn = lambda: engine._session.run(audio, video)  # noqa: E731
-                med, p90 = timed(fn, warmup, repeat)
-                row.median_ms, row.p90_ms = med * 1e3, p90 * 1e3
-            except Exception as exc:  # a row the backend cannot run is reported, not fatal
-                row.status, row.detail = ("n/a" if batch > 1 else "failed"), str(exc).splitlines()[0][:200]
-            rows.append(row)
-    rss = peak_rss_mb()
-    out = []
-    for row in rows:
-        row.peak_rss_mb = rss
-        out.append(row.to_dict())
-    return out
+    # smallest calls first, RSS read after each: a row's peak RSS is what the process needed up to that size
+    for frames, batch in sorted(((t, b) for t in lengths for b in batches), key=lambda tb: tb[0] * tb[1]):
+        row = BenchRow(Path(path).name, art.target, art.precision, engine.backend, frames, batch, load_s=load_s,
+                       size_mb=size)
+        audio, video = contract_inputs(art.manifest, frames, batch)
+        try:
+            if batch == 1:  # the full runtime path: checks, windows, SyncResult
+                fn = lambda: engine.run(audio, video)  # noqa: E731
+            else:  # the backend session directly: the Engine takes one clip per call
+                fn = lambda: engine._session.run(audio, video)  # noqa: E731
+            med, p90 = timed(fn, warmup, repeat)
+            row.median_ms, row.p90_ms = med * 1e3, p90 * 1e3
+        except Exception as exc:  # a row the backend cannot run is reported, not fatal
+            row.status, row.detail = ("n/a" if batch > 1 else "failed"), str(exc).splitlines()[0][:200]
+        del audio, video
+        row.peak_rss_mb = peak_rss_mb()
+        rows.append(row)
+    rows.sort(key=lambda r: (r.frames, r.batch))
+    return [r.to_dict() for r in rows]
 
 
 def _child(queue: Any, fn: Callable[..., list[dict[str, Any]]], args: tuple) -> None:

@@ -116,7 +116,7 @@ def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
 
 
 def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
-                source: dict[str, Any] | None = None, calib: Any = None, calib_method: str = "minmax",
+                source: dict[str, Any] | None = None, calib: Any = None, calib_method: str | None = None,
                 time_range: Any = None, **_: Any) -> Path:
     """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest."""
     check_precision("onnx", precision, EXPORTER.precisions)
@@ -124,7 +124,7 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
 
     def write(tmp: Path) -> dict[str, Any]:
         path = tmp / "model.onnx"
-        fields = write_onnx_model(model, path, precision, calib_set, calib_method)
+        fields = write_onnx_model(model, path, precision, calib_set, calib_method or "minmax")
         return {"entry": {"model": "model.onnx"}, **fields, "parity_quick": onnx_parity(model, path)}
 
     manifest = base_manifest(model, source, ("onnx", "onnxscript", "onnxruntime"), ["onnxruntime"],

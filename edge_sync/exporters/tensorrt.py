@@ -201,7 +201,9 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
     check_engine_request(options.get("build_engine"))
     time_range = resolve_time_range(model, options.get("time_range"))
     calib = resolve_calibration(model, options.get("calib")) if precision == "int8" else None
-    method = options.get("calib_method", "minmax")
+    # TensorRT needs zero points of 0, so INT8 after a ReLU uses half the code range; clipping the rare tail
+    # (percentile) kept the clip offset agreement at 99% where MinMax gave 98% on the bundled student
+    method = options.get("calib_method") or "percentile"
     contract = model.contract
     profile = profile_shapes(contract, time_range.min_frames, time_range.opt_frames, time_range.max_frames)
 

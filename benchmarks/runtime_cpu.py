@@ -17,14 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so a probe started from this (torch-loaded) process would
+# report the parent's memory
 RSS_PROBE = """
-import resource, sys, json
+import sys, json
 sys.modules['torch'] = None
 import edge_sync
+from edge_sync.bench.measure import peak_rss_mb
 engine = edge_sync.load(sys.argv[1])
 res = engine.sync_file(sys.argv[2])
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "offset": res.main.result.offset_frames}))
+print(json.dumps({"rss_mb": peak_rss_mb(), "offset": res.main.result.offset_frames}))
 """
 
 

@@ -81,6 +81,16 @@ def contract_inputs(manifest: dict[str, Any], frames: int, batch: int, seed: int
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec; ru_maxrss would carry the
+    forking parent's size into a spawned child (it survives exec), so a child measured under a parent that had
+    imported torch would report torch's memory."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,13 +30,9 @@ print(json.dumps({"rss_mb": peak_rss_mb(), "offset": res.main.result.offset_fram
 
 
 def _median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    from edge_sync.bench.measure import timed
+
+    return timed(fn, 1, repeat)[0]
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 cross-modal part left in float, bad requests refused."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from edge_sync.exporters.common import TimeRange  # noqa: E402
 from edge_sync.exporters.onnx import sample_inputs  # noqa: E402
 from edge_sync.models.io import load  # noqa: E402
 from edge_sync.runtimes.openvino_backend import create  # noqa: E402
+from tests.exporters.helpers import onnx_exported_once  # noqa: E402
 
 TIME_RANGE = TimeRange(min_frames=5, opt_frames=50, max_frames=400)
 
@@ -35,15 +35,7 @@ def one_onnx_export(student, tmp_path_factory):
     """All precisions convert the same ONNX, so the (slow, ~20 s on 2 cores) dynamo export runs once through the
     real export_onnx_file; tests/exporters/test_onnx.py covers that export itself."""
     cache = tmp_path_factory.getbasetemp() / f"openvino-{student.checkpoint_sha256[:12]}.onnx"
-    real = ov_export.export_onnx_file
-
-    def export_once(model, path, *args, **kwargs):
-        if not cache.is_file():
-            real(model, cache, *args, **kwargs)
-        shutil.copyfile(cache, path)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ov_export, "export_onnx_file", export_once)
+    with onnx_exported_once(ov_export, cache):
         yield
 
 

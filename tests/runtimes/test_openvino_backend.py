@@ -2,7 +2,6 @@
 keep parity (f32 precision hint, thread count), numpy + openvino only, and refuses bad input clearly."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from edge_sync.artifact import ArtifactError, read_artifact  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.runtimes import openvino_backend as backend  # noqa: E402
 from edge_sync.runtimes.registry import BACKENDS, BackendInfo  # noqa: E402
+from tests.exporters.helpers import onnx_exported_once  # noqa: E402
 
 OPENVINO = BackendInfo("openvino", ("openvino",), "openvino", "openvino", 20,
                        "edge_sync.runtimes.openvino_backend:create")
@@ -38,15 +38,7 @@ def artifact(student, tmp_path_factory):
     import edge_sync.exporters.openvino as ov_export
 
     cache = tmp_path_factory.getbasetemp() / f"openvino-{student.checkpoint_sha256[:12]}.onnx"
-    real = ov_export.export_onnx_file
-
-    def export_once(model, path, *args, **kwargs):
-        if not cache.is_file():
-            real(model, cache, *args, **kwargs)
-        shutil.copyfile(cache, path)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ov_export, "export_onnx_file", export_once)
+    with onnx_exported_once(ov_export, cache):
         return ov_export.export_openvino(student, tmp_path_factory.mktemp("art"), "fp32", name="student")
 
 

@@ -38,9 +38,32 @@ def collect_info() -> dict[str, Any]:
         "numpy": dist_version("numpy"),
         "contract": {"spec_version": SPEC_VERSION, "video_fps": VIDEO_FPS, "audio_rate": AUDIO_RATE,
                      "max_offset": MAX_OFFSET, "video_input": f"{MOUTH.size}x{MOUTH.size} {MOUTH.name}"},
-        "backends": {dist: {"version": dist_version(dist), "extra": extra} for dist, extra in BACKEND_DISTRIBUTIONS.items()},
+        "backends": {dist: {"version": dist_version(dist), "extra": extra}
+                     for dist, extra in BACKEND_DISTRIBUTIONS.items()},
+        "export_targets": _export_targets(),
+        "runtime_backends": _runtime_backends(),
         "bundled_weights": weights,
     }
+
+
+PLATFORM_NAMES = {"darwin": "macOS", "linux": "Linux", "win32": "Windows"}
+
+
+def _export_targets() -> dict[str, Any]:
+    """Exporters from the registry and whether their toolchain is installed (imports no toolchain)."""
+    from edge_sync.exporters import EXPORTERS
+
+    return {t: {"installed": e.available(), "extra": e.extra, "precisions": list(e.precisions)}
+            for t, e in EXPORTERS.items()}
+
+
+def _runtime_backends() -> dict[str, Any]:
+    from edge_sync.runtimes.registry import BACKENDS
+
+    return {b.name: {"installed": b.installed(), "runs_here": b.runs_here(), "platforms": list(b.platforms),
+                     "extra": b.extra,
+                     "targets": list(b.targets), "preference": b.preference}
+            for b in sorted(BACKENDS.values(), key=lambda b: b.preference)}
 
 
 def format_info(data: dict[str, Any]) -> str:
@@ -49,6 +72,14 @@ def format_info(data: dict[str, Any]) -> str:
     for dist, b in data["backends"].items():
         state = b["version"] or f"not installed (pip install 'edge-sync[{b['extra']}]')"
         lines.append(f"  {dist:<15} {state}")
+    for key, label, what in (("export_targets", "export targets", "precisions"),
+                             ("runtime_backends", "runtime backends (auto prefers the first installed)", "targets")):
+        lines.append(f"{label}:")
+        for name, e in data[key].items():
+            state = "ready" if e["installed"] else f"needs pip install 'edge-sync[{e['extra']}]'"
+            if e["installed"] and not e.get("runs_here", True):
+                state = f"installed; predicts on {', '.join(PLATFORM_NAMES.get(p, p) for p in e['platforms'])} only"
+            lines.append(f"  {name:<15} {state:<45} {what}: {', '.join(e[what])}")
     lines.append("bundled weights:" if data["bundled_weights"] else "bundled weights: none yet")
     for w in data["bundled_weights"]:
         lines.append(f"  {w['name']:<10} {w['bytes'] / 1e6:.1f} MB  {w['path']}")

@@ -70,3 +70,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "planted:   +2 frames" in out.stdout and "detected:" in out.stdout
     assert (tmp_path / "talking_offset+2.mp4").stat().st_size > 10_000
+
+
+def test_info_lists_export_targets_and_runtime_backends(capsys):
+    import json as _json
+
+    from edge_sync.cli import main
+
+    main(["info", "--json"])
+    data = _json.loads(capsys.readouterr().out)
+    assert set(data["export_targets"]) == {"onnx", "openvino", "coreml", "tflite", "tensorrt"}
+    backends = data["runtime_backends"]
+    assert list(backends)[0] == "tensorrt" and "tensorrt" in backends["onnxruntime"]["targets"]
+    assert backends["coreml"]["platforms"] == ["darwin"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -30,6 +31,10 @@ class BackendInfo:
     extra: str  # pip extra that installs it
     preference: int  # lower wins under 'auto'
     factory: str  # "module:function" creating a Session from (artifact, threads)
+    platforms: tuple[str, ...] = ()  # sys.platform values it predicts on; empty: any
+
+    def runs_here(self) -> bool:
+        return not self.platforms or sys.platform in self.platforms
 
     def installed(self) -> bool:
         return any(importlib.util.find_spec(m) is not None for m in self.module.split("|"))
@@ -60,7 +65,7 @@ register_backend(BackendInfo("openvino", ("openvino",), "openvino", "openvino", 
 register_backend(BackendInfo("litert", ("tflite",), "ai_edge_litert|tflite_runtime", "litert", 30,
                              "edge_sync.runtimes.tflite_backend:create"))
 register_backend(BackendInfo("coreml", ("coreml",), "coremltools", "coreml", 40,
-                             "edge_sync.runtimes.coreml_backend:create"))
+                             "edge_sync.runtimes.coreml_backend:create", platforms=("darwin",)))
 
 
 def choose_backend(artifact: Any, requested: str = "auto") -> BackendInfo:

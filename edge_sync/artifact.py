@@ -35,6 +35,13 @@ def artifact_dirname(name: str, target: str, precision: str) -> str:
     return f"{name}.{target}-{precision}"
 
 
+def parse_artifact_dirname(dirname: str) -> tuple[str, str]:
+    """(target, precision) from ``NAME.target-precision`` (for reporting on a directory that will not load);
+    '?' where the name does not say."""
+    target, _, precision = dirname.rpartition(".")[2].partition("-")
+    return target or "?", precision or "?"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

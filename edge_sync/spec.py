@@ -195,6 +195,22 @@ def audio_steps(frames: int, audio_input: str = "mfcc") -> int:
     return frames * AUDIO_INPUTS[audio_input].steps_per_frame
 
 
+def example_inputs(contract: ModelContract, frames: int, batch: int = 1,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real-like random float32 inputs in the contract's shapes and ranges (MFCC/log-mel scale or a [-1, 1]
+    waveform; video in [-1, 1] or 0..255): what export checks, parity and benchmarks feed a model."""
+    rng = np.random.default_rng(seed)
+    a_kind = AUDIO_INPUTS[contract.audio_input]
+    shape = [batch] + [int(s) if s.isdigit() else 0 for s in a_kind.shape[1:]]
+    shape[-1] = audio_steps(frames, contract.audio_input)
+    scale = 0.1 if contract.audio_input == "waveform" else 10.0
+    audio = (rng.standard_normal(shape) * scale).astype(np.float32)
+    size = contract.video.size
+    video = rng.random((batch, 3, frames, size, size), dtype=np.float32)
+    video = video * 255.0 if contract.video.std[0] == 1.0 else video * 2 - 1
+    return audio, video
+
+
 def check_pair(audio: np.ndarray, video: np.ndarray, contract: ModelContract | None = None) -> int:
     """Validate an (audio, video) input pair against the contract and return T.
 

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_sync.spec import AUDIO_INPUTS, PREPROCESSING, VIDEO_FPS
+from edge_sync.artifact import parse_artifact_dirname
+from edge_sync.spec import VIDEO_FPS, example_inputs
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,6 @@ def timed(fn: Callable[[], Any], warmup: int, repeat: int) -> tuple[float, float
     return statistics.median(times), float(np.percentile(times, 90))
 
 
-def contract_inputs(manifest: dict[str, Any], frames: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real-like random inputs from an artifact's contract: numpy only (the child imports no torch)."""
-    c = manifest["contract"]
-    rng = np.random.default_rng(seed)
-    steps = AUDIO_INPUTS[c["audio_input"]].steps_per_frame
-    audio = (rng.standard_normal((batch, 1, 13, steps * frames)) * 10).astype(np.float32)
-    prep = PREPROCESSING[c["video_preprocessing"]["name"]]
-    video = rng.random((batch, 3, frames, prep.size, prep.size), dtype=np.float32)
-    video = video * 255 if prep.std[0] == 1.0 else video * 2 - 1
-    return audio, video
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec; ru_maxrss would carry the
     forking parent's size into a spawned child (it survives exec), so a child measured under a parent that had
@@ -109,7 +98,7 @@ def _measure_artifact_child(path: str, lengths: list[int], batches: list[int], t
     for frames, batch in sorted(((t, b) for t in lengths for b in batches), key=lambda tb: tb[0] * tb[1]):
         row = BenchRow(Path(path).name, art.target, art.precision, engine.backend, frames, batch, load_s=load_s,
                        size_mb=size)
-        audio, video = contract_inputs(art.manifest, frames, batch)
+        audio, video = example_inputs(engine.contract, frames, batch)
         try:
             if batch == 1:  # the full runtime path: checks, windows, SyncResult
                 fn = lambda: engine.run(audio, video)  # noqa: E731
@@ -156,8 +145,8 @@ def measure_artifact(path: str | Path, lengths: list[int], batches: list[int], t
         dicts = in_child(_measure_artifact_child, str(path), lengths, batches, threads, warmup, repeat, backend)
     except RuntimeError as exc:
         msg = str(exc).splitlines()[0][:200]
-        target, _, precision = Path(path).name.rpartition(".")[2].partition("-")
-        return [BenchRow(Path(path).name, target, precision or "?", backend, t, b, status="failed", detail=msg)
+        target, precision = parse_artifact_dirname(Path(path).name)
+        return [BenchRow(Path(path).name, target, precision, backend, t, b, status="failed", detail=msg)
                 for t in lengths for b in batches]
     rows = []
     for d in dicts:

@@ -324,6 +324,16 @@ class TemporalJitter:
         return temporal_shift(sample, shift, self.max_offset, self.fill, self.require_audio)
 
 
+def _mask_runs(audio: torch.Tensor, axis: int, max_width: int, num_masks: int, fill: str,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """Mask random runs along ``axis`` (-2: bands, -1: steps) of a [.., bands, steps] feature."""
+    runs = _random_runs(audio.shape[axis], max_width, num_masks, generator).to(audio.device)
+    other = -1 if axis == -2 else -2
+    none = torch.zeros(audio.shape[other], dtype=torch.bool, device=audio.device)
+    bands, steps = (runs, none) if axis == -2 else (none, runs)
+    return _apply_mask(audio, bands, steps, fill)
+
+
 @dataclass
 class FrequencyMask:
     """With probability p, mask ``num_masks`` bands of 1..max_width consecutive coefficients."""
@@ -340,9 +350,7 @@ class FrequencyMask:
             raise ValueError(f"frequency masking needs a [1, bands, steps] feature, got {list(audio.shape)}")
         if not _coin(generator, self.p):
             return dict(sample)
-        bands = _random_runs(audio.shape[-2], self.max_width, self.num_masks, generator).to(audio.device)
-        steps = torch.zeros(audio.shape[-1], dtype=torch.bool, device=audio.device)
-        return {**sample, "audio": _apply_mask(audio, bands, steps, self.fill)}
+        return {**sample, "audio": _mask_runs(audio, -2, self.max_width, self.num_masks, self.fill, generator)}
 
 
 @dataclass
@@ -360,9 +368,7 @@ class TimeMask:
         if not _coin(generator, self.p):
             return dict(sample)
         audio = sample["audio"]
-        steps = _random_runs(audio.shape[-1], self.max_width, self.num_masks, generator).to(audio.device)
-        bands = torch.zeros(audio.shape[-2], dtype=torch.bool, device=audio.device)
-        return {**sample, "audio": _apply_mask(audio, bands, steps, self.fill)}
+        return {**sample, "audio": _mask_runs(audio, -1, self.max_width, self.num_masks, self.fill, generator)}
 
 
 @dataclass

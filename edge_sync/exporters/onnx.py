@@ -15,7 +15,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
-from edge_sync.spec import AUDIO_INPUTS, audio_steps
+from edge_sync.spec import AUDIO_INPUTS, example_inputs
 
 log = logging.getLogger(__name__)
 EXPORT_FRAMES = 25  # the sample T used to trace; parity is checked at other T
@@ -23,19 +23,11 @@ PARITY_FRAMES = (7, 25, 100)
 
 
 def sample_inputs(model: Any, frames: int, batch: int = 1, seed: int = 0):
-    """Real-like random inputs in the contract's ranges (MFCC-scale audio, [-1,1] or 0..255 video)."""
+    """:func:`edge_sync.spec.example_inputs` as torch tensors, for tracing and PyTorch comparisons."""
     import torch
 
-    contract = model.contract
-    g = torch.Generator().manual_seed(seed)
-    a_kind = AUDIO_INPUTS[contract.audio_input]
-    shape = [batch] + [int(s) if s.isdigit() else 0 for s in a_kind.shape[1:]]
-    shape[-1] = audio_steps(frames, contract.audio_input)
-    audio = torch.randn(*shape, generator=g) * (10.0 if contract.audio_input == "mfcc" else 0.1)
-    size = contract.video.size
-    video = torch.rand(batch, 3, frames, size, size, generator=g)
-    video = video * 255.0 if contract.video.std[0] == 1.0 else video * 2 - 1
-    return audio, video
+    audio, video = example_inputs(model.contract, frames, batch, seed)
+    return torch.from_numpy(audio), torch.from_numpy(video)
 
 
 def export_onnx_file(model: Any, path: Path, frames: int = EXPORT_FRAMES) -> None:

@@ -18,10 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from edge_sync.features.mfcc import resample
+from edge_sync.features.mfcc import float_samples, resample
 from edge_sync.spec import AUDIO_INPUTS, AUDIO_RATE, N_MELS, audio_steps
-
-INT16_SCALE = 32768.0
 
 
 @dataclass(frozen=True)
@@ -82,17 +80,7 @@ def log_mel(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: LogMelPar
     Float input is taken as [-1, 1] audio; integer input is scaled by 1/32768 (int16 full scale). Other
     sample rates are resampled to ``params.sample_rate`` first. Fewer than 160 samples give N = 0 steps.
     """
-    x = np.asarray(signal)
-    if x.ndim != 1:
-        raise ValueError(f"log_mel expects a mono 1-D signal, got shape {x.shape}; downmix channels first")
-    if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float64) / INT16_SCALE
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    else:
-        raise TypeError(f"log_mel expects int or float samples, got {x.dtype}")
-    if not np.isfinite(x).all():
-        raise ValueError("audio contains NaN or inf samples")
+    x = float_samples(signal, "log_mel")
     if sample_rate != params.sample_rate:
         x = resample(x, sample_rate, params.sample_rate)
     n = num_steps(len(x), params)

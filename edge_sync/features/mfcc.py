@@ -95,6 +95,23 @@ def resample(signal: np.ndarray, source_rate: int, target_rate: int = AUDIO_RATE
     return out
 
 
+def float_samples(signal: np.ndarray, what: str) -> np.ndarray:
+    """Mono samples as float64 in [-1, 1]: floats as given, integers scaled by 1/32768 (int16 full scale).
+    Raises on other shapes, dtypes, NaN and inf, naming ``what`` got them."""
+    x = np.asarray(signal)
+    if x.ndim != 1:
+        raise ValueError(f"{what} expects a mono 1-D signal, got shape {x.shape}; downmix channels first")
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float64) / INT16_SCALE
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    else:
+        raise TypeError(f"{what} expects int or float samples, got {x.dtype}")
+    if not np.isfinite(x).all():
+        raise ValueError("audio contains NaN or inf samples")
+    return x
+
+
 def mfcc(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: MfccParams = MFCC,
          previous: float | None = None) -> np.ndarray:
     """MFCC [N, 13] of a mono signal, equal to ``python_speech_features.mfcc(signal, 16000)``.

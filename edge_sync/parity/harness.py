@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from edge_sync.artifact import parse_artifact_dirname
 from edge_sync.errors import EdgeSyncError
 from edge_sync.parity.tolerances import TOLERANCES, Tolerance
 
@@ -252,12 +253,8 @@ def run_parity(artifacts: list[str | Path], reference: str | None = None, data: 
             bar = (lambda it: tqdm(it, total=len(cases), desc=Path(path).name, unit="clip")) if progress else iter
             results.append(compare(engine, model, cases, tol, ref_name, task_teacher, bar))
         except (EdgeSyncError, ValueError, OSError, RuntimeError) as exc:
-            target, precision = _split_name(Path(path).name)
+            target, precision = parse_artifact_dirname(Path(path).name)
             results.append(ArtifactParity(str(path), target, precision, backend, reference or "?",
                                           error=str(exc)))
     return results
 
-
-def _split_name(dirname: str) -> tuple[str, str]:
-    tail = dirname.rsplit(".", 1)[-1]
-    return tuple(tail.split("-", 1)) if "-" in tail else (tail, "?")  # type: ignore[return-value]

@@ -49,11 +49,10 @@ class FileSyncer:
         self.closed: list[tuple[int, int, Any]] = []  # (track_id, start, SyncResult)
 
     def _start(self, track_id: int, frame: int) -> _Segment:
-        stream = self.engine.stream(hop_frames=FILE_HOP_FRAMES)
         first = frame * SAMPLES_PER_FRAME
-        if first > 0:  # continue the whole soundtrack's pre-emphasis, as the offline MFCC does
-            stream._prev_sample = float(self.audio[first - 1]) if first - 1 < len(self.audio) else 0.0
-        return _Segment(track_id, frame, stream, frame)
+        # continue the whole soundtrack's pre-emphasis, as the offline MFCC does
+        previous = None if first == 0 else float(self.audio[first - 1]) if first - 1 < len(self.audio) else 0.0
+        return _Segment(track_id, frame, self.engine.stream(FILE_HOP_FRAMES, previous), frame)
 
     def _samples(self, lo_frame: int, hi_frame: int, tail: int = 0) -> np.ndarray:
         lo, hi = lo_frame * SAMPLES_PER_FRAME, hi_frame * SAMPLES_PER_FRAME + tail

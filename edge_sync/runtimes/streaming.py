@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge_sync.errors import EdgeSyncError
-from edge_sync.features.mfcc import INT16_SCALE, mfcc
+from edge_sync.features.mfcc import INT16_SCALE, float_samples, mfcc
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import AUDIO_RATE, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset_values
 
@@ -36,7 +36,9 @@ class FrameSync:
 class SyncStream:
     """Incremental sync over a live audio + mouth-crop stream; see the module docstring."""
 
-    def __init__(self, engine: Any, hop_frames: int = 25) -> None:
+    def __init__(self, engine: Any, hop_frames: int = 25, previous_sample: float | None = None) -> None:
+        """``previous_sample``: the sample just before the first pushed one when the stream starts inside a longer
+        recording (float in [-1, 1]), so the MFCC's pre-emphasis continues it exactly."""
         if engine.contract.audio_input != "mfcc":
             raise EdgeSyncError(f"streaming computes MFCC audio features; this artifact takes "
                                 f"{engine.contract.audio_input}")
@@ -51,7 +53,7 @@ class SyncStream:
                                 f"{self.context} frames of context each side")
         self._audio = np.zeros(0, np.float64)  # samples from absolute index self._audio_start
         self._audio_start = 0
-        self._prev_sample: float | None = None  # the sample before self._audio_start
+        self._prev_sample = previous_sample  # the sample before self._audio_start
         self._mfcc = np.zeros((13, 0), np.float32)  # steps from absolute step self._mfcc_start
         self._mfcc_start = 0
         self._crops: list[np.ndarray] = []  # frames from absolute frame self._crop_start
@@ -84,16 +86,9 @@ class SyncStream:
         a = np.asarray(audio)
         if a.ndim != 1:
             raise ValueError(f"push mono samples [n] at {AUDIO_RATE} Hz, got shape {a.shape}")
-        if np.issubdtype(a.dtype, np.integer):
-            if a.dtype != np.int16:
-                raise TypeError(f"integer audio must be int16, got {a.dtype}")
-            a = a.astype(np.float64) / INT16_SCALE
-        elif np.issubdtype(a.dtype, np.floating):
-            a = a.astype(np.float64)
-        else:
-            raise TypeError(f"audio must be float or int16 samples, got {a.dtype}")
-        if not np.isfinite(a).all():
-            raise ValueError("audio contains NaN or inf samples")
+        if np.issubdtype(a.dtype, np.integer) and a.dtype != np.int16:
+            raise TypeError(f"integer audio must be int16, got {a.dtype}")
+        a = float_samples(a, "push")
         self._audio = np.concatenate([self._audio, a])
         self._compute_mfcc(final=False)
 

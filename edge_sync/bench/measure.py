@@ -99,16 +99,14 @@ def _measure_artifact_child(path: str, lengths: list[int], batches: list[int], t
         row = BenchRow(Path(path).name, art.target, art.precision, engine.backend, frames, batch, load_s=load_s,
                        size_mb=size)
         audio, video = example_inputs(engine.contract, frames, batch)
+        # batch 1: the full runtime path (checks, windows, SyncResult); batches: the backend session directly,
+        # since the Engine takes one clip per call
+        run = engine.run if batch == 1 else engine._session.run
         try:
-            if batch == 1:  # the full runtime path: checks, windows, SyncResult
-                fn = lambda: engine.run(audio, video)  # noqa: E731
-            else:  # the backend session directly: the Engine takes one clip per call
-                fn = lambda: engine._session.run(audio, video)  # noqa: E731
-            med, p90 = timed(fn, warmup, repeat)
+            med, p90 = timed(lambda: run(audio, video), warmup, repeat)
             row.median_ms, row.p90_ms = med * 1e3, p90 * 1e3
         except Exception as exc:  # a row the backend cannot run is reported, not fatal
             row.status, row.detail = ("n/a" if batch > 1 else "failed"), str(exc).splitlines()[0][:200]
-        del audio, video
         row.peak_rss_mb = peak_rss_mb()
         rows.append(row)
     rows.sort(key=lambda r: (r.frames, r.batch))

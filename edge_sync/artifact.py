@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 from edge_sync import __version__
 from edge_sync.errors import EdgeSyncError
+from edge_sync._manifest import MANIFEST, read_manifest
 from edge_sync.spec import SPEC_VERSION
 
 FORMAT = "edge-sync-artifact"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 TARGETS = ("onnx", "openvino", "coreml", "tflite", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -66,7 +66,8 @@ def write_artifact(out_dir: str | Path, name: str, target: str, precision: str,
     (e.g. opset, time range); hashes, sizes, versions and the format header are added here.
     """
     if target not in TARGETS or precision not in PRECISIONS:
-        raise ArtifactError(f"unknown target/precision {target}/{precision}; targets {TARGETS}, precisions {PRECISIONS}")
+        raise ArtifactError(f"unknown target/precision {target}/{precision}; targets {TARGETS}, "
+                            f"precisions {PRECISIONS}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / artifact_dirname(name, target, precision)
@@ -123,21 +124,8 @@ def read_artifact(path: str | Path, verify: bool = True) -> Artifact:
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path} is not an artifact directory; make one with: edge-sync export -o DIR")
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise ArtifactError(f"{path} has no {MANIFEST}: not an edge-sync artifact (or an interrupted copy)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{mpath} is not valid JSON ({exc}); re-export the artifact") from exc
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{mpath} is not an edge-sync artifact manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ArtifactError(f"{path} uses artifact format {manifest['format_version']}; upgrade edge-sync "
-                            f"(this one reads up to {FORMAT_VERSION})")
-    if manifest.get("spec_version") != SPEC_VERSION:
-        raise ArtifactError(f"{path} was made for tensor contract v{manifest.get('spec_version')}, this edge-sync "
-                            f"speaks v{SPEC_VERSION}; re-export it with this version")
+    manifest = read_manifest(path, FORMAT, FORMAT_VERSION, ArtifactError, "artifact",
+                             "re-export it with: edge-sync export -o DIR")
     if verify:
         for rel, info in manifest.get("files", {}).items():
             file = path / rel

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edge_sync._manifest import MANIFEST, read_manifest
 from edge_sync.errors import EdgeSyncError
 from edge_sync.spec import AUDIO_INPUTS, PREPROCESSING, SPEC_VERSION, ModelContract, VideoPreprocessing
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 CALIB_FORMAT = "edge-sync-calibration"
 CALIB_FORMAT_VERSION = 1
 DATA_FILE = "data.npz"
-MANIFEST = "manifest.json"
 
 
 class CalibrationError(EdgeSyncError, ValueError):
@@ -95,8 +95,8 @@ class CalibrationSet:
             raise CalibrationError(f"calibration set {self.path} holds {self.manifest['audio_input']} audio, the model "
                                    f"takes {contract.audio_input}; build a set for it with edge-sync calibrate")
         if self.preprocessing.name != contract.video.name:
-            raise CalibrationError(f"calibration set {self.path} holds {self.preprocessing.name} crops, the model takes "
-                                   f"{contract.video.name}; build one with: edge-sync calibrate --preprocessing "
+            raise CalibrationError(f"calibration set {self.path} holds {self.preprocessing.name} crops, the model "
+                                   f"takes {contract.video.name}; build one with: edge-sync calibrate --preprocessing "
                                    f"{contract.video.name}")
 
     def pairs(self, frames: int | None = None, limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -179,30 +179,20 @@ def write_calibration_set(out_dir: str | Path, audio: np.ndarray, crops: np.ndar
 def load_calibration_set(path: str | Path, contract: ModelContract | None = None) -> CalibrationSet:
     """Open a set, check format, spec version, shapes, finiteness and content hash (and the model contract)."""
     path = Path(path)
-    mpath = path / MANIFEST
-    if not mpath.is_file() or not (path / DATA_FILE).is_file():
+    if not (path / DATA_FILE).is_file():
         raise CalibrationError(f"{path} is not a calibration set (needs {MANIFEST} and {DATA_FILE}); build one with: "
                                "edge-sync calibrate --source synthetic -o DIR")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{mpath} is not valid JSON ({exc}); rebuild the set") from exc
-    if manifest.get("format") != CALIB_FORMAT:
-        raise CalibrationError(f"{mpath} is not an edge-sync calibration manifest")
-    if manifest.get("format_version", 0) > CALIB_FORMAT_VERSION:
-        raise CalibrationError(f"{path} uses calibration format {manifest['format_version']}; upgrade edge-sync")
-    if manifest.get("spec_version") != SPEC_VERSION:
-        raise CalibrationError(f"{path} was built for tensor contract v{manifest.get('spec_version')}, this edge-sync "
-                               f"speaks v{SPEC_VERSION}; rebuild it with edge-sync calibrate")
+    manifest = read_manifest(path, CALIB_FORMAT, CALIB_FORMAT_VERSION, CalibrationError, "calibration set",
+                             "rebuild it with: edge-sync calibrate -o DIR")
     try:
         with np.load(path / DATA_FILE, allow_pickle=False) as data:
             audio, crops = data["audio"], data["crops"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise CalibrationError(f"{path / DATA_FILE} cannot be read ({exc}); it is truncated or corrupt: rebuild the set") \
-            from exc
+        raise CalibrationError(f"{path / DATA_FILE} cannot be read ({exc}); it is truncated or corrupt: rebuild "
+                               "the set") from exc
     preprocessing = PREPROCESSING.get(manifest.get("preprocessing", {}).get("name", ""))
     if preprocessing is None or manifest.get("audio_input") not in AUDIO_INPUTS:
-        raise CalibrationError(f"{mpath} names an unknown preprocessing or audio input; rebuild the set")
+        raise CalibrationError(f"{path / MANIFEST} names an unknown preprocessing or audio input; rebuild the set")
     _validate(audio, crops, manifest["audio_input"], preprocessing, str(path))
     if content_hash(audio, crops) != manifest.get("content_sha256"):
         raise CalibrationError(f"{path}: the data does not match the manifest's content hash (modified or corrupt); "

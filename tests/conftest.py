@@ -47,3 +47,12 @@ def speech_16k(tmp_path_factory, speech_22k) -> tuple[int, np.ndarray]:
     dst = d / "speech16k.wav"
     subprocess.run(["sox", "-D", str(src), "-r", "16000", str(dst)], check=True, capture_output=True)
     return read_wav(dst)
+
+
+@pytest.fixture(scope="session")
+def tiny_calib_path(tmp_path_factory) -> Path:
+    """An 8-clip synthetic calibration set, built once for every INT8 exporter test."""
+    from edge_sync.calibration import build_calibration_set
+
+    return build_calibration_set("synthetic", tmp_path_factory.mktemp("calib") / "set", count=8, frames=50,
+                                 progress=False)

@@ -11,7 +11,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from edge_sync.artifact import read_artifact  # noqa: E402
-from edge_sync.calibration import CalibrationError, build_calibration_set, load_calibration_set  # noqa: E402
+from edge_sync.calibration import CalibrationError, load_calibration_set  # noqa: E402
 from edge_sync.data.synthetic import make_clip  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.exporters.api import export  # noqa: E402
@@ -20,9 +20,8 @@ from edge_sync.spec import LEGACY_FACE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    return build_calibration_set("synthetic", tmp_path_factory.mktemp("calib") / "set", count=8, frames=50,
-                                 progress=False)
+def calib(tiny_calib_path):
+    return tiny_calib_path
 
 
 @pytest.fixture(scope="module")

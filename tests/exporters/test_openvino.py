@@ -13,7 +13,7 @@ pytest.importorskip("onnxscript", reason="pip install 'edge-sync[export]'")
 
 import edge_sync.exporters.openvino as ov_export  # noqa: E402  (registers the target)
 from edge_sync.artifact import read_artifact  # noqa: E402
-from edge_sync.calibration import CalibrationSet, build_calibration_set, load_calibration_set  # noqa: E402
+from edge_sync.calibration import CalibrationSet, load_calibration_set  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.exporters import get_exporter  # noqa: E402
 from edge_sync.exporters.common import TimeRange  # noqa: E402
@@ -40,10 +40,8 @@ def one_onnx_export(student, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory) -> CalibrationSet:
-    path = build_calibration_set("synthetic", tmp_path_factory.mktemp("calib") / "calib", count=8, frames=50,
-                                 progress=False)
-    return load_calibration_set(path)
+def calib(tiny_calib_path) -> CalibrationSet:
+    return load_calibration_set(tiny_calib_path)
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,10 @@ def student():
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    from edge_sync.calibration import build_calibration_set, load_calibration_set
+def calib(tiny_calib_path):
+    from edge_sync.calibration import load_calibration_set
 
-    path = build_calibration_set("synthetic", tmp_path_factory.mktemp("calib") / "set", count=8, frames=50,
-                                 progress=False)
-    return load_calibration_set(path)
+    return load_calibration_set(tiny_calib_path)
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ import sys, json
 sys.modules['torch'] = None
 import edge_sync
 from edge_sync.bench.measure import peak_rss_mb
-engine = edge_sync.load(sys.argv[1])
+engine = edge_sync.load(sys.argv[1], low_memory=sys.argv[3] == "low")
 res = engine.sync_file(sys.argv[2])
-print(json.dumps({"rss_mb": peak_rss_mb(), "offset": res.main.result.offset_frames}))
+print(json.dumps({"rss_mb": peak_rss_mb(), "offset": res.main.result.offset_frames, "seconds": res.seconds}))
 """
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     rows["speedup_vs_original"] = rows["student_onnx_fps"] / rows["original_syncnet_fps"]
 
     with tempfile.TemporaryDirectory() as tmp:
-        text = " ".join(["We keep talking so the clip lasts a full minute, counting one two three four five."] * 9)
+        text = " ".join(["We keep talking so the clip lasts a full minute, counting one two three four five."] * 11)
         clip = make_talking_photo_clip(Path(tmp) / "minute.mp4", text, offset_frames=3, size=(640, 360))
         start = time.perf_counter()
         res = engine.sync_file(clip.path)
@@ -70,9 +70,12 @@ def main() -> None:
         seconds = clip.frames / 25
         rows.update({"sync_clip_seconds": seconds, "sync_wall_seconds": wall, "sync_x_realtime": seconds / wall,
                      "sync_offset": res.main.result.offset_frames, "sync_planted": 3})
-        probe = subprocess.run([sys.executable, "-c", RSS_PROBE, str(engine.artifact.path), str(clip.path)],
-                               capture_output=True, text=True, check=True)
-        rows["runtime_peak_rss_mb"] = json.loads(probe.stdout.strip().splitlines()[-1])["rss_mb"]
+        for mode in ("low", "default"):  # edge_sync.load(low_memory=True) is the default; see runtimes/memory.py
+            probe = subprocess.run([sys.executable, "-c", RSS_PROBE, str(engine.artifact.path), str(clip.path), mode],
+                                   capture_output=True, text=True, check=True)
+            out = json.loads(probe.stdout.strip().splitlines()[-1])
+            rows[f"runtime_peak_rss_mb_{mode}_memory"] = out["rss_mb"]
+            rows[f"sync_wall_seconds_{mode}_memory_probe"] = out["seconds"]
     print(f"onnxruntime, {engine.backend}, T={t}, median of {args.repeat}; one run on this machine")
     for k, v in rows.items():
         print(f"{k:>24}: {v:.2f}" if isinstance(v, float) else f"{k:>24}: {v}")

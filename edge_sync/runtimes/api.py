@@ -14,6 +14,7 @@ import numpy as np
 
 from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
+from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.runtimes.windows import plan_windows
@@ -155,8 +156,14 @@ class Engine:
 
 
 def load(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
-         window_frames: int = WINDOW_FRAMES) -> Engine:
-    """Load an artifact directory (default: the bundled student ONNX) on ``backend`` ('auto' picks)."""
+         window_frames: int = WINDOW_FRAMES, low_memory: bool = True) -> Engine:
+    """Load an artifact directory (default: the bundled student ONNX) on ``backend`` ('auto' picks).
+
+    ``low_memory`` keeps the process's resident memory at its working set on glibc Linux, at ~10% of file-sync
+    speed (see :mod:`edge_sync.runtimes.memory`); pass False for throughput on a machine with memory to spare.
+    """
+    if low_memory:
+        bound_heap_growth()
     if path is None:
         if not BUNDLED_ARTIFACT.is_dir():
             raise ArtifactError(f"no bundled artifact at {BUNDLED_ARTIFACT}; pass --artifact DIR "

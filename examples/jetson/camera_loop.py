@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""Live lip sync from a USB camera and a microphone: OpenCV capture + arecord, no DeepStream or GStreamer.
+
+    python3 camera_loop.py ARTIFACT                          # /dev/video0 + the default ALSA microphone
+    python3 camera_loop.py ARTIFACT --camera 1 --mic plughw:2,0 --max-seconds 30
+    python3 camera_loop.py ARTIFACT --video talk.mp4         # a file stands in for camera and microphone
+
+Each camera frame goes through edge-sync's face tracker (mouth crops) into ``engine.stream()`` together with
+the 640 microphone samples of that frame; the stream returns per-frame results as soon as the frames after
+them have arrived (hop + receptive field: ~2.9 s for the bundled student). The loop prints the offset over the
+last 2 s every --every frames, and the whole run's offset at the end. With --video, the frames come through
+the same cv2.VideoCapture and the file's soundtrack stands in for the microphone, so the result equals
+``engine.sync_file`` on that file.
+
+Live caveat: camera and microphone start and buffer independently, so a live offset includes the capture
+chain's own delay; measure it once on a source known to be in sync and subtract it.
+Exit status: 0 ok, 1 failed, 2 bad arguments, 3 TensorRT not importable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from jetson_common import EXIT_FAILED, fail, open_engine
+
+PROG = "camera_loop.py"
+FPS, RATE = 25, 16_000  # the model contract's video and audio rates (edge_sync.spec)
+SPF = RATE // FPS  # 640 samples per video frame
+TAIL = 240  # samples after a frame that its last MFCC window reads
+KEEP_FRAMES = 200  # audio kept behind the newest frame: the tracker hands crops back a few frames late
+MIN_FRAMES = 5  # shortest face segment worth a result (as Engine.sync_file)
+RECENT = 50  # frames behind the "last 2 s" offset
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="Live audio/video offset from a camera and a microphone.")
+    p.add_argument("artifact", type=Path, help="artifact folder (a tensorrt one holding model.plan)")
+    p.add_argument("--backend", default="tensorrt", choices=("tensorrt", "onnxruntime", "auto"),
+                   help="default: %(default)s; onnxruntime runs the artifact's model.onnx on the CPU")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", default="0", help="V4L2 camera index or /dev/videoN, or a network camera URL "
+                                                   "(default: %(default)s)")
+    src.add_argument("--video", type=Path, help="a video file standing in for the camera; its soundtrack stands in "
+                                                "for the microphone")
+    p.add_argument("--mic", default="default", help="ALSA capture device for arecord -D (list: arecord -l)")
+    p.add_argument("--mic-command", help="any command writing 16 kHz mono s16le to stdout (replaces arecord)")
+    p.add_argument("--hop", type=int, default=25, help="frames per model call (default: %(default)s)")
+    p.add_argument("--every", type=int, default=25, help="print a status line every N frames (0: never)")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this much video (0: until the end "
+                                                                  "of the file, or Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="final result as one JSON object on stdout (status lines "
+                                                       "go to stderr)")
+    args = p.parse_args(argv)
+    if args.hop < 1 or args.every < 0 or args.max_seconds < 0:
+        p.error(f"need --hop >= 1, --every >= 0, --max-seconds >= 0; got {args.hop}, {args.every}, "
+                f"{args.max_seconds}")
+    if args.video is not None and not args.video.is_file():
+        p.error(f"--video {args.video}: no such file")
+    return args
+
+
+# --- sources ---------------------------------------------------------------------------------------------
+def open_capture(args: argparse.Namespace) -> Any:
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # a missing camera is reported below, once
+    if args.video is not None:
+        cap = cv2.VideoCapture(str(args.video))
+    else:
+        if args.camera.isdigit() or args.camera.startswith("/dev/"):  # a V4L2 (USB) camera
+            cap = cv2.VideoCapture(int(args.camera) if args.camera.isdigit() else args.camera, cv2.CAP_V4L2)
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))  # USB cameras reach 25+ fps in MJPG
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, 640)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, 480)
+            cap.set(cv2.CAP_PROP_FPS, FPS)
+        else:  # a network camera's URL (rtsp://, http://), read by OpenCV's FFmpeg
+            cap = cv2.VideoCapture(args.camera)
+    if not cap.isOpened():
+        what = args.video if args.video is not None else f"camera {args.camera}"
+        fail(PROG, f"OpenCV cannot open {what}" + ("" if args.video else "; list cameras with v4l2-ctl "
+                                                   "--list-devices (CSI cameras need GStreamer: use a USB one)"))
+    return cap
+
+
+def frames_at_25fps(cap: Any, live: bool) -> Iterator[np.ndarray]:
+    """RGB frames at the contract's 25 fps: each frame fills the 40 ms ticks it is nearest to, so a 30 fps
+    camera drops every sixth frame and a 15 fps one repeats frames (timestamps: wall clock live, else the
+    file's frame rate)."""
+    import cv2
+
+    fps_in = cap.get(cv2.CAP_PROP_FPS) if not live else 0.0
+    fps_in = fps_in if fps_in and fps_in > 0 else FPS
+    t0: float | None = None
+    index = tick = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return
+        now = time.monotonic()
+        t0 = now if t0 is None else t0
+        ts = now - t0 if live else index / fps_in
+        index += 1
+        rgb = None
+        while tick / FPS <= ts + 0.5 / FPS:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if rgb is None else rgb
+            tick += 1
+            yield rgb
+
+
+class MicError(RuntimeError):
+    """The microphone stopped delivering sound while the camera goes on."""
+
+
+class FileMic:
+    """The --video file's soundtrack (aligned to its first frame), handed out in order as a microphone would."""
+
+    def __init__(self, path: Path) -> None:
+        from edge_sync.features.media import read_audio
+
+        self.samples, self.pos = read_audio(path), 0
+
+    def read(self, upto: int) -> np.ndarray:
+        chunk = self.samples[self.pos:max(self.pos, upto)]
+        self.pos += len(chunk)
+        return chunk
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class PipeMic:
+    """16 kHz mono int16 from a capture process, read by a thread so a slow model call never overruns the card."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command, self.chunks, self.lock = command, [], threading.Lock()
+        try:
+            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            fail(PROG, f"{command[0]} not found: install alsa-utils (arecord) or pass --mic-command")
+        self.reader = threading.Thread(target=self._pump, daemon=True)
+        self.reader.start()
+
+    def _pump(self) -> None:
+        while chunk := self.proc.stdout.read(SPF * 2):
+            with self.lock:
+                self.chunks.append(np.frombuffer(chunk[:len(chunk) // 2 * 2], "<i2"))
+
+    def start(self) -> None:
+        """Forget what was recorded before the first camera frame, so sample 0 goes with frame 0."""
+        with self.lock:
+            self.chunks.clear()
+
+    def read(self, upto: int) -> np.ndarray:
+        with self.lock:
+            chunks, self.chunks = self.chunks, []
+        if not chunks and self.proc.poll() not in (None, 0):
+            err = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
+            fail(PROG, f"microphone command {shlex.join(self.command)} exited {self.proc.returncode}: "
+                       f"{err[-1] if err else 'no message'}")
+        return np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        self.proc.terminate()
+
+
+class Samples:
+    """Audio by absolute sample index, forgetting what no frame still needs (bounded memory)."""
+
+    def __init__(self) -> None:
+        self.buf, self.start = np.zeros(0, np.float32), 0
+
+    def extend(self, chunk: np.ndarray) -> None:
+        self.buf = np.concatenate([self.buf, chunk.astype(np.float32, copy=False)])
+
+    @property
+    def end(self) -> int:
+        """Index one past the newest sample."""
+        return self.start + len(self.buf)
+
+    def get(self, lo: int, hi: int) -> np.ndarray:
+        """Samples [lo, hi); zeros past the end (a soundtrack shorter than the video ends in silence)."""
+        out = self.buf[max(lo - self.start, 0):max(hi - self.start, 0)]
+        return np.pad(out, (0, (hi - lo) - len(out)))
+
+    def sample(self, i: int) -> float:
+        return float(self.buf[i - self.start]) if 0 <= i - self.start < len(self.buf) else 0.0
+
+    def drop_before(self, i: int) -> None:
+        if i > self.start:
+            self.buf, self.start = self.buf[i - self.start:], i
+
+
+# --- sync ------------------------------------------------------------------------------------------------
+class FaceStream:
+    """A sync stream over the face being followed. The stream restarts where the track loses the face, so each
+    model window sees consecutive frames, as ``Engine.sync_file`` does per track segment; another face is
+    followed once the current one has been gone for longer than the tracker keeps a track."""
+
+    def __init__(self, engine: Any, audio: Samples, crop: str, hop: int, max_gap: int) -> None:
+        self.engine, self.audio, self.crop, self.hop, self.max_gap = engine, audio, crop, hop, max_gap
+        self.track_id: int | None = None
+        self.stream: Any = None
+        self.start = self.next_frame = 0
+        self.pending: dict[int, np.ndarray] = {}
+        self.segments: list[tuple[int, int, Any]] = []  # (track_id, start frame, SyncResult)
+        self.recent: deque = deque(maxlen=RECENT)
+
+    def add(self, res: Any) -> list[Any]:
+        """One tracker result -> the per-frame results that became final."""
+        if self.track_id is not None and res.track_id != self.track_id:
+            if res.frame_index <= self.next_frame + self.max_gap:
+                return []  # someone else while our face may still come back
+            self.close()
+        if self.stream is not None and res.frame_index > self.next_frame and self.next_frame not in self.pending:
+            self.close()  # the face was lost for a while: a new segment
+        if self.stream is None:
+            self._open(res.track_id, res.frame_index)
+        self.pending[res.frame_index] = res.crops[self.crop]
+        return self.pump()
+
+    def pump(self, final: bool = False) -> list[Any]:
+        """Push the waiting crops, in order, whose sound has arrived (all of them when ``final``): a live
+        microphone can lag the camera, and a frame pushed before its sound would be scored against silence."""
+        out: list[Any] = []
+        while self.stream is not None and self.next_frame in self.pending:
+            f = self.next_frame
+            if not final and self.audio.end < (f + 1) * SPF:
+                if len(self.pending) > KEEP_FRAMES:
+                    raise MicError(f"the microphone is {len(self.pending)} frames behind the camera; check "
+                                       "that it records (arecord -l, --mic)")
+                break
+            out += self.stream.push(audio=self.audio.get(f * SPF, (f + 1) * SPF), crops=self.pending.pop(f))
+            self.next_frame += 1
+        self.recent.extend(out)
+        return out
+
+    def _open(self, track_id: int, frame: int) -> None:
+        previous = self.audio.sample(frame * SPF - 1) if frame else None  # continue the pre-emphasis
+        self.track_id, self.start, self.next_frame = track_id, frame, frame
+        self.stream = self.engine.stream(hop_frames=self.hop, previous_sample=previous)
+
+    def close(self) -> list[Any]:
+        """End the current segment: the last frame's MFCC reads 240 samples past it, then flush."""
+        out = self.pump(final=True)
+        if self.stream is not None and self.next_frame - self.start >= MIN_FRAMES:
+            self.stream.push(audio=self.audio.get(self.next_frame * SPF, self.next_frame * SPF + TAIL))
+            flushed = self.stream.flush()
+            self.recent.extend(flushed)
+            out += flushed
+            self.segments.append((self.track_id, self.start, self.stream.result()))
+        self.stream, self.track_id, self.pending = None, None, {}
+        return out
+
+    def recent_offset(self) -> tuple[int, float] | None:
+        """Offset and its mean probability over the last RECENT emitted frames."""
+        if not self.recent:
+            return None
+        from edge_sync.spec import offset_values
+
+        mean = np.mean([f.probs for f in self.recent], axis=0)
+        return int(offset_values(self.engine.contract.max_offset)[mean.argmax()]), float(mean.max())
+
+
+def status(n: int, faces: FaceStream, started: float) -> str:
+    recent = faces.recent_offset()
+    last = faces.recent[-1].frame if faces.recent else None
+    speed = n / FPS / max(time.perf_counter() - started, 1e-9)
+    behind = n - faces.audio.end // SPF
+    head = f"[{n / FPS:6.1f} s] frame {n:5d}" + (f" (sound {behind} frames behind)" if behind > 0 else "")
+    if recent is None:
+        return f"{head}: waiting for {'a face' if faces.stream is None else 'the receptive field'} ({speed:.1f}x " \
+               "real time)"
+    return (f"{head}: last 2 s offset {recent[0]:+d} frames ({recent[0] * 40:+d} ms), p={recent[1]:.2f}; results up "
+            f"to frame {last} ({n - 1 - last} frames behind); {speed:.1f}x real time")
+
+
+def run(engine: Any, frames: Iterator[np.ndarray], mic: Any, args: argparse.Namespace) -> tuple[int, Any, Any]:
+    """Capture loop: frames -> face tracker -> FaceStream, the microphone's samples alongside."""
+    from edge_sync.features.clip import CROP_FOR_PREPROCESSING
+    from edge_sync.features.faces import FaceTracker
+
+    crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
+    tracker = FaceTracker("haar", detect_every=5, crops=(crop,))
+    audio = Samples()
+    faces = FaceStream(engine, audio, crop, args.hop, tracker.max_gap)
+    out = sys.stderr if args.json else sys.stdout
+    limit = int(args.max_seconds * FPS) or None
+    started, n = time.perf_counter(), 0
+    try:
+        for n, rgb in enumerate(frames, start=1):
+            if n == 1:
+                mic.start()
+            audio.extend(mic.read(n * SPF + TAIL))
+            for res in tracker.push(rgb):
+                faces.add(res)
+            faces.pump()
+            audio.drop_before((n - KEEP_FRAMES) * SPF - 1)
+            if args.every and n % args.every == 0:
+                print(status(n, faces, started), file=out, flush=True)
+            if limit is not None and n >= limit:
+                break
+    except KeyboardInterrupt:
+        print(f"stopped at frame {n}", file=out)
+    for res in tracker.finish():
+        faces.add(res)
+    faces.close()
+    return n, faces, tracker
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    engine = open_engine(PROG, args.artifact, args.backend)
+    from edge_sync.errors import EdgeSyncError
+
+    live = args.video is None
+    try:  # the microphone first: what it records before the first frame is dropped (PipeMic.start)
+        mic = FileMic(args.video) if not live else PipeMic(
+            shlex.split(args.mic_command) if args.mic_command else
+            ["arecord", "-q", "-D", args.mic, "-t", "raw", "-f", "S16_LE", "-r", str(RATE), "-c", "1"])
+    except EdgeSyncError as exc:
+        fail(PROG, str(exc))
+    try:
+        cap = open_capture(args)
+    except SystemExit:
+        mic.close()
+        raise
+    started = time.perf_counter()
+    try:
+        n, faces, tracker = run(engine, frames_at_25fps(cap, live), mic, args)
+    except (EdgeSyncError, MicError) as exc:
+        fail(PROG, str(exc))
+    finally:
+        mic.close()
+        cap.release()
+    if not faces.segments:
+        fail(PROG, f"no face followed for {MIN_FRAMES}+ consecutive frames in {n} frames; check that a frontal, "
+                   "upright, well-lit face is visible", EXIT_FAILED)
+    track_id, start, result = max(faces.segments, key=lambda s: s[2].frames)
+    source = str(args.video) if args.video is not None else f"camera {args.camera} + mic {args.mic_command or args.mic}"
+    seconds = round(time.perf_counter() - started, 3)  # the whole loop: capture, faces, MFCC, model
+    if args.json:
+        print(json.dumps({"source": source, **result.to_dict(per_frame=False), "seconds": seconds,
+                          "track_id": track_id, "start_frame": start, "frames_read": n, "segments": len(faces.segments),
+                          "frames_without_face": len(tracker.frames_without_face())}))
+    else:
+        print(f"result: {source}: offset {result.offset_frames:+d} frames ({result.audio_delay_ms:+.0f} ms, sound "
+              f"late if +; syncnet_python AV offset {result.av_offset:+d}), confidence {result.confidence:.3f}, "
+              f"{result.frames} frames from frame {start} ({len(faces.segments)} segment(s), {n} frames read), "
+              f"backend {engine.backend}, {seconds:.1f} s ({n / FPS / max(seconds, 1e-9):.1f}x real time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

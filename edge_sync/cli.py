@@ -10,7 +10,7 @@ from typing import Optional
 import click
 import typer
 
-from edge_sync import __version__
+from edge_sync import __version__, cli_usecases
 from edge_sync.errors import EdgeSyncError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -319,6 +319,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"edge-sync: error: {exc}", file=sys.stderr)
         sys.exit(1)
 
+
+cli_usecases.register(app)
 
 if __name__ == "__main__":
     main()

@@ -45,6 +45,12 @@ class TrackSync:
     track_id: int
     start_frame: int
     result: SyncResult
+    # per-frame cues the use cases read: "mouth_motion" [T] (0..255), "box" [T, 3] (centre x, centre y, width)
+    cues: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def stop_frame(self) -> int:
+        return self.start_frame + self.result.frames
 
 
 @dataclass
@@ -54,6 +60,9 @@ class FileSync:
     tracks: list[TrackSync]
     frames_without_face: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    audio_level_db: np.ndarray | None = None  # [num_frames] soundtrack loudness per video frame (dBFS)
+    width: int = 0
+    height: int = 0
 
     @property
     def main(self) -> TrackSync:
@@ -70,7 +79,8 @@ class FileSync:
                 "video_frames": self.num_frames, "seconds": round(self.seconds, 3),
                 "frames_without_face": len(self.frames_without_face),
                 "tracks": [{"track_id": t.track_id, "start_frame": t.start_frame,
-                            **t.result.to_dict(per_frame=False)} for t in self.tracks]}
+                            **{k: v for k, v in t.result.to_dict(per_frame=False).items() if k != "seconds"}}
+                           for t in self.tracks]}  # streamed segments share the file's time, given above
 
 
 class Engine:

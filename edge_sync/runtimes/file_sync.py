@@ -34,6 +34,9 @@ class _Segment:
     stream: Any
     next_frame: int
     pending: dict[int, np.ndarray] = field(default_factory=dict)  # out-of-order crops waiting for their turn
+    motion: list[float] = field(default_factory=list)  # per frame: mean |change| of the mouth crop, 0..255
+    centres: list[tuple[float, float, float]] = field(default_factory=list)  # per frame: box cx, cy, width
+    last_crop: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
@@ -46,7 +49,7 @@ class FileSyncer:
     def __init__(self, engine: Any, audio: np.ndarray, crop: str, min_frames: int) -> None:
         self.engine, self.audio, self.crop, self.min_frames = engine, audio, crop, min_frames
         self.open: dict[int, _Segment] = {}
-        self.closed: list[tuple[int, int, Any]] = []  # (track_id, start, SyncResult)
+        self.closed: list[tuple[int, int, Any, dict[str, np.ndarray]]] = []  # (track, start, SyncResult, cues)
 
     def _start(self, track_id: int, frame: int) -> _Segment:
         first = frame * SAMPLES_PER_FRAME
@@ -68,10 +71,13 @@ class FileSyncer:
             seg = None
         if seg is None:
             seg = self.open[result.track_id] = self._start(result.track_id, result.frame_index)
-        seg.pending[result.frame_index] = result.crops[self.crop]
+        seg.pending[result.frame_index] = (result.crops[self.crop], result.box)
         while seg.next_frame in seg.pending:
-            crops = seg.pending.pop(seg.next_frame)
+            crops, box = seg.pending.pop(seg.next_frame)
             seg.stream.push(audio=self._samples(seg.next_frame, seg.next_frame + 1), crops=crops)
+            seg.motion.append(_mouth_motion(seg.last_crop, crops))
+            seg.centres.append((box.cx, box.y + box.h / 2.0, box.w))
+            seg.last_crop = crops
             seg.next_frame += 1
 
     def _close(self, seg: _Segment) -> None:
@@ -81,12 +87,29 @@ class FileSyncer:
         # the MFCC of the last frame reads 240 samples past it (real audio where it exists, as offline)
         seg.stream.push(audio=self._samples(seg.next_frame, seg.next_frame, TAIL))
         seg.stream.flush()
-        self.closed.append((seg.track_id, seg.start, seg.stream.result()))
+        cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32)}
+        self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues))
 
-    def finish(self) -> list[tuple[int, int, Any]]:
+    def finish(self) -> list[tuple[int, int, Any, dict[str, np.ndarray]]]:
         for seg in list(self.open.values()):
             self._close(seg)
         return sorted(self.closed, key=lambda c: (c[0], c[1]))
+
+
+def _mouth_motion(previous: np.ndarray | None, crop: np.ndarray) -> float:
+    """How much the mouth crop changed since the last frame (mean |difference| of a 28x28 grey thumbnail):
+    the visible-speech cue the use cases weigh against the sync evidence (a frozen mouth scores ~0)."""
+    if previous is None:
+        return 0.0
+    step = max(1, crop.shape[0] // 28)
+    return float(np.abs(crop[::step, ::step].astype(np.int16) - previous[::step, ::step]).mean())
+
+
+def audio_level(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Per video frame: loudness in dBFS (RMS of the frame's 640 samples, silence floored at -100 dB)."""
+    audio = np.pad(audio[:frames * SAMPLES_PER_FRAME], (0, max(0, frames * SAMPLES_PER_FRAME - len(audio))))
+    rms = np.sqrt((audio.reshape(frames, SAMPLES_PER_FRAME).astype(np.float64) ** 2).mean(axis=1))
+    return (20.0 * np.log10(np.maximum(rms, 1e-5))).astype(np.float32)
 
 
 def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = "haar",
@@ -113,6 +136,7 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     if not segments:
         raise NoFaceError(f"{path}: no face track of {min_frames}+ consecutive frames was found ({tracker.num_frames} "
                           "frames); check that a frontal, upright, well-lit face is visible")
-    tracks = [TrackSync(tid, s, res) for tid, s, res in segments]
+    tracks = [TrackSync(tid, s, res, cues) for tid, s, res, cues in segments]
     return FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
+                    info.height or 0)

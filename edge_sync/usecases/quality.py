@@ -1,0 +1,103 @@
+"""Sync-quality scores (LSE-D / LSE-C style) with units, ranges, and a calibrated probability of being in sync.
+
+What the numbers mean (the same arithmetic as syncnet_python's ``evaluate``):
+
+* **LSE-D** (``min_dist``): the mean audio-video embedding distance at the best offset; lower = mouth and voice
+  agree better. With the original SyncNet (raw 1024-d embeddings) it is a Euclidean distance, typically ~6-9
+  on real talking heads. With edge-sync models the embeddings are unit length, so the distance is
+  sqrt(2 - 2 cos) in [0, 2].
+* **LSE-C** (``confidence``): median minus minimum of that distance-per-offset curve; higher = a sharper,
+  surer best offset. Same units as LSE-D (so an edge-sync LSE-C is in [0, 2]; the original's reaches ~8-9).
+* **sync_probability**: P(the clip is in sync, |offset| <= 1 frame) from a logistic head fitted on clips with
+  known offsets for *this* model (``scripts/fit_usecases.py``), with the threshold stored beside it. Compare
+  generators on one model only: the raw scores of two models are on different scales; their ranks agree.
+
+LSE-D and LSE-C are read at the *best* offset, so a clip whose sound is cleanly shifted by 8 frames scores about
+as well as an in-sync one (on hold-out clips LSE-C alone separates them with ROC-AUC 0.62): they rate how well
+the mouth matches the voice, not whether it is in time. Read them with ``offset_frames``, or use
+``sync_probability``, which weighs both (ROC-AUC 1.00 on the same clips; docs/usecases.md).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sync.runtimes.api import FileSync
+from edge_sync.spec import FRAME_MS
+from edge_sync.usecases.features import QUALITY_FEATURES, quality_features, vector
+from edge_sync.usecases.heads import UsecaseHeads, heads_for
+
+IN_SYNC_FRAMES = 1  # |offset| <= 1 frame (40 ms) counts as in sync, as in the LRS2 protocol
+
+
+@dataclass
+class QualityScore:
+    path: str
+    lse_d: float
+    lse_c: float
+    offset_frames: int
+    audio_delay_ms: float
+    frames: int
+    scale: str  # "unit embeddings, sqrt(2-2cos) in [0, 2]" or "syncnet_python raw embeddings"
+    sync_probability: float | None = None
+    in_sync: bool | None = None
+    threshold: float | None = None
+    track_id: int = 0
+    backend: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("lse_d", "lse_c", "sync_probability"):
+            if d[k] is not None:
+                d[k] = round(float(d[k]), 4)
+        return d
+
+
+UNIT_SCALE = "unit embeddings: distance sqrt(2-2cos) in [0, 2]"
+LEGACY_SCALE = "syncnet_python: Euclidean distance of raw SyncNet embeddings"
+
+
+def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScore:
+    """Scores of the clip's main face track."""
+    track = sync.main
+    res = track.result
+    score = QualityScore(sync.path, res.min_dist, res.confidence, res.offset_frames, res.audio_delay_ms,
+                         res.frames, UNIT_SCALE, track_id=track.track_id, backend=res.backend)
+    head = heads.get("quality") if heads else None
+    if head is not None:
+        p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
+        score.sync_probability, score.threshold, score.in_sync = p, head.threshold, bool(p >= head.threshold)
+    return score
+
+
+def score_file(engine: Any, path: str | Path, heads: UsecaseHeads | None | str = "auto") -> QualityScore:
+    """Analyse one video with ``engine`` and score it (``heads='auto'``: the heads fitted for its model)."""
+    if isinstance(heads, str):
+        heads = heads_for(engine.manifest)
+    return score_sync(engine.sync_file(path), heads)
+
+
+def score_legacy_checkpoint(checkpoint: str | Path, path: str | Path) -> QualityScore:
+    """The original SyncNet's own LSE-D / LSE-C on a video (needs PyTorch: ``pip install edge-sync[export]``).
+
+    Runs syncnet_python's sliding-window embeddings and offset search exactly (:mod:`edge_sync.scoring`) on
+    the 224x224 face crops of the longest face track, so the numbers compare with published ones.
+    """
+    from edge_sync._deps import require
+
+    torch = require("torch", "export", "scoring with an original SyncNet checkpoint")
+    from edge_sync.features.clip import prepare_clip
+    from edge_sync.models.legacy import LegacySyncNetFCN
+    from edge_sync.spec import LEGACY_FACE
+
+    model = LegacySyncNetFCN.from_checkpoint(checkpoint).eval()
+    clip = prepare_clip(path, LEGACY_FACE)
+    seg = clip.main_segment()
+    if seg.frames < 5:
+        raise ValueError(f"{path}: the longest face track has {seg.frames} frames; the original SyncNet needs 5+")
+    out = model.offsets(torch.from_numpy(np.ascontiguousarray(seg.audio)), torch.from_numpy(seg.video))
+    return QualityScore(str(path), out.min_dist, out.confidence, out.offset_frames, float(out.offset_frames * FRAME_MS),
+                        seg.frames, LEGACY_SCALE, track_id=seg.track_id, backend="pytorch (syncnet_python)")

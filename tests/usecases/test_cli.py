@@ -1,0 +1,41 @@
+"""`edge-sync speakers | score | desync | fix` as a user runs them: JSON out, one-line errors, exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_sync.cli", *args], capture_output=True, text=True)
+
+
+def test_score_desync_and_speakers_print_json(desync_clips, speakers_clip) -> None:
+    genuine, shifted = str(desync_clips["genuine"].path), str(desync_clips["shifted"].path)
+    out = _cli("score", genuine, shifted, "--json")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["in_sync"] for r in rows] == [True, False]
+    assert rows[1]["offset_frames"] == pytest.approx(desync_clips["shifted"].offset_frames, abs=1)
+    out = _cli("desync", genuine, shifted, "--json")
+    assert [json.loads(line)["flagged"] for line in out.stdout.splitlines()] == [False, True]
+    out = _cli("speakers", str(speakers_clip.path), "--json")
+    found = json.loads(out.stdout)
+    assert len({t["track_id"] for t in found["tracks"]}) >= 2 and found["turns"]
+
+
+def test_fix_then_score_measures_zero(tmp_path, desync_clips) -> None:
+    fixed = tmp_path / "fixed.mp4"
+    out = _cli("fix", str(desync_clips["shifted"].path), "-o", str(fixed), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["offset_frames"] == pytest.approx(desync_clips["shifted"].offset_frames, abs=1)
+    again = json.loads(_cli("score", str(fixed), "--json").stdout)
+    assert abs(again["offset_frames"]) <= 1 and again["in_sync"]
+
+
+@pytest.mark.parametrize("command", ["score", "desync", "speakers"])
+def test_a_missing_video_is_one_line_on_stderr(tmp_path, command) -> None:
+    out = _cli(command, str(tmp_path / "nope.mp4"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "nope.mp4" in out.stderr

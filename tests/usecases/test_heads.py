@@ -1,0 +1,55 @@
+"""Heads: the logistic arithmetic by hand, the file format, and finding a model's heads by its checkpoint."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_sync.errors import EdgeSyncError
+from edge_sync.usecases import heads as heads_mod
+from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_for, read_heads
+
+
+def _head() -> LogisticHead:
+    return LogisticHead(("a", "b"), np.array([1.0, -2.0]), np.array([2.0, 0.5]), np.array([0.5, -1.0]), 0.25, 0.6)
+
+
+def test_probability_is_the_standardised_logistic() -> None:
+    x = np.array([[3.0, -1.0], [1.0, -2.0]])
+    z0 = 0.5 * (3 - 1) / 2 - 1.0 * (-1 + 2) / 0.5 + 0.25  # = -1.25
+    p = _head().probability(x)
+    assert p[0] == pytest.approx(1 / (1 + np.exp(1.25)))
+    assert p[1] == pytest.approx(1 / (1 + np.exp(-0.25)))
+    assert z0 == pytest.approx(-1.25)
+    with pytest.raises(ValueError, match="expected 2 features"):
+        _head().probability(np.zeros(3))
+
+
+def test_round_trip_and_lookup_by_checkpoint(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(heads_mod, "HEADS_DIR", tmp_path)
+    sha = "ab" * 32
+    written = UsecaseHeads(sha, {"quality": _head()}, {"note": 1}).write(heads_mod.heads_path(sha))
+    back = read_heads(written)
+    assert back.checkpoint_sha256 == sha and back.evaluation == {"note": 1}
+    np.testing.assert_allclose(back.get("quality").probability([2.0, 0.0]), _head().probability([2.0, 0.0]))
+    assert heads_for({"source": {"checkpoint_sha256": sha}}).get("quality").threshold == 0.6
+    assert heads_for({"source": {"checkpoint_sha256": "cd" * 32}}) is None  # another model: no heads
+    assert heads_for({"source": {}}) is None
+
+
+def test_a_broken_heads_file_is_a_clear_error(tmp_path) -> None:
+    bad = tmp_path / "h.json"
+    bad.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(EdgeSyncError, match="not a use-case heads file"):
+        read_heads(bad)
+    with pytest.raises(EdgeSyncError, match="no use-case heads"):
+        read_heads(tmp_path / "missing.json")
+
+
+def test_the_bundled_student_has_fitted_heads() -> None:
+    import edge_sync
+
+    found = heads_for(edge_sync.load().manifest)
+    assert found is not None and set(found.heads) == {"quality", "desync", "speakers"}
+    assert found.evaluation["desync"]["all"]["roc_auc"] > 0.5  # fitted on clips, not a placeholder

@@ -142,7 +142,9 @@ class SyncStream:
                 break
             out += self._run(start, stop, self._next_emit, keep)
             self._next_emit = keep
-            self._drop_before(max(0, self._next_emit - self.context))
+            # a later window reads `context` frames before the next frame; a bucketed artifact's last window is a
+            # whole bucket ending at the last frame, so it may reach back up to `window` frames
+            self._drop_before(max(0, self._next_emit - (self.window if self.buckets else self.context)))
         return out
 
     def _run(self, start: int, stop: int, keep_start: int, keep_stop: int) -> list[FrameSync]:

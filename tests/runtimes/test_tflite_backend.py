@@ -246,3 +246,25 @@ def test_engine_windows_clips_to_the_buckets(float_artifact, model):
     audio, video = inputs(11, seed=11)
     ref = reference(model, audio, video)[0][0]
     assert np.abs(engine.run(audio, video).frame_probs - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("frames", [5, 11, 13])
+def test_a_stream_on_buckets_covers_every_frame_like_the_offline_run(float_artifact, frames):
+    """The last window of a bucketed stream is a whole bucket ending at the last frame: the frames it reaches back
+    to must still be buffered (they were dropped once, losing the clip's tail)."""
+    from edge_sync.features.mfcc import audio_to_mfcc_input
+    from edge_sync.runtimes.api import Engine
+    from edge_sync.spec import MOUTH, SAMPLES_PER_FRAME
+
+    engine = Engine(float_artifact, backend="litert", threads=1)
+    rng = np.random.default_rng(frames)
+    wave = rng.normal(0, 0.1, frames * SAMPLES_PER_FRAME).astype(np.float32)
+    crops = rng.integers(0, 255, (frames, SIZE, SIZE, 3), dtype=np.uint8)
+    stream = engine.stream()
+    emitted = []
+    for t in range(frames):
+        emitted += stream.push(audio=wave[t * SAMPLES_PER_FRAME:(t + 1) * SAMPLES_PER_FRAME], crops=crops[t:t + 1])
+    emitted += stream.flush()
+    assert [f.frame for f in emitted] == list(range(frames))
+    offline = engine.run(audio_to_mfcc_input(wave, frames), MOUTH.normalise(crops)[None])
+    np.testing.assert_allclose(stream.result().frame_probs, offline.frame_probs, atol=1e-5)

@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Lip-sync offset, live, on a Raspberry Pi (64-bit Raspberry Pi OS): a video file, or a camera + microphone.
+
+Needs only the runtime install (``pip install 'edge-sync[onnxruntime]'`` or ``'edge-sync[litert]'``), never
+PyTorch, and an INT8 artifact made on a PC with ``edge-sync export``. Prints one line per second of video with the
+offset of that second and the clip offset so far, then the clip's offset and the time each stage took.
+
+Why a loop of its own instead of ``engine.sync_file``: a camera never ends, so frames and samples must flow
+through the same public pieces ``sync_file`` uses (``FaceTracker`` -> mouth crops -> ``engine.stream()``) as they
+arrive. A video file goes through exactly that loop, frame by frame, so what is checked on a file is what runs
+live; its clip offset equals ``engine.sync_file`` on the same file (same segments, same pre-emphasis, same tail).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sync import EdgeSyncError, load
+from edge_sync.features.clip import CROP_FOR_PREPROCESSING
+from edge_sync.features.faces import CropResult, FaceTracker
+from edge_sync.spec import AUDIO_RATE, FRAME_MS, SAMPLES_PER_FRAME, VIDEO_FPS, legacy_av_offset, offset_values
+
+TAIL = 240  # samples after a frame that its last MFCC window reads (25 ms window, 10 ms hop)
+SWITCH_AFTER = VIDEO_FPS  # frames the followed face may be gone before another face is followed
+
+
+@dataclass
+class Second:
+    """One printed line: the frames of one second of video that had the followed face."""
+
+    second: int
+    frames: int
+    offset_frames: int
+    probability: float  # mean probability of that offset over the second's frames
+    clip_offset_frames: int  # argmax of the segment's frame-averaged distribution so far
+
+    def line(self) -> str:
+        part = "" if self.frames == VIDEO_FPS else f"  ({self.frames} frame{'s' * (self.frames > 1)} with the face)"
+        return (f"[{self.second:5d} s] offset {self.offset_frames:+3d} frames ({self.offset_frames * FRAME_MS:+5d} ms)"
+                f"  p={self.probability:.2f}  clip so far {self.clip_offset_frames:+d}{part}")
+
+
+@dataclass
+class Timing:
+    """Wall time per stage, so a device's bottleneck is visible (decode, face tracking, model windows)."""
+
+    decode_s: float = 0.0
+    tracking_s: float = 0.0
+    window_ms: list[float] = field(default_factory=list)  # stream pushes that ran a model window (MFCC + model)
+    total_s: float = 0.0
+
+    def summary(self, frames: int, window_frames: int) -> str:
+        w = np.asarray(self.window_ms) if self.window_ms else np.zeros(1)
+        rt = frames / VIDEO_FPS / self.total_s if self.total_s else 0.0
+        return (f"timing:      {frames} frames ({frames / VIDEO_FPS:.1f} s of video) in {self.total_s:.2f} s = "
+                f"{rt:.2f}x real time; decode {1e3 * self.decode_s / max(frames, 1):.1f} ms/frame, face tracking "
+                f"{1e3 * self.tracking_s / max(frames, 1):.1f} ms/frame; {len(self.window_ms)} model windows of up to "
+                f"{window_frames} frames: median {np.median(w):.1f} ms, p90 {np.percentile(w, 90):.1f} ms")
+
+
+class _Segment:
+    """An uninterrupted run of one face track, streamed into its own SyncStream (as sync_file does)."""
+
+    def __init__(self, track_id: int, start: int, offsets: int) -> None:
+        self.track_id, self.start, self.next_frame = track_id, start, start
+        self.stream: Any = None  # made when the first frame's audio is there (its pre-emphasis needs the sample before)
+        self.pending: dict[int, np.ndarray] = {}  # crops that arrived before their audio or predecessors
+        self.prob_sum = np.zeros(offsets)
+
+
+class LiveSync:
+    """Frames and samples in (in any chunks, the microphone ahead or behind), per-second offsets out; follows one
+    face.
+
+    Audio is kept from the followed segment's next frame on, crops are pushed only once their audio is there,
+    so memory stays bounded for a stream of any length.
+    """
+
+    def __init__(self, engine: Any, detect_every: int = 5, hop_frames: int = VIDEO_FPS) -> None:
+        self.engine, self.hop = engine, hop_frames
+        self.crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
+        self.tracker = FaceTracker("haar", detect_every=detect_every, crops=(self.crop,))
+        self.offsets = offset_values(engine.contract.max_offset)
+        self.audio = np.zeros(0, np.float32)
+        self.audio_start = 0  # absolute index of self.audio[0]
+        self.previous: float | None = None  # the sample before audio_start (pre-emphasis continues it)
+        self.segment: _Segment | None = None
+        self.done: list[tuple[int, int, Any]] = []  # (track_id, start frame, SyncResult) of closed segments
+        self.timing = Timing()
+        self._second: tuple[int, np.ndarray, int] | None = None  # second, prob sum, frames
+        self._clip = 0
+
+    # --- input -------------------------------------------------------------------------------------
+    def add_audio(self, samples: np.ndarray) -> list[Second]:
+        self.audio = np.concatenate([self.audio, np.asarray(samples, np.float32).reshape(-1)])
+        return self._drain()
+
+    def add_frame(self, rgb: np.ndarray) -> list[Second]:
+        t = time.perf_counter()
+        results = self.tracker.push(rgb)
+        self.timing.tracking_s += time.perf_counter() - t
+        if self.segment is None:  # no face followed: keep only what a face found late could still need
+            self._trim((self.tracker.num_frames - 4 * VIDEO_FPS) * SAMPLES_PER_FRAME)
+        return self._route(results)
+
+    def finish(self) -> list[Second]:
+        """End of input: the tracker's last frames, then the open segment (its tail audio padded if missing)."""
+        t = time.perf_counter()
+        results = self.tracker.finish()
+        self.timing.tracking_s += time.perf_counter() - t
+        out = self._route(results)
+        if self.segment is not None:
+            out += self._close()
+        return out + self._end_second()
+
+    def result(self) -> tuple[int, int, Any]:
+        """(track_id, start frame, SyncResult) of the longest segment: the clip-level answer, as FileSync.main."""
+        if not self.done:
+            raise EdgeSyncError(f"no face track of 5+ consecutive frames was found in {self.tracker.num_frames} "
+                                "frames; check that a frontal, upright, well-lit face is visible")
+        return max(self.done, key=lambda d: d[2].frames)
+
+    # --- routing -----------------------------------------------------------------------------------
+    def _route(self, results: list[CropResult]) -> list[Second]:
+        out: list[Second] = []
+        for r in results:
+            seg = self.segment
+            if seg is not None and r.track_id != seg.track_id:
+                last = max([seg.next_frame - 1, *seg.pending])
+                if r.frame_index - last <= SWITCH_AFTER:
+                    continue  # another face while ours is still there: keep following ours
+                out += self._close()
+                seg = None
+            elif seg is not None and r.frame_index > seg.next_frame and seg.next_frame not in seg.pending:
+                out += self._close()  # our face was gone for a while: a new segment, as sync_file cuts them
+                seg = None
+            if seg is None:
+                seg = self._open(r.track_id, r.frame_index)
+            seg.pending[r.frame_index] = r.crops[self.crop]
+        return out + self._drain()
+
+    def _open(self, track_id: int, frame: int) -> _Segment:
+        self._trim(frame * SAMPLES_PER_FRAME)
+        self.segment = _Segment(track_id, frame, len(self.offsets))
+        return self.segment
+
+    def _previous_sample(self, sample: int) -> float | None:
+        """The sample before ``sample`` (None at the very start), so a segment's MFCC continues the soundtrack."""
+        i = sample - 1 - self.audio_start
+        return None if sample == 0 else (self.previous or 0.0) if i < 0 else float(self.audio[i])
+
+    def _samples(self, frame: int, count: int) -> np.ndarray | None:
+        lo = frame * SAMPLES_PER_FRAME - self.audio_start
+        return self.audio[lo:lo + count] if lo >= 0 and lo + count <= len(self.audio) else None
+
+    def _drain(self) -> list[Second]:
+        """Push every pending crop whose audio has arrived, in frame order."""
+        seg, out = self.segment, []
+        while seg is not None and seg.next_frame in seg.pending:
+            samples = self._samples(seg.next_frame, SAMPLES_PER_FRAME)
+            if samples is None:
+                break  # the microphone is behind the camera: wait for it
+            if seg.stream is None:
+                seg.stream = self.engine.stream(self.hop, self._previous_sample(seg.start * SAMPLES_PER_FRAME))
+            out += self._push(seg, audio=samples, crops=seg.pending.pop(seg.next_frame))
+            seg.next_frame += 1
+            self._trim(seg.next_frame * SAMPLES_PER_FRAME)
+        return out
+
+    def _push(self, seg: _Segment, **data: np.ndarray) -> list[Second]:
+        t = time.perf_counter()
+        frames = seg.stream.push(**data)
+        if frames:
+            self.timing.window_ms.append(1e3 * (time.perf_counter() - t))
+        return self._collect(seg, frames)
+
+    def _close(self) -> list[Second]:
+        seg, self.segment = self.segment, None
+        if seg is None or seg.stream is None or seg.next_frame - seg.start < 5:  # sync_file's min_frames
+            return []
+        # the last frame's MFCC reads 240 samples past it: real audio where it arrived, else silence
+        tail = self.audio[max(0, seg.next_frame * SAMPLES_PER_FRAME - self.audio_start):][:TAIL]
+        out = self._push(seg, audio=np.pad(tail, (0, TAIL - len(tail))))
+        t = time.perf_counter()
+        frames = seg.stream.flush()
+        if frames:
+            self.timing.window_ms.append(1e3 * (time.perf_counter() - t))
+        out += self._collect(seg, frames)
+        self.done.append((seg.track_id, seg.start, seg.stream.result()))
+        return out
+
+    def _trim(self, keep_from: int) -> None:
+        """Forget samples before ``keep_from`` except the one the next segment's pre-emphasis needs."""
+        cut = min(keep_from - 1, len(self.audio) + self.audio_start) - self.audio_start
+        if cut > 0:
+            self.previous = float(self.audio[cut - 1])
+            self.audio = self.audio[cut:]
+            self.audio_start += cut
+
+    # --- per-second lines --------------------------------------------------------------------------
+    def _collect(self, seg: _Segment, frames: list[Any]) -> list[Second]:
+        out: list[Second] = []
+        for f in frames:
+            seg.prob_sum += f.probs
+            sec = (seg.start + f.frame) // VIDEO_FPS
+            if self._second is not None and self._second[0] != sec:
+                out += self._end_second()
+            if self._second is None:
+                self._second = (sec, np.zeros_like(f.probs, np.float64), 0)
+            s, acc, n = self._second
+            self._second = (s, acc + f.probs, n + 1)
+            self._clip = int(self.offsets[seg.prob_sum.argmax()])
+        return out
+
+    def _end_second(self) -> list[Second]:
+        if self._second is None:
+            return []
+        s, acc, n = self._second
+        self._second = None
+        return [Second(s, n, int(self.offsets[acc.argmax()]), float(acc.max() / n), self._clip)]
+
+
+# --- sources -----------------------------------------------------------------------------------------
+def run_file(live: LiveSync, path: str, show: Callable[[Second], None]) -> int:
+    """A video file as if it were a camera + microphone: frame by frame, with that frame's 640 samples."""
+    from edge_sync.features.media import iter_frames, probe, read_audio
+
+    info = probe(path)
+    if not (info.has_video and info.has_audio):
+        raise EdgeSyncError(f"{path} needs both a video and an audio stream (has video: {info.has_video}, "
+                            f"audio: {info.has_audio})")
+    t = time.perf_counter()
+    audio = read_audio(path)  # 16 kHz mono, aligned to the first video frame
+    frames = iter_frames(path)
+    live.timing.decode_s += time.perf_counter() - t
+    n = 0
+    while True:
+        t = time.perf_counter()
+        rgb = next(frames, None)
+        live.timing.decode_s += time.perf_counter() - t
+        if rgb is None:
+            break
+        lines = live.add_audio(audio[n * SAMPLES_PER_FRAME:(n + 1) * SAMPLES_PER_FRAME]) + live.add_frame(rgb)
+        n += 1
+        for s in lines:
+            show(s)
+    for s in live.add_audio(audio[n * SAMPLES_PER_FRAME:]) + live.finish():
+        show(s)
+    return n
+
+
+def run_camera(live: LiveSync, camera: str, mic: str | None, seconds: float,
+               show: Callable[[Second], None]) -> int:
+    """Camera (OpenCV: a USB webcam via V4L2, index or /dev/videoN) + microphone (sounddevice) until Ctrl-C.
+
+    The camera's own rate is resampled to 25 fps by the wall clock, and microphone samples captured before the
+    first camera frame are dropped, so both start together. A camera or microphone's own capture latency is not
+    known here and shows up as a constant offset: measure it once on a clip known to be in sync.
+    """
+    import cv2
+
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
+        raise EdgeSyncError(f"live mode needs a microphone library ({exc}): pip install sounddevice and "
+                            "sudo apt install libportaudio2") from exc
+    cap = cv2.VideoCapture(int(camera) if camera.isdigit() else camera)
+    if not cap.isOpened():
+        raise EdgeSyncError(f"cannot open camera {camera!r}; list cameras with: v4l2-ctl --list-devices")
+    cap.set(cv2.CAP_PROP_FRAME_WIDTH, 640)  # the face detector works at 320 px anyway: spare the Pi the pixels
+    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, 480)
+    chunks: queue.Queue[np.ndarray] = queue.Queue()
+    mic_start: list[float] = []
+
+    def on_audio(data: np.ndarray, _frames: int, _time: Any, status: Any) -> None:
+        if not mic_start:
+            mic_start.append(time.monotonic() - len(data) / AUDIO_RATE)
+        chunks.put(data[:, 0].copy())
+
+    try:
+        mic_stream = sd.InputStream(samplerate=AUDIO_RATE, channels=1, dtype="float32",
+                                    device=int(mic) if mic and mic.isdigit() else mic,
+                                    blocksize=SAMPLES_PER_FRAME, callback=on_audio)
+    except Exception as exc:  # sounddevice raises PortAudioError / ValueError for a missing or busy device
+        raise EdgeSyncError(f"cannot open microphone {mic!r}: {exc}; list devices with: "
+                            "python -m sounddevice") from exc
+
+    def drain(skip: int) -> tuple[list[Second], int]:
+        """Hand the queued microphone chunks to ``live``, dropping the first ``skip`` samples."""
+        lines: list[Second] = []
+        while not chunks.empty():
+            data = chunks.get()
+            drop = min(skip, len(data))
+            skip -= drop
+            lines += live.add_audio(data[drop:])
+        return lines, skip
+
+    n, t0, skip = 0, None, 0
+    try:
+        with mic_stream:
+            while t0 is None or time.monotonic() - t0 < seconds:
+                ok, bgr = cap.read()
+                if not ok:
+                    raise EdgeSyncError(f"camera {camera!r} stopped delivering frames")
+                now = time.monotonic()
+                if t0 is None:
+                    while not mic_start and time.monotonic() - now < 2:
+                        time.sleep(0.005)
+                    if not mic_start:
+                        raise EdgeSyncError(f"microphone {mic!r} delivers no samples")
+                    t0, skip = now, int(round((now - mic_start[0]) * AUDIO_RATE))
+                lines, skip = drain(skip)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                while n * FRAME_MS / 1000 <= now - t0:  # repeat or skip frames to hold 25 fps
+                    lines += live.add_frame(rgb)
+                    n += 1
+                for s in lines:
+                    show(s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cap.release()
+    for s in drain(skip)[0] + live.finish():
+        show(s)
+    return n
+
+
+# --- output ------------------------------------------------------------------------------------------
+def plot(seconds: list[Second], clip_offset: int, path: str) -> None:
+    """Per-second offsets and their probability over time (matplotlib only when --plot is asked for)."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise EdgeSyncError("--plot needs matplotlib: pip install matplotlib (or sudo apt install "
+                            "python3-matplotlib)") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    dots = ax.scatter([s.second + 0.5 for s in seconds], [s.offset_frames for s in seconds],
+                      c=[s.probability for s in seconds], cmap="viridis", vmin=0, vmax=1, label="offset of each second")
+    ax.axhline(clip_offset, color="k", ls="--", lw=1, label=f"clip offset {clip_offset:+d}")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("offset (frames, +: sound late)")
+    fig.colorbar(dots, ax=ax, label="probability")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifact", help="artifact directory from `edge-sync export` (e.g. student.onnx-int8)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="a video file with sound (stands in for camera + microphone)")
+    src.add_argument("--camera", help="camera index or device (0, /dev/video0): live mode with the microphone")
+    p.add_argument("--mic", default=None, help="microphone device name or index (default: the system default)")
+    p.add_argument("--seconds", type=float, default=float("inf"), help="stop live mode after this long")
+    p.add_argument("--backend", default="auto", help="auto, onnxruntime or litert")
+    p.add_argument("--threads", type=int, default=None, help="model threads (default: the backend's choice)")
+    p.add_argument("--detect-every", type=int, default=5,
+                   help="frames between full face detections (the costliest stage on a Pi; raise it to save CPU)")
+    p.add_argument("--json", dest="json_path", help="write the clip result, per-second lines and timings here")
+    p.add_argument("--plot", help="write a PNG of the per-second offsets (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no per-second lines, only the summary")
+    args = p.parse_args(argv)
+    try:
+        start = time.perf_counter()
+        engine = load(args.artifact, backend=args.backend, threads=args.threads)
+        load_s = time.perf_counter() - start
+        live = LiveSync(engine, detect_every=args.detect_every)
+        seconds: list[Second] = []
+
+        def show(s: Second) -> None:
+            seconds.append(s)
+            if not args.quiet:
+                print(s.line(), flush=True)
+
+        start = time.perf_counter()
+        if args.video:
+            if not Path(args.video).is_file():
+                raise EdgeSyncError(f"{args.video}: no such file")
+            frames = run_file(live, args.video, show)
+        else:
+            frames = run_camera(live, args.camera, args.mic, args.seconds, show)
+        live.timing.total_s = time.perf_counter() - start
+        track, first, res = live.result()
+        window = max(engine.buckets) if engine.buckets else live.hop + 2 * engine.context_frames
+        print(f"clip offset: {res.offset_frames:+d} frames ({res.audio_delay_ms:+.0f} ms, sound late if +; "
+              f"syncnet_python AV offset {legacy_av_offset(res.offset_frames):+d}), confidence {res.confidence:.3f}, "
+              f"{res.frames} frames of face track {track} from frame {first}")
+        print(f"artifact:    {Path(args.artifact).name} on {engine.backend}, loaded in {load_s:.2f} s")
+        print(live.timing.summary(frames, window))
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps({
+                "artifact": str(args.artifact), "backend": engine.backend, "source": args.video or args.camera,
+                "frames": frames, "offset_frames": res.offset_frames, "audio_delay_ms": res.audio_delay_ms,
+                "av_offset": res.av_offset, "confidence": round(res.confidence, 4), "track_id": track,
+                "start_frame": first, "track_frames": res.frames, "seconds": [asdict(s) for s in seconds],
+                "timing": {"load_s": round(load_s, 3), "total_s": round(live.timing.total_s, 3),
+                           "decode_s": round(live.timing.decode_s, 3), "tracking_s": round(live.timing.tracking_s, 3),
+                           "window_frames": window, "window_ms": [round(w, 2) for w in live.timing.window_ms]},
+            }, indent=1))
+        if args.plot:
+            plot(seconds, res.offset_frames, args.plot)
+    except (EdgeSyncError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

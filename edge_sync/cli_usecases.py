@@ -57,19 +57,22 @@ def score_command(
                                                                 "(syncnet_python's own LSE-D/LSE-C; needs torch)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Corpus mode: JSON lines file written as "
                                                                        "clips finish (resumable)."),
-    workers: int = typer.Option(1, help="Corpus mode: worker processes."),
+    workers: int = typer.Option(1, help="Corpus mode: worker processes (0: score in this process)."),
     runner: str = typer.Option("pool", help="Corpus mode: pool (processes on this machine) or dask."),
     scheduler: Optional[str] = typer.Option(None, help="Corpus mode, dask: scheduler address (default: a local "
                                                        "cluster of --workers processes)."),
     parquet: Optional[Path] = typer.Option(None, help="Corpus mode: also write the results as Parquet at the end."),
-    retry_errors: bool = typer.Option(False, help="Corpus mode: rescore clips whose earlier attempt failed."),
+    resume: bool = typer.Option(True, help="Corpus mode: skip clips already in OUTPUT (--no-resume: empty it and "
+                                           "score every clip again)."),
+    retry_errors: bool = typer.Option(False, help="Corpus mode: score again the clips whose earlier attempt failed."),
+    threads_per_worker: int = typer.Option(1, help="Corpus mode: model and OpenCV threads in each worker."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video."),
 ) -> None:
     """Sync-quality scores: LSE-D (lower = better) and LSE-C (higher = surer), offset, P(in sync).
 
-    Folders, --output or --workers > 1 switch to corpus mode: every clip is scored and written as one JSON line.
+    A folder or --output switches to corpus mode: every clip is scored and written as one JSON line as it finishes.
     """
-    corpus = output is not None or workers > 1 or any(p.is_dir() for p in inputs)
+    corpus = output is not None or any(p.is_dir() for p in inputs)
     if corpus:
         from edge_sync.usecases.corpus import score_corpus
 
@@ -78,8 +81,9 @@ def score_command(
         if legacy_checkpoint is not None:
             raise typer.BadParameter("--legacy-checkpoint scores single videos; export it and pass --artifact")
         summary = score_corpus(inputs, output, artifact=artifact, backend=backend, workers=workers, runner=runner,
-                               scheduler=scheduler, parquet=parquet, retry_errors=retry_errors)
-        typer.echo(summary.describe() if hasattr(summary, "describe") else str(summary))
+                               scheduler=scheduler, resume=resume, retry_errors=retry_errors, parquet=parquet,
+                               threads_per_worker=threads_per_worker, heads=heads)
+        typer.echo(json.dumps(summary.to_dict()) if as_json else summary.describe())
         return
     if legacy_checkpoint is not None:
         from edge_sync.usecases.quality import score_legacy_checkpoint

@@ -39,3 +39,16 @@ def test_fix_then_score_measures_zero(tmp_path, desync_clips) -> None:
 def test_a_missing_video_is_one_line_on_stderr(tmp_path, command) -> None:
     out = _cli(command, str(tmp_path / "nope.mp4"))
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "nope.mp4" in out.stderr
+
+
+def test_score_a_folder_as_a_resumable_corpus(tmp_path, desync_clips) -> None:
+    folder = desync_clips["genuine"].path.parent  # the five desync clips
+    out = tmp_path / "scores.jsonl"
+    first = _cli("score", str(folder), "-o", str(out), "--workers", "0", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["scored"] == len(desync_clips)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["genuine.mp4"]["in_sync"] and not by_name["shifted.mp4"]["in_sync"]
+    again = json.loads(_cli("score", str(folder), "-o", str(out), "--workers", "0", "--json").stdout)
+    assert again["scored"] == 0 and again["skipped"] == len(desync_clips)  # resumed: nothing left to do

@@ -125,7 +125,8 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
         raise MediaError(f"{path} has no audio stream; lip sync needs the soundtrack")
     crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
     audio = read_audio(path)
-    tracker = FaceTracker(detector, detect_every=detect_every, crops=(crop,))
+    # iter_frames hands out a fresh array per frame and nothing here edits one: the tracker need not copy them
+    tracker = FaceTracker(detector, detect_every=detect_every, crops=(crop,), copy_frames=False)
     syncer = FileSyncer(engine, audio, crop, min_frames)
     for frame in iter_frames(path):
         for result in tracker.push(frame):

@@ -129,11 +129,52 @@ def eval_command(
     frames: int = typer.Option(50, help="Frames per clip."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
     device: str = typer.Option("cpu"),
+    ablation: bool = typer.Option(False, "--ablation", help="The modernisation table instead of --model: legacy "
+                                  "baseline, + modern trunk, + attention, distilled student, its INT8 artifact; "
+                                  "accuracy, speed and size on the same clips, written as Markdown to --report."),
+    legacy: str = typer.Option("runs/legacy_baseline.pt", help="--ablation: the legacy SyncNet S trained by the "
+                               "teacher's recipe (scripts/train_bundled.sh legacy-baseline)."),
+    modern: str = typer.Option("teacher", help="--ablation: the modern-trunk teacher (default: the bundled one)."),
+    attention: str = typer.Option("runs/teacher_attention.pt", help="--ablation: the teacher with cross-modal "
+                                  "attention (scripts/train_bundled.sh teacher-attention)."),
+    student: str = typer.Option("student", help="--ablation: the distilled student (default: the bundled one)."),
+    int8: Optional[Path] = typer.Option(None, help="--ablation: the student's INT8 artifact (default: exported "
+                                        "from --student to ONNX INT8 for this run)."),
+    extra: list[str] = typer.Option([], "--extra", help="--ablation: more rows, LABEL=CHECKPOINT."),
+    report: Path = typer.Option(Path("docs/ablation.md"), help="--ablation: where to write the Markdown table."),
+    threads: Optional[int] = typer.Option(None, help="--ablation: CPU threads for timing (default: all cores)."),
+    speed_frames: int = typer.Option(100, help="--ablation: clip length (frames) that speed is measured at."),
+    repeat: int = typer.Option(10, help="--ablation: timed calls per row and round (the median is reported)."),
+    rounds: int = typer.Option(5, help="--ablation: interleaved timing rounds over all rows (the best is kept)."),
 ) -> None:
-    """Accuracy, accuracy@+-1, MAE and temporal consistency per frame and per clip, plus the LRS2 context table."""
-    from edge_sync.training.evaluate_cli import run_eval
+    """Accuracy, accuracy@+-1, MAE and temporal consistency per frame and per clip, plus the LRS2 context table;
+    with --ablation, the modernisation table (legacy -> modern trunk -> attention -> student -> INT8)."""
+    if not ablation:
+        from edge_sync.training.evaluate_cli import run_eval
 
-    typer.echo(run_eval(model, data, seed, count, frames, json_out, device))
+        typer.echo(run_eval(model, data, seed, count, frames, json_out, device))
+        return
+    from edge_sync.training.ablation import default_rows, run_ablation, write_ablation
+
+    extras = {}
+    for item in extra:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise ValueError(f"--extra takes LABEL=CHECKPOINT, got {item!r}")
+        extras[label] = path
+    for name, path in (("--legacy", legacy), ("--attention", attention)):
+        if not Path(path).is_file() and path not in ("teacher", "student"):
+            raise FileNotFoundError(f"{name} {path} does not exist; train it with scripts/train_bundled.sh "
+                                    f"{'legacy-baseline' if name == '--legacy' else 'teacher-attention'}")
+    rows = default_rows(legacy, modern, attention, student, str(int8) if int8 else None, extras)
+    result = run_ablation(rows, data=data, seed=seed, count=count, frames=frames, speed_frames=speed_frames,
+                          threads=threads, repeat=repeat, rounds=rounds, device=device)
+    command = (f"edge-sync eval --ablation --legacy {legacy} --modern {modern} --attention {attention} "
+               f"--student {student}" + (f" --int8 {int8}" if int8 else "")
+               + "".join(f" --extra '{k}={v}'" for k, v in extras.items())
+               + f" --count {count} --frames {frames} --seed {seed}" + (f" --threads {threads}" if threads else "")
+               + (f" --repeat {repeat}" if repeat != 10 else "") + (f" --rounds {rounds}" if rounds != 5 else ""))
+    typer.echo(write_ablation(result, report, json_out, command))
 
 
 @app.command("export")

@@ -15,29 +15,75 @@
 # ARCH=int8: the INT8-friendly student (ReLU, no squeeze-excite), whose INT8 artifacts run faster than FP32 on
 # onnxruntime; the bundled student is this one:
 #   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 ARCH=int8 bash scripts/train_bundled.sh distill   (2500 steps, 11 min)
+#
+# The ablation rows (issue #4; docs/ablation.md), the teacher's recipe (3000 steps, AdamW 2e-3, CE, augmentation):
+#   bash scripts/train_bundled.sh legacy-baseline    # SyncNet S architecture      -> runs/legacy_baseline.pt
+#   bash scripts/train_bundled.sh teacher-attention  # teacher + cross-modal attention -> runs/teacher_attention.pt
+#   bash scripts/train_bundled.sh teacher-infonce    # teacher, CE + InfoNCE (context protocol) -> runs/teacher_infonce.pt
+#   bash scripts/train_bundled.sh ablation-train     # the three above in one process on one stream of batches
+#   bash scripts/train_bundled.sh context-train      # two more context-protocol tries, together: CE + triplet
+#                                                    # (runs/teacher_triplet.pt), CE + CE on the correlation
+#                                                    # (runs/teacher_corrce.pt)
+#   bash scripts/train_bundled.sh ablation           # the table: edge-sync eval --ablation -> docs/ablation.md/.json
+# The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
+# makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/edge-sync
 [ -x "$E" ] || E="python3 -m edge_sync.cli"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-cfg=$(mktemp --suffix .json)
+PY=.venv/bin/python
+[ -x "$PY" ] || PY=python3
+mkcfg() {  # mkcfg MODEL_CONFIG [LOSS] -> path of a TrainConfig JSON with the shared fields
+  local f
+  f=$(mktemp --suffix .json)
+  echo "{${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 250, \"model_config\": $1${2:+, \"loss\": $2}}" > "$f"
+  echo "$f"
+}
 model_config='{}'
 if [ "${ARCH:-}" = int8 ]; then
   model_config='{"video_trunk_kwargs": {"act": "relu", "se": false}, "audio_trunk_kwargs": {"act": "relu"}}'
 fi
-echo "{${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 250, \"model_config\": $model_config}" > "$cfg"
-COMMON=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$cfg")
+cfg=$(mkcfg "$model_config")
+cfg_plain=$(mkcfg '{}')
+cfg_attention=$(mkcfg '{"attention": true}')
+cfg_infonce=$(mkcfg '{}' '{"ce": 1.0, "info_nce": 1.0}')
+cfg_triplet=$(mkcfg '{}' '{"ce": 1.0, "triplet": 1.0}')
+cfg_corrce=$(mkcfg '{}' '{"ce": 1.0, "corr_ce": 1.0}')
+SHARED=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}")
+COMMON=("${SHARED[@]}" --config "$cfg")
+TEACHER_RECIPE=(--steps "${STEPS:-3000}" --lr 2e-3 --half "${SHARED[@]}")
 stage=${1:-}
 case "$stage" in
   teacher)        $E train --model teacher --steps "${STEPS:-3000}" --lr 2e-3 --half "${COMMON[@]}" -o runs/teacher.pt ;;
   distill)        $E distill --teacher runs/teacher.pt --steps "${STEPS:-2500}" --lr 3e-3 --half "${COMMON[@]}" \
                     -o runs/student_distilled.pt ;;
   student-direct) $E train --model student --steps "${STEPS:-2500}" --lr 3e-3 "${COMMON[@]}" -o runs/student_direct.pt ;;
+  legacy-baseline)   $E train --model legacy "${TEACHER_RECIPE[@]}" --config "$cfg_plain" -o runs/legacy_baseline.pt ;;
+  teacher-attention) $E train --model teacher "${TEACHER_RECIPE[@]}" --config "$cfg_attention" \
+                       -o runs/teacher_attention.pt ;;
+  teacher-infonce)   $E train --model teacher "${TEACHER_RECIPE[@]}" --config "$cfg_infonce" -o runs/teacher_infonce.pt ;;
+  ablation-train)
+    $PY -m edge_sync.training.together "${TEACHER_RECIPE[@]}" --run "legacy:$cfg_plain:runs/legacy_baseline.pt" \
+      --run "teacher:$cfg_attention:runs/teacher_attention.pt" --run "teacher:$cfg_infonce:runs/teacher_infonce.pt" ;;
+  context-train)
+    $PY -m edge_sync.training.together "${TEACHER_RECIPE[@]}" --run "teacher:$cfg_triplet:runs/teacher_triplet.pt" \
+      --run "teacher:$cfg_corrce:runs/teacher_corrce.pt" ;;
+  ablation)  # the context-protocol tries join as extra rows where they were trained
+    extra=()
+    for try in "infonce:CE + InfoNCE" "triplet:CE + triplet" "corrce:CE + correlation CE"; do
+      f=runs/teacher_${try%%:*}.pt
+      [ -f "$f" ] && extra+=(--extra "modern trunk, ${try#*:}=$f")
+    done
+    OMP_NUM_THREADS=$(nproc) $E eval --ablation --legacy runs/legacy_baseline.pt --modern teacher \
+      --attention runs/teacher_attention.pt --student student "${extra[@]}" --report docs/ablation.md \
+      --json docs/ablation.json ;;
   bundle)
     student=${STUDENT:-runs/student_distilled.pt}
     $E eval --model runs/teacher.pt --model "$student" --count 200 --frames 50 --seed 1000 \
       --json runs/eval_holdout.json | tee runs/eval_holdout.md
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
-  *) echo "usage: $0 teacher | distill | student-direct | bundle" >&2; exit 2 ;;
+  *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
+          "teacher-infonce | ablation-train | context-train | ablation" >&2; exit 2 ;;
 esac

@@ -297,6 +297,8 @@ class LossWeights:
     nce_symmetric: bool = True
     temporal_divergence: str = "js"
     distill_temperature: float = 4.0
+    corr_ce: float = 0.0  # cross-entropy on the correlation itself (the context protocol's evidence)
+    corr_temperature: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -325,6 +327,11 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
     parts: dict[str, torch.Tensor] = {}
     if weights.ce:
         parts["ce"] = offset_cross_entropy(logits, targets, valid, max_offset, weights.label_smoothing)
+    if weights.corr_ce:
+        # the per-frame cosine similarities as offset logits: trains the evidence the LRS2 context protocol averages
+        # (the sync head's input) to rank the true offset first by itself, not only through the head
+        parts["corr_ce"] = offset_cross_entropy(outputs["correlation"] / weights.corr_temperature, targets, valid,
+                                                max_offset)
     if weights.focal:
         parts["focal"] = focal_loss(logits, targets, valid, weights.focal_gamma, max_offset)
     if weights.triplet:
@@ -342,7 +349,7 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
         parts["distill"] = distillation_kl(logits, teacher_logits.to(logits.device), valid,
                                            weights.distill_temperature)
     if not parts:
-        raise ValueError("every loss weight is 0; enable at least one of ce, focal, triplet, info_nce, "
+        raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, focal, triplet, info_nce, "
                          "temporal, distill")
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     log = {name: float(value.detach()) for name, value in parts.items()}

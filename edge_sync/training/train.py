@@ -134,11 +134,19 @@ class AugmentedDataset(Dataset):
 
 
 def build_model(config: TrainConfig) -> nn.Module:
+    """The model to train: a new teacher / student / legacy SyncNet S (``model_config`` overrides its config), or
+    a checkpoint to fine-tune. Legacy models come wrapped to take the mouth112 batches (see legacy_adapter)."""
+    from edge_sync.training.legacy_adapter import as_trainable
+
+    if config.model == "legacy":
+        from edge_sync.models.legacy import LegacySyncNetFCN
+
+        return as_trainable(LegacySyncNetFCN(**config.model_config))
     if config.model in ("teacher", "student"):
         kind = MODEL_KINDS[config.model]
         cfg_class = kind.model_class.config_class
         return kind.model_class(cfg_class.from_dict({**cfg_class().to_dict(), **config.model_config}))
-    return load(config.model).train()
+    return as_trainable(load(config.model)).train()
 
 
 def _lr_lambda(config: TrainConfig):
@@ -160,6 +168,27 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 # --- the loop --------------------------------------------------------------------------------------------
+# TrainConfig fields that decide the stream of batches; runs trained together must agree on them.
+DATA_FIELDS = ("data", "frames", "batch_size", "steps", "seed", "workers", "augment", "device", "cache_dir",
+               "speech_bank")
+
+
+@dataclass
+class _Run:
+    """One model's share of a (possibly shared) training loop."""
+
+    config: TrainConfig
+    output: Path
+    model: nn.Module
+    teacher: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    start_step: int
+    history: list[dict[str, float]]
+    elapsed: float
+    running: float | None = None
+
+
 def train(config: TrainConfig, output: str | Path, resume: bool = True, progress: bool = True,
           stop_after: int | None = None) -> TrainResult:
     """Train (or distil, when ``config.teacher`` is set) and write an edge-sync checkpoint to ``output``.
@@ -167,19 +196,18 @@ def train(config: TrainConfig, output: str | Path, resume: bool = True, progress
     ``stop_after`` ends the run after that many steps of this call (the state is saved, so a later call
     resumes), e.g. to fit a long recipe into several time-limited sessions.
     """
-    from tqdm import tqdm
+    return train_together([config], [output], resume=resume, progress=progress, stop_after=stop_after)[0]
 
-    output = Path(output)
-    rank, world, local_rank = _dist_info()
-    device = _device(config.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.manual_seed(config.seed + rank)
 
+def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: int, world: int, local_rank: int,
+               resume: bool) -> _Run:
+    torch.manual_seed(config.seed + rank)  # the initialisation a run of its own would get
     model = build_model(config).to(device).train()
     teacher = None
     if config.teacher:
-        teacher = load(config.teacher).to(device).eval()
+        from edge_sync.training.legacy_adapter import as_trainable
+
+        teacher = as_trainable(load(config.teacher)).to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
         if config.loss.distill == 0:
@@ -199,62 +227,113 @@ def train(config: TrainConfig, output: str | Path, resume: bool = True, progress
         log.info("resuming %s at step %d", output, start_step)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    return _Run(config, output, model, teacher, optimizer, scheduler, start_step, history, elapsed)
+
+
+def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume: bool = True,
+                   progress: bool = True, stop_after: int | None = None) -> list[TrainResult]:
+    """Train several models on one stream of batches, each as :func:`train` would train it alone.
+
+    Each model gets the initialisation, the clips, their order and augmentation that its own run would give it
+    (batches are addressed by (seed, step), and each model is built after seeding as a lone run is), and its own
+    optimiser, schedule, loss, teacher and checkpoints; only the making of the batches is shared. Why: synthetic
+    clips are rendered on the CPU, which bounds a GPU run's speed, so models that share a recipe (the rows of an
+    ablation) train for the price of one. The configs must agree on :data:`DATA_FIELDS`.
+    """
+    from tqdm import tqdm
+
+    if not configs or len(configs) != len(outputs):
+        raise ValueError(f"need one output per config, got {len(configs)} configs and {len(outputs)} outputs")
+    outputs = [Path(o) for o in outputs]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"outputs must differ, got {[str(o) for o in outputs]}")
+    first = configs[0]
+    for cfg in configs[1:]:
+        differ = [f for f in DATA_FIELDS if getattr(cfg, f) != getattr(first, f)]
+        if differ:
+            raise ValueError(f"models trained together share their batches, so they must agree on {differ}")
+    rank, world, local_rank = _dist_info()
+    device = _device(first.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # shapes are fixed (batch, frames): let cuDNN pick its fastest kernels
+    runs = [_start_run(cfg, out, device, rank, world, local_rank, resume) for cfg, out in zip(configs, outputs)]
+    start_step = runs[0].start_step
+    if any(r.start_step != start_step for r in runs):
+        raise ValueError("models trained together must resume from the same step; found "
+                         + ", ".join(f"{r.output}: {r.start_step}" for r in runs))
 
     augment = None
-    dataset = build_dataset(config, world)
-    if config.augment:
+    dataset = build_dataset(first, world)
+    if first.augment:
         from edge_sync.data.augment import Augment
-        augment = Augment.from_config(config.augment)
-        dataset = AugmentedDataset(dataset, augment, config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers,
-                        sampler=StepSampler(len(dataset), start_step, config.steps, config.batch_size, rank, world),
+        augment = Augment.from_config(first.augment)
+        dataset = AugmentedDataset(dataset, augment, first.seed)
+    loader = DataLoader(dataset, batch_size=first.batch_size, num_workers=first.workers,
+                        sampler=StepSampler(len(dataset), start_step, first.steps, first.batch_size, rank, world),
                         persistent_workers=False, drop_last=True)
-    bar = tqdm(total=config.steps, initial=start_step, disable=not progress or rank != 0, unit="step",
-               desc=f"{'distil' if teacher else 'train'} {config.model}")
-    t0 = time.perf_counter() - elapsed
+    label = " + ".join(f"{'distil' if r.teacher else 'train'} {r.config.model}" for r in runs)
+    bar = tqdm(total=first.steps, initial=start_step, disable=not progress or rank != 0, unit="step", desc=label)
+    t0 = time.perf_counter() - max(r.elapsed for r in runs)
     step = start_step
-    generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
-    running = None
+    generator = torch.Generator().manual_seed(first.seed * 1000 + rank)
     for batch in loader:
         if augment is not None:
             batch = augment.mix_batch(batch, generator)  # no-op unless the config asks for mixup
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        outputs = _forward(model, batch)
-        teacher_logits = None
-        if teacher is not None:
-            with torch.no_grad():
-                teacher_logits = teacher.forward_features(batch["audio"], batch["video"])["logits"]
-        loss, parts = combined_loss(outputs, batch, config.loss, teacher_logits=teacher_logits)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
         step += 1
-        running = parts["total"] if running is None else 0.95 * running + 0.05 * parts["total"]
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-        if step % 25 == 0 or step == config.steps:
-            history.append({"step": step, "loss": running, **{k: v for k, v in parts.items() if k != "total"}})
         stopping = stop_after is not None and step - start_step >= stop_after
-        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps or stopping):
-            atomic_torch_save({"config": config.to_dict(), "model": _unwrap(model).state_dict(),
-                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                          "history": history, "seconds": time.perf_counter() - t0}, state_file)
+        for run in runs:
+            _step(run, batch, step, rank, t0, stopping)
+        bar.update(1)
+        bar.set_postfix(loss="/".join(f"{r.running:.3f}" for r in runs), lr=f"{runs[0].scheduler.get_last_lr()[0]:.1e}")
         if stopping:
             break
     bar.close()
     seconds = time.perf_counter() - t0
-    net = _unwrap(model).eval()
-    if rank == 0 and step >= config.steps:
-        meta = {"recipe": config.to_dict(), "steps": step, "train_seconds": round(seconds, 1),
-                "world_size": world, "device": str(device), "final_loss": running, "torch": torch.__version__}
-        save_checkpoint(net.cpu(), output, meta=json.loads(json.dumps(meta, default=str)), half=config.half_weights)
+    results = []
+    for run in runs:
+        net = _unwrap(run.model).eval()
+        if rank == 0 and step >= run.config.steps:
+            meta = {"recipe": run.config.to_dict(), "steps": step, "train_seconds": round(seconds, 1),
+                    "world_size": world, "device": str(device), "final_loss": run.running, "torch": torch.__version__}
+            if len(runs) > 1:
+                meta["trained_together_with"] = [str(r.output) for r in runs if r is not run]
+            note = getattr(net, "checkpoint_note", None)
+            if note:
+                meta["input"] = note
+            save_checkpoint(getattr(net, "checkpoint_module", net).cpu(), run.output,
+                            meta=json.loads(json.dumps(meta, default=str)), half=run.config.half_weights)
+        running = run.running if run.running is not None else (run.history[-1]["loss"] if run.history else None)
+        results.append(TrainResult(run.output, step, seconds, float(running if running is not None else math.nan),
+                                   run.history))
     if world > 1:
         dist.barrier()
-    if running is None and history:
-        running = history[-1]["loss"]
-    return TrainResult(output, step, seconds, float(running if running is not None else math.nan), history)
+    return results
+
+
+def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: float, stopping: bool) -> None:
+    """One optimisation step of one model on the shared batch, and its checkpoint when due."""
+    outputs = _forward(run.model, batch)
+    teacher_logits = None
+    if run.teacher is not None:
+        with torch.no_grad():
+            teacher_logits = run.teacher.forward_features(batch["audio"], batch["video"])["logits"]
+    loss, parts = combined_loss(outputs, batch, run.config.loss, teacher_logits=teacher_logits)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.running = parts["total"] if run.running is None else 0.95 * run.running + 0.05 * parts["total"]
+    if step % 25 == 0 or step == run.config.steps:
+        run.history.append({"step": step, "loss": run.running, **{k: v for k, v in parts.items() if k != "total"}})
+    if rank == 0 and (step % run.config.checkpoint_every == 0 or step == run.config.steps or stopping):
+        atomic_torch_save({"config": run.config.to_dict(), "model": _unwrap(run.model).state_dict(),
+                           "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                           "step": step, "history": run.history, "seconds": time.perf_counter() - t0},
+                          state_path(run.output))
 
 
 def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -433,3 +433,20 @@ def test_combined_loss_uses_soft_targets_and_checks_teacher():
         combined_loss(out, {"offsets": offsets}, LossWeights(distill=1.0))
     with pytest.raises(ValueError, match="every loss weight is 0"):
         combined_loss(out, {"offsets": offsets}, LossWeights(ce=0.0))
+
+
+def test_correlation_cross_entropy_trains_the_context_evidence():
+    """corr_ce: cross-entropy with the correlation / temperature as the offset logits, weighted into the total."""
+    out = _fake_outputs(b=2, t=6)
+    corr = torch.randn(2, 31, 6, generator=torch.Generator().manual_seed(1)).clamp(-1, 1).requires_grad_()
+    out["correlation"] = corr
+    offsets = torch.tensor([[0, 1, 2, 3, -1, 5], [2, 2, 2, 2, 2, 2]])
+    w = LossWeights(ce=1.0, corr_ce=0.5, corr_temperature=0.2)
+    total, parts = combined_loss(out, {"offsets": offsets}, w)
+    expected = float(offset_cross_entropy(corr.detach() / 0.2, offsets))
+    assert parts["corr_ce"] == pytest.approx(expected, rel=1e-6)
+    assert parts["total"] == pytest.approx(parts["ce"] + 0.5 * expected, rel=1e-6)
+    total.backward()
+    assert corr.grad is not None and corr.grad.abs().sum() > 0
+    _, only = combined_loss(out, {"offsets": offsets}, LossWeights(ce=0.0, corr_ce=1.0))
+    assert set(only) == {"corr_ce", "total"}

@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--artifact", default=None, help="default: the bundled student ONNX")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--report", default=None, help="also write the figures as Markdown here")
     args = parser.parse_args()
     import torch
 
@@ -76,9 +77,13 @@ def main() -> None:
             out = json.loads(probe.stdout.strip().splitlines()[-1])
             rows[f"runtime_peak_rss_mb_{mode}_memory"] = out["rss_mb"]
             rows[f"sync_wall_seconds_{mode}_memory_probe"] = out["seconds"]
-    print(f"onnxruntime, {engine.backend}, T={t}, median of {args.repeat}; one run on this machine")
-    for k, v in rows.items():
-        print(f"{k:>24}: {v:.2f}" if isinstance(v, float) else f"{k:>24}: {v}")
+    lines = [f"onnxruntime, {engine.backend}, T={t}, median of {args.repeat}; one run on this machine"]
+    lines += [f"{k:>36}: {v:.2f}" if isinstance(v, float) else f"{k:>36}: {v}" for k, v in rows.items()]
+    print("\n".join(lines))
+    if args.report:
+        Path(args.report).write_text("# Runtime figures on this CPU\n\nMade by `.venv/bin/python "
+                                     "benchmarks/runtime_cpu.py --report " + args.report + "`.\n\n```\n"
+                                     + "\n".join(lines) + "\n```\n")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -169,7 +169,7 @@ def load(path: str | Path | None = None, backend: str = "auto", threads: int | N
          window_frames: int = WINDOW_FRAMES, low_memory: bool = True) -> Engine:
     """Load an artifact directory (default: the bundled student ONNX) on ``backend`` ('auto' picks).
 
-    ``low_memory`` keeps the process's resident memory at its working set on glibc Linux, at ~10% of file-sync
+    ``low_memory`` keeps the process's resident memory at its working set on glibc Linux, at 10-40% of file-sync
     speed (see :mod:`edge_sync.runtimes.memory`); pass False for throughput on a machine with memory to spare.
     """
     if low_memory:

@@ -3,8 +3,8 @@
 Every model window allocates and frees tens of MB (crops as float32, the backend's activations). glibc raises
 its mmap threshold after the first such buffer is freed, so later ones come from the heap, where freed blocks
 fragment and stay resident: a 60 s clip then peaks ~100 MB above its working set. Pinning the threshold makes
-large buffers mmap-backed, returned to the OS when freed. Cost: fresh pages for each window (~10% slower file
-sync on a 2-core x86 CPU). The setting is process-wide, like the ``MALLOC_MMAP_THRESHOLD_`` variable it
+large buffers mmap-backed, returned to the OS when freed. Cost: fresh pages for each window (10-40% slower file
+sync on a 2-core x86 CPU, run to run). The setting is process-wide, like the ``MALLOC_MMAP_THRESHOLD_`` variable it
 mirrors; a variable the user set wins.
 """
 from __future__ import annotations

@@ -13,7 +13,6 @@ the numbers.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
@@ -101,6 +100,24 @@ def time_model(model: nn.Module, frames: int, threads: int, warmup: int, repeat:
     return {"median_ms": med * 1e3, "p90_ms": p90 * 1e3}
 
 
+def _time_checkpoints_child(sources: list[str], frames: int, threads: int, warmup: int,
+                            repeat: int) -> list[dict[str, float]]:
+    """In a fresh process (no onnxruntime, no exporter state, which were measured to slow PyTorch calls in the same
+    process by 1.3-3x): load every checkpoint, then time each."""
+    from edge_sync.models.io import load
+
+    torch.set_num_threads(threads)
+    models = [load(source).eval() for source in sources]
+    return [time_model(model, frames, threads, warmup, repeat) for model in models]
+
+
+def time_checkpoints(sources: list[str], frames: int, threads: int, warmup: int, repeat: int) -> list[dict[str, float]]:
+    """:func:`time_model` for each checkpoint, in one child process of their own (as the bench times its rows)."""
+    from edge_sync.bench.measure import in_child
+
+    return in_child(_time_checkpoints_child, list(sources), frames, threads, warmup, repeat)
+
+
 def time_artifact(path: str, frames: int, threads: int, warmup: int, repeat: int) -> dict[str, float]:
     """The bench's own artifact measurement (its own process, the runtime's Engine.run) at one length."""
     from edge_sync.bench.measure import measure_artifact
@@ -181,10 +198,12 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
     (``edge-sync export --target onnx --precision int8``, calibrated on ``calib`` or the default synthetic set).
 
     Timing comes first, before the (long) scoring, in ``rounds`` interleaved rounds that each time every row
-    (``warmup`` + ``repeat`` calls, median); a row's figure is its best round. Why: this machine may be shared, and
-    other work slows some rounds; interleaving gives every row the same chances and the best round drops the
-    disturbed ones (as ``timeit`` advises).
+    (``warmup`` + ``repeat`` calls, median) in processes of their own (the PyTorch rows together, each artifact
+    alone, as the bench does); a row's figure is its best round. Why: this machine may be shared, and other work
+    slows some rounds; interleaving gives every row the same chances and the best round drops the disturbed ones
+    (as ``timeit`` advises).
     """
+    from edge_sync.runtimes.api import load as load_engine
     from edge_sync.training.evaluate import evaluate
     from edge_sync.training.evaluate_cli import _dataset
     from edge_sync.training.legacy_adapter import as_trainable
@@ -194,14 +213,18 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
     threads = threads or os.cpu_count() or 1
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edge-sync-ablation-") as tmp:
-        prepared = _prepare_rows(rows, tmp, calib, threads)
-        timers = [functools.partial(time_model, p["net"], speed_frames, threads, warmup, repeat) if p["net"] is not None
-                  else functools.partial(time_artifact, p["path"], speed_frames, threads, warmup, repeat)
-                  for p in prepared]
+        prepared = _prepare_rows(rows, tmp, calib)
+        checkpoints = [i for i, p in enumerate(prepared) if p["net"] is not None]
         measured: list[list[dict[str, float]]] = [[] for _ in prepared]
         for _ in range(max(1, rounds)):
-            for i, timer in enumerate(timers):
-                measured[i].append(timer())
+            if checkpoints:
+                times = time_checkpoints([prepared[i]["path"] for i in checkpoints], speed_frames, threads, warmup,
+                                         repeat)
+                for i, m in zip(checkpoints, times):
+                    measured[i].append(m)
+            for i, p in enumerate(prepared):
+                if p["net"] is None:
+                    measured[i].append(time_artifact(p["path"], speed_frames, threads, warmup, repeat))
         source = _dataset(data, seed, count, frames)
         dataset = [source[i] for i in range(len(source))]  # made once, scored by every row
         results, evals = [], {}
@@ -212,7 +235,9 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
                                device=device, progress=progress)
                 p["net"].cpu()
             else:
-                res = evaluate(EngineModel(p["engine"]), dataset, batch_size=8, progress=progress)
+                engine = load_engine(p["path"], threads=threads)
+                p["backend"] = engine.backend
+                res = evaluate(EngineModel(engine), dataset, batch_size=8, progress=progress)
             best = min(rounds_of_row, key=lambda m: m["median_ms"])
             results.append({
                 "row": p["row"].name, "source": p["shown"], "kind": p["kind"], "note": p["row"].note,
@@ -238,10 +263,10 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
     return AblationResult(results, settings, evals)
 
 
-def _prepare_rows(rows: list[AblationRow], tmp: str, calib: str | Path | None, threads: int) -> list[dict[str, Any]]:
+def _prepare_rows(rows: list[AblationRow], tmp: str, calib: str | Path | None) -> list[dict[str, Any]]:
     """Load every row (exporting the INT8 artifact where none is given) and describe its size and recipe."""
+    from edge_sync.artifact import read_artifact
     from edge_sync.models.io import load, parameter_count
-    from edge_sync.runtimes.api import load as load_engine
 
     prepared, previous_checkpoint = [], None
     for row in rows:
@@ -256,23 +281,22 @@ def _prepare_rows(rows: list[AblationRow], tmp: str, calib: str | Path | None, t
             (path,) = export(previous_checkpoint, "onnx", "int8", tmp, name="ablation_student", calib=calib)
             row = AblationRow(row.name, str(path), row.kind, row.note + " (exported for this run)")
             shown = f"{previous_checkpoint} -> onnx-int8"
-        p: dict[str, Any] = {"row": row, "shown": shown, "path": row.source, "net": None, "engine": None}
+        p: dict[str, Any] = {"row": row, "shown": shown, "path": row.source, "net": None}
         if row.kind == CHECKPOINT:
             net = load(row.source).eval()
             p.update(net=net, params=parameter_count(net), kind=getattr(net, "kind", ""), size=4 * parameter_count(net),
                      size_what="FP32 parameter bytes", backend=f"torch {torch.__version__} cpu",
                      trained=_recipe_summary(getattr(net, "checkpoint_meta", {})))
         elif row.kind == ARTIFACT:
-            engine = load_engine(row.source, threads=threads)
-            manifest = engine.artifact.manifest
+            art = read_artifact(row.source)  # the runtime session is made when the row is scored
+            manifest = art.manifest
             trained = f"exported from {manifest.get('source', {}).get('model', '?')}"
             calib_set = manifest.get("calibration") or {}
             if calib_set.get("id"):
                 method = (manifest.get("quantization") or {}).get("method")
                 trained += f", calibrated on {calib_set['id']}" + (f" ({method})" if method else "")
-            p.update(engine=engine, params=None, kind=f"{engine.artifact.target}-{engine.artifact.precision}",
-                     size=artifact_bytes(row.source), size_what="artifact bytes", backend=engine.backend,
-                     trained=trained)
+            p.update(params=None, kind=f"{art.target}-{art.precision}", size=artifact_bytes(row.source),
+                     size_what="artifact bytes", backend="", trained=trained)
         else:
             raise ValueError(f"row {row.name!r}: kind must be {CHECKPOINT!r} or {ARTIFACT!r}, got {row.kind!r}")
         prepared.append(p)
@@ -309,7 +333,8 @@ def ablation_markdown(result: AblationResult, command: str = "") -> str:
         "looks never used in training), the same clips for every row. Speed: frames/s of one clip of "
         f"{s['speed_frames']} frames (batch 1; the best of {s['rounds']} interleaved rounds, each the median of "
         f"{s['repeat']} calls after {s['warmup']}), {s['threads']} threads, on {s['machine']}, {v}; every row timed "
-        "in this run, before the scoring. Run took "
+        "in this run, before the scoring, in processes of their own (the PyTorch rows together, each artifact alone). "
+        "Run took "
         f"{s['seconds']:.0f} s.",
         "",
         _table(["row"] + [h for _, h in main_cols], body),

@@ -46,7 +46,8 @@ def folder_source(count: int, frames: int, seed: int, preprocessing: VideoPrepro
     pipeline), taken round-robin over files in a seeded order so one long video cannot fill the set."""
     from tqdm import tqdm
 
-    from edge_sync.data.folders import crops_from_model_input, find_videos
+    from edge_sync.data.folders import crops_from_model_input
+    from edge_sync.features.media import find_videos
     from edge_sync.errors import EdgeSyncError
     from edge_sync.features.clip import prepare_clip
 

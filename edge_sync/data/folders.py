@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from edge_sync.errors import EdgeSyncError, MediaError, NoFaceError
 from edge_sync.features import clip as clip_features
 from edge_sync.features.clip import PreparedClip
+from edge_sync.features.media import VIDEO_EXTENSIONS, find_videos
 from edge_sync.spec import MAX_OFFSET, MFCC_PER_FRAME, MOUTH, SPEC_VERSION, VideoPreprocessing
 
 __all__ = ["VIDEO_EXTENSIONS", "CachedSegment", "SkippedFile", "VideoFolderDataset", "find_videos",
@@ -37,8 +38,6 @@ __all__ = ["VIDEO_EXTENSIONS", "CachedSegment", "SkippedFile", "VideoFolderDatas
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv",
-                                     ".wmv", ".ts", ".3gp")
 CACHE_FORMAT = 1  # bump when the .npz layout changes so old caches are ignored, not misread
 
 
@@ -62,24 +61,6 @@ class CachedSegment:
     @property
     def frames(self) -> int:
         return int(self.crops.shape[0])
-
-
-def find_videos(root: Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS, exclude: Path | None = None) -> list[Path]:
-    """Video files anywhere under ``root``, sorted so the dataset is the same on every machine.
-
-    Hidden files and folders (``.git``, ``.cache``...) and anything under ``exclude`` (the cache) are ignored.
-    """
-    exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-    exclude = exclude.resolve() if exclude is not None else None
-    out = []
-    for p in root.rglob("*"):
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in exts or not p.is_file():
-            continue
-        if exclude is not None and exclude in p.resolve().parents:
-            continue
-        out.append(p)
-    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
 def crops_from_model_input(video: np.ndarray, preprocessing: VideoPreprocessing = MOUTH) -> np.ndarray:

@@ -83,6 +83,30 @@ class Media:
         return int(self.frames.shape[0])
 
 
+# --- finding videos ----------------------------------------------------------------------------
+# every container FFmpeg reads that people keep talking-head video in (folders of clips, corpora)
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv",
+                                     ".wmv", ".ts", ".3gp")
+
+
+def find_videos(root: Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS, exclude: Path | None = None) -> list[Path]:
+    """Video files anywhere under ``root``, sorted so the dataset is the same on every machine.
+
+    Hidden files and folders (``.git``, ``.cache``...) and anything under ``exclude`` (the cache) are ignored.
+    """
+    exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    exclude = exclude.resolve() if exclude is not None else None
+    out = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in exts or not p.is_file():
+            continue
+        if exclude is not None and exclude in p.resolve().parents:
+            continue
+        out.append(p)
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
 # --- opening and errors -----------------------------------------------------------------------------
 def _check_path(path: PathLike) -> Path:
     """Fail early with a specific message for the mistakes FFmpeg would report cryptically."""

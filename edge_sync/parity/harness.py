@@ -103,7 +103,7 @@ def synthetic_cases(count: int, seed: int = HOLDOUT_SEED, frames: int = CLIP_FRA
 
 
 def file_cases(root: Path, preprocessing: Any) -> Iterator[ParityCase]:
-    from edge_sync.data.folders import find_videos
+    from edge_sync.features.media import find_videos
     from edge_sync.features.clip import prepare_clip
 
     videos = [root] if root.is_file() else find_videos(root)

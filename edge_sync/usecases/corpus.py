@@ -60,10 +60,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from edge_sync._atomic import atomic_path
 from edge_sync._deps import require
 from edge_sync.errors import EdgeSyncError
+from edge_sync.features.media import VIDEO_EXTENSIONS, find_videos
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
 TIMING_FIELDS = ("seconds",)  # fields that vary run to run; everything else is the result
 WORKER_DIED = "WorkerDied"
 IN_FLIGHT_PER_WORKER = 2
@@ -102,22 +102,18 @@ class CorpusSummary:
 
 def find_clips(inputs: str | Path | Sequence[str | Path],
                extensions: Sequence[str] = VIDEO_EXTENSIONS) -> list[str]:
-    """Video files in ``inputs`` (files are taken as given; folders are searched recursively for ``extensions``,
-    case-insensitive, skipping hidden names such as macOS ``._clip.mp4`` forks), as sorted, de-duplicated
-    absolute paths."""
+    """Video files in ``inputs`` (files are taken as given; folders are searched recursively by
+    :func:`edge_sync.features.media.find_videos`, skipping hidden names such as macOS ``._clip.mp4`` forks), as
+    sorted, de-duplicated absolute paths."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    exts = tuple(e.lower() for e in extensions)
     found: set[str] = set()
     for item in inputs:
         item = Path(item)
         if item.is_file():
             found.add(os.path.abspath(item))
         elif item.is_dir():
-            for root, dirs, files in os.walk(item):  # does not follow symlinked folders: no cycles
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found.update(os.path.abspath(os.path.join(root, f)) for f in files
-                             if not f.startswith(".") and f.lower().endswith(exts))
+            found.update(os.path.abspath(p) for p in find_videos(item, tuple(extensions)))
         else:
             raise EdgeSyncError(f"{item} does not exist (expected a video file or a folder of videos)")
     return sorted(found)

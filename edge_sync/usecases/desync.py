@@ -18,7 +18,7 @@ from typing import Any
 
 from edge_sync.runtimes.api import FileSync
 from edge_sync.usecases.features import DESYNC_FEATURES, desync_features, vector
-from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_for
+from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, resolve_heads
 
 MAX_SYNC_OFFSET = 1  # frames: beyond this the clip is out of sync whatever the head says
 # the windowed offset moves this much over the clip, and its windows span twice that: drift (in-sync clips of
@@ -79,7 +79,6 @@ def flag_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> DesyncFlag:
                       reasons if flagged else [], feats, track.result.offset_frames)
 
 
-def desync_file(engine: Any, path: str | Path, heads: UsecaseHeads | None | str = "auto") -> DesyncFlag:
-    if isinstance(heads, str):
-        heads = heads_for(engine.manifest)
+def desync_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> DesyncFlag:
+    heads = resolve_heads(engine.manifest, heads)
     return flag_sync(engine.sync_file(path), heads)

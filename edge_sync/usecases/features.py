@@ -27,6 +27,15 @@ def smooth(x: np.ndarray, half: int) -> np.ndarray:
     return np.convolve(x, kernel, "same") / np.convolve(np.ones_like(x), kernel, "same")
 
 
+def track_audio_level(sync: FileSync, track: TrackSync) -> np.ndarray:
+    """[frames] soundtrack loudness (dBFS) over one track segment's frames; silence (-100) where unknown."""
+    level = np.full(track.result.frames, -100.0)
+    if sync.audio_level_db is not None:
+        part = sync.audio_level_db[track.start_frame:track.stop_frame]
+        level[:len(part)] = part
+    return level
+
+
 def _zero_index(track: TrackSync) -> int:
     return (track.result.frame_probs.shape[0] - 1) // 2
 
@@ -38,10 +47,7 @@ def speaker_frame_features(sync: FileSync, track: TrackSync) -> np.ndarray:
     near0 = res.frame_probs[k0 - 1:k0 + 2].sum(axis=0)
     contrast = res.correlation[k0] - np.median(res.correlation, axis=0)
     motion = track.cues.get("mouth_motion", np.zeros(res.frames))
-    level = np.full(res.frames, -100.0)
-    if sync.audio_level_db is not None:
-        part = sync.audio_level_db[track.start_frame:track.stop_frame]
-        level[:len(part)] = part
+    level = track_audio_level(sync, track)
     whole = np.full(res.frames, float(res.frame_probs.mean(axis=1)[k0 - 1:k0 + 2].sum()))
     cols = [smooth(near0, SPEAKER_WINDOW), smooth(contrast, SPEAKER_WINDOW), smooth(motion, SPEAKER_WINDOW),
             smooth(level, SPEAKER_WINDOW), whole]
@@ -73,10 +79,7 @@ def desync_features(sync: FileSync, track: TrackSync) -> dict[str, float]:
     centred = peak - peak.mean()
     lag1 = float((centred[1:] * centred[:-1]).mean() / max(centred.var(), 1e-12)) if len(peak) > 2 else 0.0
     motion = track.cues.get("mouth_motion", np.zeros(res.frames))
-    speech = np.zeros(res.frames, bool)
-    if sync.audio_level_db is not None:
-        part = sync.audio_level_db[track.start_frame:track.stop_frame] > SPEECH_DB
-        speech[:len(part)] = part
+    speech = track_audio_level(sync, track) > SPEECH_DB
     talk = motion[speech].mean() if speech.any() else 0.0
     quiet = motion[~speech].mean() if (~speech).any() else talk
     feats.update({

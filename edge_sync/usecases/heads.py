@@ -98,3 +98,11 @@ def heads_for(manifest: dict[str, Any], override: str | Path | None = None) -> U
         return None
     heads = read_heads(heads_path(sha))
     return heads if heads.checkpoint_sha256 == sha else None
+
+
+def resolve_heads(manifest: dict[str, Any], heads: UsecaseHeads | str | Path | None = "auto") -> UsecaseHeads | None:
+    """What a use-case call's ``heads`` argument means: 'auto' -> those fitted for the artifact's model, a path ->
+    that file, None -> no heads (raw scores and rules), heads -> themselves."""
+    if heads is None or isinstance(heads, UsecaseHeads):
+        return heads
+    return heads_for(manifest, None if isinstance(heads, str) and heads == "auto" else heads)

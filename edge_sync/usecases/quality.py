@@ -28,7 +28,7 @@ import numpy as np
 from edge_sync.runtimes.api import FileSync
 from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import QUALITY_FEATURES, quality_features, vector
-from edge_sync.usecases.heads import UsecaseHeads, heads_for
+from edge_sync.usecases.heads import UsecaseHeads, resolve_heads
 
 IN_SYNC_FRAMES = 1  # |offset| <= 1 frame (40 ms) counts as in sync, as in the LRS2 protocol
 
@@ -73,10 +73,9 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
     return score
 
 
-def score_file(engine: Any, path: str | Path, heads: UsecaseHeads | None | str = "auto") -> QualityScore:
+def score_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> QualityScore:
     """Analyse one video with ``engine`` and score it (``heads='auto'``: the heads fitted for its model)."""
-    if isinstance(heads, str):
-        heads = heads_for(engine.manifest)
+    heads = resolve_heads(engine.manifest, heads)
     return score_sync(engine.sync_file(path), heads)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_sync.runtimes.api import FileSync
 from edge_sync.usecases.features import SPEAKER_FEATURES, SPEECH_DB, speaker_frame_features
-from edge_sync.usecases.heads import UsecaseHeads, heads_for
+from edge_sync.usecases.heads import UsecaseHeads, resolve_heads
 
 MIN_TURN_FRAMES = 5  # shorter speaking runs are merged away (0.2 s)
 
@@ -107,7 +107,6 @@ def detect_speakers(sync: FileSync, heads: UsecaseHeads | None = None) -> Speake
     return result
 
 
-def speakers_file(engine: Any, path: str | Path, heads: UsecaseHeads | None | str = "auto") -> Speakers:
-    if isinstance(heads, str):
-        heads = heads_for(engine.manifest)
+def speakers_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> Speakers:
+    heads = resolve_heads(engine.manifest, heads)
     return detect_speakers(engine.sync_file(path), heads)

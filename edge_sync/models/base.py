@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_sync.models.correlation import shifted_correlation
+from edge_sync.models.correlation import shifted_correlation, window_correlation
 from edge_sync.models.head import SyncHead
 from edge_sync.models.options import CrossModalAttention, TemporalPyramid, TemporalTransformer
 from edge_sync.models.trunks import build_audio_trunk, build_video_trunk
@@ -81,7 +81,7 @@ class SyncModel(nn.Module):
                              max_offset=self.config.max_offset, min_frames=1)
 
     def embed(self, audio: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """L2-normalised per-frame embeddings (audio [B,D,T], video [B,D,T])."""
+        """L2-normalised per-frame embeddings (audio [B,D,Ta], video [B,D,T]; Ta = T but for windows)."""
         v = self.video_proj(self.video_encoder(video))
         a = self.audio_proj(self.audio_encoder(audio))
         if self.video_temporal is not None:
@@ -97,6 +97,17 @@ class SyncModel(nn.Module):
         a, v = self.embed(audio, video)
         correlation = shifted_correlation(v, a, self.config.max_offset)
         return {"audio_emb": a, "video_emb": v, "correlation": correlation, "logits": self.head(correlation)}
+
+    def window_scores(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """Offset evidence [B,2K+1] for a window that the model sees alone: video [B,3,c,H,W] holds only the
+        window's c frames, audio [B,1,13,4(c+2K)] the audio from K frames before it to K frames after it.
+
+        Why: the published context protocol gives the model only the c-frame window; the per-frame
+        ``correlation`` of a whole clip lets the encoders see neighbouring frames too.
+        """
+        k = self.config.max_offset
+        a, v = self.embed(audio, video)
+        return window_correlation(v, a, k)
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False):
         """(sync_probs, correlation) per the contract; ``features=True`` returns forward_features' dict

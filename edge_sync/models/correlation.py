@@ -32,3 +32,17 @@ def shifted_distance(video: torch.Tensor, audio: torch.Tensor, max_offset: int, 
     """
     return torch.stack([torch.sqrt(((video - a + eps) ** 2).sum(dim=1)) for a in _shifted(audio, max_offset)],
                        dim=1)
+
+
+def window_correlation(video: torch.Tensor, audio: torch.Tensor, max_offset: int) -> torch.Tensor:
+    """Evidence for each offset over one window: sum over j of video[:, :, j] . audio[:, :, j + K + k] -> [B, 2K+1].
+
+    ``video`` [B,D,c] embeds the window's frames only and ``audio`` [B,D,c+2K] the audio from K frames before
+    to K frames after it, so every offset compares with real audio (the strict context protocol).
+    """
+    frames = video.shape[-1]
+    if audio.shape[-1] != frames + 2 * max_offset:
+        raise ValueError(f"window audio must have {frames + 2 * max_offset} frames (video {frames} + 2K), "
+                         f"got {audio.shape[-1]}")
+    candidates = audio.unfold(2, frames, 1)  # [B,D,2K+1,c]: candidate k+K holds audio frames j+K+k
+    return torch.einsum("bdj,bdkj->bk", video, candidates)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_sync.models.correlation import shifted_correlation, shifted_distance
+from edge_sync.models.correlation import shifted_correlation, shifted_distance, window_correlation
 from edge_sync.models.legacy import VIDEO_WINDOW, LegacySyncNetFCN
 from edge_sync.spec import LEGACY_FACE, MOUTH, ModelContract
 
@@ -68,6 +68,14 @@ class MouthLegacy(nn.Module):
         dist = shifted_distance(v, a, k)
         correlation = shifted_correlation(F.normalize(v, dim=1, eps=1e-6), F.normalize(a, dim=1, eps=1e-6), k)
         return {"audio_emb": a, "video_emb": v, "correlation": correlation, "logits": -dist / self.legacy.temperature}
+
+    def window_scores(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """SyncModel.window_scores for SyncNet S, as syncnet_python evaluates: without padding, the c frames give
+        c - 4 five-frame embeddings (centres 2..c-3) and the audio of the window +-K frames gives c - 4 + 2K
+        (centres 2-K..c+K-3), so candidate k of embedding j is audio embedding j + K + k."""
+        v = F.normalize(self.legacy.embed_video(mouth_to_legacy_frames(video)), dim=1, eps=1e-6)
+        a = F.normalize(self.legacy.embed_audio(audio), dim=1, eps=1e-6)
+        return window_correlation(v, a, self.legacy.max_offset)
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False):
         out = self.forward_features(audio, video)

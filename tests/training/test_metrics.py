@@ -15,10 +15,13 @@ from edge_sync.training.metrics import (
     clip_offset,
     context_accuracy,
     context_evaluation,
+    full_search_starts,
     context_table_markdown,
     frame_metrics,
     metrics_table_markdown,
     predicted_offsets,
+    window_hits,
+    window_truths,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,14 +115,15 @@ def test_clip_metrics_known_values():
 
 
 # --- context windows -------------------------------------------------------------------------------
-def context_reference(scores_list, truth_list, c, tol, stride):
-    """Plain-python windows: returns (windows, correct)."""
+def context_reference(scores_list, truth_list, c, tol, stride, full_search=True):
+    """Plain-python windows: returns (windows, correct); full search keeps windows whose frames s-K..s+c-1+K exist."""
     windows = correct = 0
     for scores, truth in zip(scores_list, truth_list):
         n_cls, frames = len(scores), len(scores[0])
         k = (n_cls - 1) // 2
         per_frame = truth if isinstance(truth, list) else [truth] * frames
-        for start in range(0, frames - c + 1, stride):
+        margin = k if full_search else 0
+        for start in range(margin, frames - c - margin + 1, stride):
             means = [sum(scores[i][start:start + c]) / c for i in range(n_cls)]
             pred = max(range(n_cls), key=lambda i: (means[i], -i)) - k
             w = sorted(per_frame[start:start + c])
@@ -132,17 +136,17 @@ def context_reference(scores_list, truth_list, c, tol, stride):
 def test_context_windows_tiny_clip():
     k = 2
     scores = peaked([0, 0, 0, 2, 2, 2, 2], k=k)  # T = 7
-    res = context_evaluation([scores], [0], contexts=(3, 5, 9))
+    res = context_evaluation([scores], [0], contexts=(3, 5, 9), full_search=False)
     # c=3: windows start 0..4 -> predictions 0, 0, 2, 2, 2 against truth 0
     assert (res[3].windows, res[3].correct) == (5, 2)
     # c=5: starts 0..2 -> 0, 2, 2
     assert (res[5].windows, res[5].correct) == (3, 1)
     assert res[9].windows == 0 and math.isnan(res[9].accuracy)  # clip shorter than the context
-    acc = context_accuracy([scores], [0], contexts=(3, 5, 9))
+    acc = context_accuracy([scores], [0], contexts=(3, 5, 9), full_search=False)
     assert acc[3] == pytest.approx(2 / 5) and acc[5] == pytest.approx(1 / 3) and math.isnan(acc[9])
-    assert context_accuracy([scores], [0], contexts=(3, 5), tolerance=2) == {3: 1.0, 5: 1.0}
+    assert context_accuracy([scores], [0], contexts=(3, 5), tolerance=2, full_search=False) == {3: 1.0, 5: 1.0}
     # stride 2: starts 0, 2, 4 -> 0, 2, 2
-    res = context_evaluation([scores], [0], contexts=(3,), stride=2)
+    res = context_evaluation([scores], [0], contexts=(3,), stride=2, full_search=False)
     assert (res[3].windows, res[3].correct) == (3, 1)
 
 
@@ -150,17 +154,17 @@ def test_context_uses_window_median_of_per_frame_truth():
     scores = peaked([0] * 7, k=2)
     truth = np.array([0, 0, 0, 2, 2, 2, 2])
     # c=3 medians: 0, 0, 2, 2, 2 against prediction 0 everywhere
-    assert context_accuracy([scores], [truth], contexts=(3,)) == {3: pytest.approx(2 / 5)}
+    assert context_accuracy([scores], [truth], contexts=(3,), full_search=False) == {3: pytest.approx(2 / 5)}
     # predictions at 1 are within +-1 of every window's truth, and exactly right for none
     ones = peaked([1] * 7, k=2)
-    assert context_accuracy([ones], [truth], contexts=(3,)) == {3: 1.0}
-    assert context_accuracy([ones], [truth], contexts=(3,), tolerance=0) == {3: 0.0}
+    assert context_accuracy([ones], [truth], contexts=(3,), full_search=False) == {3: 1.0}
+    assert context_accuracy([ones], [truth], contexts=(3,), tolerance=0, full_search=False) == {3: 0.0}
 
 
 def test_context_accuracy_pools_windows_over_clips():
     a = peaked([0, 0, 0, 2, 2, 2, 2], k=2)  # 5 windows of 3, 2 correct
     b = peaked([-1, -1, -1, -1], k=2)       # 2 windows of 3, 2 correct
-    assert context_accuracy([a, b], [0, -1], contexts=(3,)) == {3: pytest.approx(4 / 7)}
+    assert context_accuracy([a, b], [0, -1], contexts=(3,), full_search=False) == {3: pytest.approx(4 / 7)}
 
 
 def test_context_accuracy_matches_brute_force_reference():
@@ -172,14 +176,40 @@ def test_context_accuracy_matches_brute_force_reference():
         per_frame = np.broadcast_to(truth, scores.shape[1])
         for t in range(0, scores.shape[1], 2):
             scores[per_frame[t] + 15, t] += 1.5
-    for stride in (1, 3):
-        res = context_evaluation(clips, truths, stride=stride)
+    lists = [s.tolist() for s in clips]
+    tl = [t.tolist() if isinstance(t, np.ndarray) else t for t in truths]
+    for stride, full in [(1, True), (3, True), (1, False), (3, False)]:
+        res = context_evaluation(clips, truths, stride=stride, full_search=full)
         assert set(res) == {5, 7, 9, 11, 13, 15}
         for c, r in res.items():
-            lists = [s.tolist() for s in clips]
-            tl = [t.tolist() if isinstance(t, np.ndarray) else t for t in truths]
-            assert (r.windows, r.correct) == context_reference(lists, tl, c, 1, stride)
-        assert 0 < res[15].accuracy <= 1
+            assert (r.windows, r.correct) == context_reference(lists, tl, c, 1, stride, full)
+        assert 0 < res[5].accuracy <= 1
+    # only the 40-frame clip is long enough for a full search at 5 frames: starts 15..20
+    assert context_evaluation(clips, truths, contexts=(5,))[5].windows == 6
+
+
+def test_full_search_skips_windows_whose_candidates_fall_off_the_clip():
+    """A clip whose true offset is +2 with K=2: frames near the end have no true audio and score 0 there,
+    which is exactly what happens to a real model; only windows with every candidate inside are counted."""
+    k, frames = 2, 9
+    truth = 2
+    scores = peaked([truth] * frames, k=k)
+    scores[:, frames - truth:] = 0.0  # the true audio (frame t + 2) is past the clip's end
+    scores[0, frames - truth:] = 0.5  # padding makes some other candidate win there
+    assert full_search_starts(frames, 3, k).tolist() == [2, 3, 4]
+    assert context_accuracy([scores], [truth], contexts=(3,), tolerance=0) == {3: 1.0}
+    assert context_accuracy([scores], [truth], contexts=(3,), tolerance=0, full_search=False)[3] < 1.0
+    assert full_search_starts(frames, 6, k).size == 0
+    assert math.isnan(context_accuracy([scores], [truth], contexts=(6,))[6])
+
+
+def test_window_hits_and_truths():
+    scores = np.zeros((3, 5))
+    scores[0, 4] = scores[1, 1] = scores[2, 3] = 1.0  # predictions +2, -1, +1 with K=2
+    assert window_hits(scores, np.array([2, 1, 1.5]), tolerance=0) == 1
+    assert window_hits(scores, np.array([2, 1, 1.5]), tolerance=1) == 2
+    truth = np.array([0, 0, 1, 3, 3])
+    assert window_truths(truth, np.array([0, 2]), 3).tolist() == [0.0, 3.0]
 
 
 # --- tables ---------------------------------------------------------------------------------------

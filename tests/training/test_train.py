@@ -77,10 +77,14 @@ def test_torchrun_with_two_gloo_processes(tmp_path):
 def test_eval_command_prints_and_writes_the_tables(tmp_path):
     train(_config(steps=1), tmp_path / "m.pt", progress=False)
     out = subprocess.run([sys.executable, "-m", "edge_sync.cli", "eval", "--model", str(tmp_path / "m.pt"),
-                          "--count", "3", "--frames", "16", "--json", str(tmp_path / "e.json")],
+                          "--count", "3", "--frames", "36", "--json", str(tmp_path / "e.json")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "temporal" in out.stdout and "LRS2" in out.stdout
     data = json.loads((tmp_path / "e.json").read_text())
     res = data["models"][str(tmp_path / "m.pt")]
-    assert 0 <= res["clip"]["accuracy"] <= 1 and res["clips"] == 3 and "5" in res["context"]
+    assert 0 <= res["clip"]["accuracy"] <= 1 and res["clips"] == 3
+    # 36 frames leave 2 full-search windows of 5 per clip (starts 15, 16) and none of 15
+    assert 0 <= res["context"]["5"] <= 1 and 0 <= res["context_strict"]["5"] <= 1
+    assert res["context"]["15"] != res["context"]["15"]  # NaN: no window
+    assert "strict" in out.stdout and "every window" in out.stdout

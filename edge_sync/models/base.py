@@ -109,11 +109,15 @@ class SyncModel(nn.Module):
         a, v = self.embed(audio, video)
         return window_correlation(v, a, k)
 
-    def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False):
+    def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False,
+                windows: tuple[torch.Tensor, torch.Tensor] | None = None):
         """(sync_probs, correlation) per the contract; ``features=True`` returns forward_features' dict
-        (training through DistributedDataParallel must go through forward)."""
+        (training through DistributedDataParallel must go through forward), plus ``window_scores`` of
+        ``windows`` = (window audio, window video) when given (the window loss)."""
         out = self.forward_features(audio, video)
         if features:
+            if windows is not None:
+                out["window_scores"] = self.window_scores(*windows)
             return out
         return torch.softmax(out["logits"], dim=1), out["correlation"]
 

@@ -77,9 +77,12 @@ class MouthLegacy(nn.Module):
         a = F.normalize(self.legacy.embed_audio(audio), dim=1, eps=1e-6)
         return window_correlation(v, a, self.legacy.max_offset)
 
-    def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False):
+    def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False,
+                windows: tuple[torch.Tensor, torch.Tensor] | None = None):
         out = self.forward_features(audio, video)
         if features:
+            if windows is not None:
+                out["window_scores"] = self.window_scores(*windows)
             return out
         return torch.softmax(out["logits"], dim=1), out["correlation"]
 

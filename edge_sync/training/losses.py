@@ -299,6 +299,9 @@ class LossWeights:
     distill_temperature: float = 4.0
     corr_ce: float = 0.0  # cross-entropy on the correlation itself (the context protocol's evidence)
     corr_temperature: float = 0.1
+    window_ce: float = 0.0  # cross-entropy on window_scores of short windows seen alone (strict context protocol)
+    window_min_frames: int = 5
+    window_max_frames: int = 15
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -332,6 +335,14 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
         # (the sync head's input) to rank the true offset first by itself, not only through the head
         parts["corr_ce"] = offset_cross_entropy(outputs["correlation"] / weights.corr_temperature, targets, valid,
                                                 max_offset)
+    if weights.window_ce and "window_scores" in outputs:
+        # window_scores sum c cosine similarities: their mean over the window, sharpened as corr_ce's are
+        frames = batch["window_video"].shape[2]
+        per_window = F.cross_entropy(outputs["window_scores"] / (frames * weights.corr_temperature),
+                                     batch["window_offsets"].to(logits.device) + max_offset, reduction="none")
+        keep = batch.get("window_valid")
+        keep = torch.ones_like(per_window, dtype=torch.bool) if keep is None else keep.to(logits.device)
+        parts["window_ce"] = _masked_mean(per_window, keep, per_window)
     if weights.focal:
         parts["focal"] = focal_loss(logits, targets, valid, weights.focal_gamma, max_offset)
     if weights.triplet:
@@ -349,8 +360,8 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
         parts["distill"] = distillation_kl(logits, teacher_logits.to(logits.device), valid,
                                            weights.distill_temperature)
     if not parts:
-        raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, focal, triplet, info_nce, "
-                         "temporal, distill")
+        raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, focal, triplet, "
+                         "info_nce, temporal, distill")
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     log = {name: float(value.detach()) for name, value in parts.items()}
     log["total"] = float(total.detach())

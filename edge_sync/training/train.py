@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from edge_sync._atomic import atomic_torch_save
 from edge_sync.models.io import MODEL_KINDS, load, save_checkpoint
 from edge_sync.training.losses import LossWeights, combined_loss
+from edge_sync.training.windows import sample_windows
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,15 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
 
 def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: float, stopping: bool) -> None:
     """One optimisation step of one model on the shared batch, and its checkpoint when due."""
+    weights = run.config.loss
+    if weights.window_ce:  # windows drawn from (seed, step, rank): a resumed run draws the same ones
+        generator = torch.Generator().manual_seed((run.config.seed * 1_000_003 + step) * 64 + rank)
+        windows = sample_windows(batch, _unwrap(run.model).contract.max_offset, weights.window_min_frames,
+                                 weights.window_max_frames, generator)
+        if windows is None:
+            raise ValueError(f"window_ce needs clips of at least {weights.window_min_frames} + 2K frames; "
+                             f"--frames {batch['video'].shape[2]} is too short")
+        batch = {**batch, **windows}
     outputs = _forward(run.model, batch)
     teacher_logits = None
     if run.teacher is not None:
@@ -339,6 +349,7 @@ def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: f
 def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """forward_features through DDP: DDP only syncs gradients of what its forward() returned, so route the
     call through the wrapper when there is one."""
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        return model(batch["audio"], batch["video"], features=True)
+    windows = (batch["window_audio"], batch["window_video"]) if "window_video" in batch else None
+    if isinstance(model, nn.parallel.DistributedDataParallel) or windows is not None:
+        return model(batch["audio"], batch["video"], features=True, windows=windows)
     return model.forward_features(batch["audio"], batch["video"])

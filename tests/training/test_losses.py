@@ -450,3 +450,27 @@ def test_correlation_cross_entropy_trains_the_context_evidence():
     assert corr.grad is not None and corr.grad.abs().sum() > 0
     _, only = combined_loss(out, {"offsets": offsets}, LossWeights(ce=0.0, corr_ce=1.0))
     assert set(only) == {"corr_ce", "total"}
+
+
+def test_window_cross_entropy_by_hand():
+    """window_ce: the window's mean cosine per offset / temperature as logits, the window's offset as the class."""
+    out = _fake_outputs(b=2, t=6)
+    scores = torch.tensor([[0.5, 2.0, 1.0] + [0.0] * 28, [0.0] * 30 + [3.0]], requires_grad=True)  # c = 4 frames
+    out["window_scores"] = scores
+    batch = {"offsets": torch.zeros(2, 6, dtype=torch.long), "window_video": torch.zeros(2, 3, 4, 1, 1),
+             "window_offsets": torch.tensor([-14, 15])}
+    total, parts = combined_loss(out, batch, LossWeights(ce=0.0, window_ce=1.0, corr_temperature=0.5))
+    by_hand = []
+    for row, cls in ((scores[0].detach(), 1), (scores[1].detach(), 30)):
+        logits = (row / (4 * 0.5)).tolist()
+        by_hand.append(math.log(sum(math.exp(x) for x in logits)) - logits[cls])
+    assert parts["window_ce"] == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+    total.backward()
+    assert scores.grad.abs().sum() > 0
+    # windows marked invalid are left out of the mean
+    _, masked = combined_loss(out, {**batch, "window_valid": torch.tensor([True, False])},
+                              LossWeights(ce=0.0, window_ce=1.0, corr_temperature=0.5))
+    assert masked["window_ce"] == pytest.approx(by_hand[0], rel=1e-6)
+    # without windows in the outputs (a model or batch without them) the term is simply absent
+    _, parts = combined_loss(_fake_outputs(b=2, t=6), batch, LossWeights(ce=1.0, window_ce=1.0))
+    assert "window_ce" not in parts

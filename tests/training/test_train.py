@@ -88,3 +88,20 @@ def test_eval_command_prints_and_writes_the_tables(tmp_path):
     assert 0 <= res["context"]["5"] <= 1 and 0 <= res["context_strict"]["5"] <= 1
     assert res["context"]["15"] != res["context"]["15"]  # NaN: no window
     assert "strict" in out.stdout and "every window" in out.stdout
+
+
+def test_window_loss_trains_and_resumes_exactly(tmp_path):
+    from edge_sync.training.losses import LossWeights
+
+    def cfg():
+        return _config(frames=36, steps=3, loss=LossWeights(ce=1.0, window_ce=1.0, window_min_frames=5,
+                                                            window_max_frames=6))
+    straight = train(cfg(), tmp_path / "w.pt", progress=False)
+    assert "window_ce" in straight.history[-1] and straight.history[-1]["window_ce"] > 0
+    train(cfg(), tmp_path / "r.pt", progress=False, stop_after=1)
+    train(cfg(), tmp_path / "r.pt", progress=False)
+    a, b = io.load(tmp_path / "w.pt"), io.load(tmp_path / "r.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    with pytest.raises(ValueError, match="too short"):
+        train(_config(loss=LossWeights(window_ce=1.0)), tmp_path / "short.pt", progress=False)

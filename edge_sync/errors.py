@@ -9,10 +9,11 @@ class EdgeSyncError(Exception):
 class MissingExtraError(EdgeSyncError, ImportError):
     """An optional backend or toolchain is not installed."""
 
-    def __init__(self, module: str, extra: str, purpose: str = "") -> None:
-        self.module, self.extra = module, extra
+    def __init__(self, module: str, extra: str, purpose: str = "", hint: str | None = None) -> None:
+        self.module, self.extra, self.hint = module, extra, hint
         what = f" (needed for {purpose})" if purpose else ""
-        super().__init__(f"'{module}' is not installed{what}; install it with: pip install 'edge-sync[{extra}]'")
+        how = hint or f"install it with: pip install 'edge-sync[{extra}]'"
+        super().__init__(f"'{module}' is not installed{what}; {how}")
 
 
 class MediaError(EdgeSyncError, ValueError):

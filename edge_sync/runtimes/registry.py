@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -32,6 +33,7 @@ class BackendInfo:
     preference: int  # lower wins under 'auto'
     factory: str  # "module:function" creating a Session from (artifact, threads)
     platforms: tuple[str, ...] = ()  # sys.platform values it predicts on; empty: any
+    install_hint: Callable[[], str | None] | None = None  # where pip is the wrong advice (None: pip's is right)
 
     def runs_here(self) -> bool:
         return not self.platforms or sys.platform in self.platforms
@@ -39,9 +41,14 @@ class BackendInfo:
     def installed(self) -> bool:
         return any(importlib.util.find_spec(m) is not None for m in self.module.split("|"))
 
+    def missing(self, purpose: str) -> MissingExtraError:
+        """The error for this backend not being installed, with this machine's way to install it."""
+        hint = self.install_hint() if self.install_hint else None
+        return MissingExtraError(self.module.replace("|", "' or '"), self.extra, purpose, hint)
+
     def create(self, artifact: Any, threads: int | None) -> Session:
         if not self.installed():
-            raise MissingExtraError(self.module.replace("|", "' or '"), self.extra, f"the {self.name} backend")
+            raise self.missing(f"the {self.name} backend")
         mod, fn = self.factory.split(":")
         make: Callable[..., Session] = getattr(importlib.import_module(mod), fn)
         return make(artifact, threads)
@@ -55,11 +62,31 @@ def register_backend(info: BackendInfo) -> BackendInfo:
     return info
 
 
+def on_jetson(root: Path = Path("/")) -> bool:
+    """An NVIDIA Jetson (L4T): its TensorRT comes with JetPack, not from pip."""
+    if (root / "etc/nv_tegra_release").is_file():
+        return True
+    model = root / "proc/device-tree/model"
+    try:
+        return "jetson" in model.read_text(errors="replace").lower()
+    except OSError:
+        return False
+
+
+def tensorrt_install_hint(root: Path = Path("/")) -> str | None:
+    """On a Jetson the pip wheel is the wrong advice: TensorRT's Python bindings come with JetPack."""
+    if not on_jetson(root):
+        return None
+    return ("on a Jetson it comes with JetPack: sudo apt install python3-libnvinfer (or nvidia-jetpack), and a venv "
+            "sees it only if made with --system-site-packages; without TensorRT, backend='onnxruntime' runs the "
+            "same model.onnx on the CPU")
+
+
 # a TensorRT artifact's model.onnx is an ordinary ONNX graph: onnxruntime runs it too (CPU parity checks)
 register_backend(BackendInfo("onnxruntime", ("onnx", "tensorrt"), "onnxruntime", "onnxruntime", 10,
                              "edge_sync.runtimes.onnxruntime_backend:create"))
 register_backend(BackendInfo("tensorrt", ("tensorrt",), "tensorrt", "tensorrt", 5,
-                             "edge_sync.runtimes.tensorrt_backend:create"))
+                             "edge_sync.runtimes.tensorrt_backend:create", install_hint=tensorrt_install_hint))
 register_backend(BackendInfo("openvino", ("openvino",), "openvino", "openvino", 20,
                              "edge_sync.runtimes.openvino_backend:create"))
 register_backend(BackendInfo("litert", ("tflite",), "ai_edge_litert|tflite_runtime", "litert", 30,
@@ -87,5 +114,4 @@ def choose_backend(artifact: Any, requested: str = "auto") -> BackendInfo:
         if info.installed():
             log.info("backend auto -> %s for %s (%s)", info.name, artifact.path, target)
             return info
-    first = candidates[0]
-    raise MissingExtraError(first.module.replace("|", "' or '"), first.extra, f"running {target} artifacts")
+    raise candidates[0].missing(f"running {target} artifacts")

@@ -113,8 +113,12 @@ def default_device() -> Device:
         return PolygraphyDevice(importlib.import_module("polygraphy.cuda"))
     except ImportError:
         pass
+    from edge_sync.runtimes.registry import on_jetson
+
+    hint = ("on a Jetson install the cuda-python that matches JetPack's CUDA (nvcc --version), e.g. "
+            "pip install 'cuda-python==12.6.*' on JetPack 6.1/6.2" if on_jetson() else None)
     raise MissingExtraError("cuda-python", "tensorrt", "GPU buffers for the TensorRT backend (or install "
-                            "polygraphy); TensorRT's own package cannot allocate device memory")
+                            "polygraphy); TensorRT's own package cannot allocate device memory", hint)
 
 
 class _Buffer:

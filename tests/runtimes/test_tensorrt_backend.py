@@ -271,3 +271,24 @@ def test_real_engine_matches_onnxruntime(tmp_path):
         None, {"audio": audio, "video": video})
     probs, corr = sess.run(audio, video)
     assert np.abs(probs - ref[0]).max() < 1e-3 and np.abs(corr - ref[1]).max() < 1e-3
+
+
+def test_missing_tensorrt_on_a_jetson_points_to_jetpack_not_pip(tmp_path):
+    from edge_sync.runtimes.registry import BACKENDS, on_jetson, tensorrt_install_hint
+
+    assert not on_jetson(tmp_path) and tensorrt_install_hint(tmp_path) is None
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_text("NVIDIA Jetson Orin Nano Developer Kit\x00")
+    assert on_jetson(tmp_path) and "JetPack" in tensorrt_install_hint(tmp_path)
+    (tmp_path / "proc/device-tree/model").unlink()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/nv_tegra_release").write_text("# R36 (release), REVISION: 4.0\n")
+    assert on_jetson(tmp_path)
+    hint = tensorrt_install_hint(tmp_path)
+    err = MissingExtraError("tensorrt", "tensorrt", "the tensorrt backend", hint)
+    assert "python3-libnvinfer" in str(err) and "pip install" not in str(err) and err.extra == "tensorrt"
+    # the registry's own error uses the hint where there is one and pip's line elsewhere
+    info = BACKENDS["tensorrt"]
+    assert info.install_hint is tensorrt_install_hint
+    if not on_jetson():
+        assert "pip install 'edge-sync[tensorrt]'" in str(info.missing("x"))

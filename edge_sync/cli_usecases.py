@@ -66,6 +66,8 @@ def score_command(
                                            "score every clip again)."),
     retry_errors: bool = typer.Option(False, help="Corpus mode: score again the clips whose earlier attempt failed."),
     threads_per_worker: int = typer.Option(1, help="Corpus mode: model and OpenCV threads in each worker."),
+    clip_timeout: Optional[float] = typer.Option(None, help="Corpus mode: seconds a clip may take before its worker "
+                                                 "is stopped and the clip recorded as ClipTimeout (pool runner)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video."),
 ) -> None:
     """Sync-quality scores: LSE-D (lower = better) and LSE-C (higher = surer), offset, P(in sync).
@@ -82,7 +84,7 @@ def score_command(
             raise typer.BadParameter("--legacy-checkpoint scores single videos; export it and pass --artifact")
         summary = score_corpus(inputs, output, artifact=artifact, backend=backend, workers=workers, runner=runner,
                                scheduler=scheduler, resume=resume, retry_errors=retry_errors, parquet=parquet,
-                               threads_per_worker=threads_per_worker, heads=heads)
+                               threads_per_worker=threads_per_worker, heads=heads, clip_timeout=clip_timeout)
         typer.echo(json.dumps(summary.to_dict()) if as_json else summary.describe())
         return
     if legacy_checkpoint is not None:

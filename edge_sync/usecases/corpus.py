@@ -21,6 +21,9 @@ How it stays safe at scale:
   the kernel's OOM killer) breaks a local pool: the clips that were in flight are then rescored one at a time in a
   fresh worker, so only the clip that kills its worker again is recorded as ``WorkerDied``. Dask reschedules such
   clips itself and reports ``KilledWorker`` after its allowed failures.
+* **A clip that hangs** (a stalled decoder, a file on a dead network mount) would hold its worker for ever: with
+  ``clip_timeout`` (local pool only) a watchdog in each worker stops it once a clip has run that long, and the clip,
+  rescored alone and stopped again, is recorded as ``ClipTimeout``.
 
 Line format (keys sorted; ``path`` is the absolute path as found, symlinks not resolved)::
 
@@ -66,6 +69,8 @@ log = logging.getLogger(__name__)
 
 TIMING_FIELDS = ("seconds",)  # fields that vary run to run; everything else is the result
 WORKER_DIED = "WorkerDied"
+CLIP_TIMEOUT = "ClipTimeout"
+_TIMEOUT_EXIT = 124  # a worker's exit status when its watchdog stops it (as timeout(1))
 IN_FLIGHT_PER_WORKER = 2
 RUNNERS = ("pool", "dask")
 
@@ -172,6 +177,7 @@ class EngineSpec:
     backend: str = "auto"
     threads: int | None = 1  # the model's and OpenCV's threads per worker (None: the libraries' defaults)
     heads: str | None = None  # a use-case heads file; None: those fitted for the artifact's model
+    clip_timeout: float | None = None  # seconds one clip may take in a worker before the worker is stopped
 
 
 def _load(spec: EngineSpec, low_memory: bool = True) -> tuple[Any, Any, dict[str, Any]]:
@@ -213,13 +219,15 @@ class _WorkerInitError(Exception):
 
 _WORKER: tuple[Any, Any, dict[str, Any]] | None = None
 _WORKER_ERROR: str | None = None
+_WORKER_TIMEOUT: float | None = None
 
 
 def _init_pool_worker(spec: EngineSpec) -> None:
-    global _WORKER, _WORKER_ERROR
+    global _WORKER, _WORKER_ERROR, _WORKER_TIMEOUT
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    _WORKER_TIMEOUT = spec.clip_timeout
     try:
         _limit_opencv_threads(spec.threads)
         _WORKER = _load(spec)
@@ -231,7 +239,17 @@ def _pool_task(path: str) -> dict[str, Any]:
     if _WORKER is None:
         raise _WorkerInitError(_WORKER_ERROR or "the worker was not initialised")
     engine, heads, ident = _WORKER
-    return score_one(engine, heads, path, ident)
+    if not _WORKER_TIMEOUT:
+        return score_one(engine, heads, path, ident)
+    # a hung decoder sits in native code, where no Python exception reaches it: the watchdog ends the whole
+    # worker, and the parent, seeing the pool break, rescores the clips in flight alone and times each
+    watchdog = threading.Timer(_WORKER_TIMEOUT, os._exit, (_TIMEOUT_EXIT,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return score_one(engine, heads, path, ident)
+    finally:
+        watchdog.cancel()
 
 
 _DASK_ENGINES: dict[EngineSpec, tuple[Any, Any, dict[str, Any]]] = {}
@@ -447,6 +465,10 @@ class _Pool:
     def submit(self, path: str) -> Future:
         return self.executor.submit(_pool_task, path)
 
+    def processes(self) -> list[Any]:
+        """The worker processes (started by the first submit), to read their exit status once they are gone."""
+        return list((getattr(self.executor, "_processes", None) or {}).values())
+
     def close(self, cancel: bool = False) -> None:
         self.executor.shutdown(wait=True, cancel_futures=cancel)
 
@@ -519,20 +541,30 @@ def _isolate(suspects: Sequence[str], emit: Emit, spec: EngineSpec) -> None:
     try:
         for path in suspects:
             pool = pool or _Pool(1, spec)
+            future = pool.submit(path)
+            workers = pool.processes()
             try:
-                emit(_result(pool.submit(path)))
+                emit(_result(future))
             except BrokenProcessPool:
                 pool.close(cancel=True)
                 pool = None
-                emit(error_record(path, WORKER_DIED, "the worker process died while scoring this clip alone "
-                                  "(a crash in a native library, or killed for memory); retry_errors=True tries "
-                                  "it again"))
+                emit(_death_record(path, spec, [w.exitcode for w in workers]))
     except BaseException:
         if pool is not None:
             pool.terminate()
         raise
     if pool is not None:
         pool.close()
+
+
+def _death_record(path: str, spec: EngineSpec, exit_codes: Sequence[int | None]) -> dict[str, Any]:
+    """Why the lone worker scoring ``path`` died: its watchdog (the clip ran past ``clip_timeout``) or a crash."""
+    if spec.clip_timeout and _TIMEOUT_EXIT in exit_codes:
+        return error_record(path, CLIP_TIMEOUT, f"scoring took longer than clip_timeout={spec.clip_timeout:g} s "
+                            "(a stalled decoder or a very long clip), so its worker was stopped; a longer "
+                            "clip_timeout and retry_errors=True try it again", float(spec.clip_timeout))
+    return error_record(path, WORKER_DIED, "the worker process died while scoring this clip alone (a crash in a "
+                        "native library, or killed for memory); retry_errors=True tries it again")
 
 
 def _run_dask(todo: Sequence[str], emit: Emit, workers: int, scheduler: str | None, spec: EngineSpec) -> None:
@@ -584,7 +616,7 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
                  backend: str = "auto", workers: int = 1, runner: str = "pool", scheduler: str | None = None,
                  resume: bool = True, retry_errors: bool = False, parquet: str | Path | None = None,
                  threads_per_worker: int | None = 1, heads: str | Path | None = None,
-                 progress: bool = True) -> CorpusSummary:
+                 clip_timeout: float | None = None, progress: bool = True) -> CorpusSummary:
     """Score every video in ``inputs`` (files and/or folders, searched recursively) into ``output`` (JSON lines).
 
     ``runner='pool'``: ``workers`` local worker processes (``workers=0`` scores in this process: no start-up,
@@ -594,6 +626,8 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
     (``edge-sync[parquet]``).
     ``threads_per_worker``: the model's and OpenCV's threads in each worker (None: the libraries' defaults).
     ``heads``: a use-case heads file for ``sync_probability`` (default: the heads fitted for the artifact's model).
+    ``clip_timeout``: seconds a clip may take before its worker is stopped and the clip recorded as ``ClipTimeout``
+    (local pool with workers >= 1; None: no limit).
     See the module docstring for the line format and the crash semantics.
     """
     if runner not in RUNNERS:
@@ -602,12 +636,16 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
         raise EdgeSyncError(f"workers must be >= {1 if runner == 'dask' else 0} for runner={runner!r}, got {workers}")
     if scheduler is not None and runner != "dask":
         raise EdgeSyncError("a scheduler address needs runner='dask'")
+    if clip_timeout is not None and (clip_timeout <= 0 or runner != "pool" or workers < 1):
+        raise EdgeSyncError(f"clip_timeout must be > 0 seconds and needs runner='pool' with workers >= 1 (a worker "
+                            f"process to stop), got clip_timeout={clip_timeout}, runner={runner!r}, workers={workers}")
     if parquet is not None:
         require("pyarrow", "parquet", "writing Parquet")  # fail before hours of scoring, not after
     if runner == "dask":
         require("distributed", "dask", "runner='dask'")
     spec = EngineSpec(artifact=None if artifact is None else os.path.abspath(artifact), backend=backend,
-                      threads=threads_per_worker, heads=None if heads is None else os.path.abspath(heads))
+                      threads=threads_per_worker, heads=None if heads is None else os.path.abspath(heads),
+                      clip_timeout=clip_timeout)
     start = time.perf_counter()
     clips = find_clips(inputs)
     counts = {"ok": 0, "error": 0}

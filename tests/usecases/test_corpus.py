@@ -254,3 +254,29 @@ def test_clear_errors(corpus, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(MissingExtraError, match=r"edge-sync\[parquet\]"):
         score_corpus([corpus], tmp_path / "o.jsonl", parquet=tmp_path / "o.parquet", progress=False)
+
+
+def test_a_clip_that_runs_past_clip_timeout_is_stopped_and_recorded(corpus, baseline, tmp_path) -> None:
+    """A 10-minute faceless clip (a stand-in for a stalled decoder) takes far longer than the limit: its worker is
+    stopped, the clip rescored alone and recorded as ClipTimeout, and every other clip is scored as usual."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(corpus / "a/one.mp4", folder / "one.mp4")
+    shutil.copy(corpus / BROKEN[1], folder / "silent.mp4")
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=160x120:r=25:d=600",
+                    "-f", "lavfi", "-i", "sine=f=300:d=600", "-c:v", "libx264", "-c:a", "aac", "-shortest",
+                    str(folder / "long.mp4")], check=True)
+    out = tmp_path / "scores.jsonl"
+    summary = score_corpus([folder], out, workers=1, clip_timeout=10, progress=False)
+    results = read_results(out)
+    long = results[str(folder / "long.mp4")]
+    assert long["status"] == "error" and long["error_type"] == "ClipTimeout", long
+    assert "clip_timeout=10" in long["error"]
+    assert results[str(folder / "one.mp4")]["lse_d"] == read_results(baseline)[str(corpus / "a/one.mp4")]["lse_d"]
+    assert results[str(folder / "silent.mp4")]["error_type"] == read_results(baseline)[str(corpus / BROKEN[1])][
+        "error_type"]
+    assert (summary.scored, summary.failed) == (1, 2)
+    with pytest.raises(EdgeSyncError, match="clip_timeout"):
+        score_corpus([folder], tmp_path / "o.jsonl", workers=0, clip_timeout=5, progress=False)
+    with pytest.raises(EdgeSyncError, match="clip_timeout"):
+        score_corpus([folder], tmp_path / "o.jsonl", workers=1, clip_timeout=0, progress=False)

@@ -5,6 +5,9 @@ a window once the frames after it have arrived, keeps the window's centre and dr
 memory stays bounded, latency is at most ``hop + context`` frames, and the results equal an offline
 ``Engine.run`` over the same data (MFCC is computed incrementally with the exact pre-emphasis and framing of the
 whole signal). numpy only.
+
+For :meth:`SyncStream.result` the stream also keeps every emitted frame's distributions (about 250 bytes a frame,
+22 MB an hour); an always-on camera passes ``keep_frames`` to keep only the most recent ones (a rolling result).
 """
 from __future__ import annotations
 
@@ -67,9 +70,14 @@ class FrameSync:
 class SyncStream:
     """Incremental sync over a live audio + mouth-crop stream; see the module docstring."""
 
-    def __init__(self, engine: Any, hop_frames: int = 25, previous_sample: float | None = None) -> None:
+    def __init__(self, engine: Any, hop_frames: int = 25, previous_sample: float | None = None,
+                 keep_frames: int | None = None) -> None:
         """``previous_sample``: the sample just before the first pushed one when the stream starts inside a longer
-        recording (float in [-1, 1]), so the MFCC's pre-emphasis continues it exactly."""
+        recording (float in [-1, 1]), so the MFCC's pre-emphasis continues it exactly. ``keep_frames``: how many of
+        the latest frames :meth:`result` summarises (None: every frame since the start)."""
+        if keep_frames is not None and (isinstance(keep_frames, bool) or int(keep_frames) != keep_frames
+                                        or keep_frames < 1):
+            raise ValueError(f"keep_frames must be a positive number of frames or None, got {keep_frames!r}")
         if engine.contract.audio_input != "mfcc":
             raise EdgeSyncError(f"streaming computes MFCC audio features; this artifact takes "
                                 f"{engine.contract.audio_input}")
@@ -91,8 +99,10 @@ class SyncStream:
         self._crop_start = 0
         self._frames_in = 0
         self._next_emit = 0
-        self._probs: list[np.ndarray] = []
+        self._probs: list[np.ndarray] = []  # the kept frames' results, oldest first
         self._corr: list[np.ndarray] = []
+        self._kept = 0  # frames in self._probs
+        self.keep_frames = None if keep_frames is None else int(keep_frames)
         self._closed = False
 
     @property
@@ -185,11 +195,25 @@ class SyncStream:
         result = self.engine.run(np.ascontiguousarray(audio[None, None]), video)
         probs = result.frame_probs[:, keep_start - start:keep_stop - start]
         corr = result.correlation[:, keep_start - start:keep_stop - start]
-        self._probs.append(probs)
-        self._corr.append(corr)
+        self._keep_result(probs, corr)
         ks = offset_values(self.engine.contract.max_offset)
         return [FrameSync(keep_start + i, int(ks[probs[:, i].argmax()]), float(probs[:, i].max()),
                           probs[:, i].copy(), corr[:, i].copy()) for i in range(probs.shape[1])]
+
+    def _keep_result(self, probs: np.ndarray, corr: np.ndarray) -> None:
+        """Hold a window's results for :meth:`result`, forgetting the oldest beyond ``keep_frames``."""
+        self._probs.append(probs.copy())  # a copy: a view would keep the whole window's outputs alive
+        self._corr.append(corr.copy())
+        self._kept += probs.shape[1]
+        while self.keep_frames is not None and self._kept > self.keep_frames:
+            extra = self._kept - self.keep_frames
+            oldest = self._probs[0].shape[1]
+            if oldest <= extra:
+                del self._probs[0], self._corr[0]
+                self._kept -= oldest
+            else:
+                self._probs[0], self._corr[0] = self._probs[0][:, extra:].copy(), self._corr[0][:, extra:].copy()
+                self._kept -= extra
 
     def _drop_before(self, frame: int) -> None:
         """Forget what no later window reads: crops, MFCC steps and samples before ``frame``."""
@@ -222,7 +246,7 @@ class SyncStream:
         return out
 
     def result(self) -> SyncResult:
-        """The clip-level result over every frame emitted so far."""
+        """The clip-level result over every frame emitted so far, or the latest ``keep_frames`` of them."""
         if not self._probs:
             raise EdgeSyncError("no frame has been emitted yet")
         return SyncResult.from_outputs(np.concatenate(self._probs, axis=1), np.concatenate(self._corr, axis=1),

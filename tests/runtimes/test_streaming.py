@@ -84,3 +84,26 @@ def test_bad_pushes_are_refused_and_a_flushed_stream_is_closed(engine, clip):
     assert len(done.flush()) == 30
     with pytest.raises(EdgeSyncError, match="flushed"):
         done.push(crops=clip.frames_uint8[:1])
+
+
+def test_rolling_result_keeps_only_the_latest_frames(engine, clip):
+    """keep_frames: result() summarises the latest frames only, and the held results stay that small."""
+    from edge_sync.runtimes.result import SyncResult
+
+    offline = _offline(engine, clip)
+    stream = engine.stream(hop_frames=20, keep_frames=60)
+    frames = len(clip.frames_uint8)
+    held = []
+    for v in range(0, frames, 7):
+        a0, a1 = v * SAMPLES_PER_FRAME, min(len(clip.waveform), (v + 7) * SAMPLES_PER_FRAME)
+        stream.push(audio=clip.waveform[a0:a1], crops=clip.frames_uint8[v:v + 7])
+        held.append(sum(p.shape[1] for p in stream._probs))
+    stream.push(audio=clip.waveform[frames * SAMPLES_PER_FRAME:])
+    stream.flush()
+    assert max(held) == 60
+    expected = SyncResult.from_outputs(offline.frame_probs[:, -60:], offline.correlation[:, -60:])
+    got = stream.result()
+    np.testing.assert_allclose(got.frame_probs, expected.frame_probs, atol=2e-5)
+    assert got.offset_frames == expected.offset_frames and got.frames == 60
+    with pytest.raises(ValueError, match="keep_frames"):
+        engine.stream(keep_frames=0)

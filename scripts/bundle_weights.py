@@ -1,5 +1,6 @@
 """Copy trained checkpoints into edge_sync/weights/ (float16, a few MB), export the bundled student's ONNX
-artifact (so `edge-sync sync` runs without PyTorch), and write NAME.json with recipe, hash and hold-out metrics.
+artifact when the student changes (so `edge-sync sync` runs without PyTorch), and write NAME.json with recipe(s),
+hash and hold-out metrics.
 
 Run by `bash scripts/train_bundled.sh bundle`.
 """
@@ -21,6 +22,9 @@ def main() -> None:
     parser.add_argument("--teacher", help="teacher checkpoint to bundle (omit to keep the bundled one)")
     parser.add_argument("--student", help="student checkpoint to bundle (omit to keep the bundled one)")
     parser.add_argument("--eval", required=True, help="JSON written by edge-sync eval on the hold-out set")
+    parser.add_argument("--teacher-stages", nargs="*", default=[],
+                        help="the checkpoints the teacher was fine-tuned from, first one first: their recipes are "
+                             "recorded in teacher.json as 'stages' (a fine-tuned checkpoint records only its last)")
     args = parser.parse_args()
     evaluation = json.loads(Path(args.eval).read_text())
     WEIGHTS.mkdir(parents=True, exist_ok=True)
@@ -36,11 +40,18 @@ def main() -> None:
                 "recipe": meta.get("recipe"),
                 "holdout": {k: evaluation[k] for k in ("data", "seed", "count", "frames")}
                 | {"metrics": evaluation["models"].get(src)}}
+        if name == "teacher" and args.teacher_stages:
+            stages = [load(stage).checkpoint_meta for stage in args.teacher_stages] + [meta]
+            info["stages"] = [{"checkpoint": Path(ckpt).name, "recipe": m.get("recipe"), "steps": m.get("steps"),
+                               "train_seconds": m.get("train_seconds"), "device": m.get("device")}
+                              for ckpt, m in zip([*args.teacher_stages, src], stages)]
+            info["train_seconds_total"] = round(sum(st["train_seconds"] or 0 for st in info["stages"]), 1)
         dst.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
         print(f"bundled {dst} ({dst.stat().st_size / 1e6:.2f} MB)")
-    artifact = WEIGHTS / "student.onnx-fp32"
-    shutil.rmtree(artifact, ignore_errors=True)
-    print(f"exported {export(WEIGHTS / 'student.pt', 'onnx', 'fp32', WEIGHTS, name='student')[0]}")
+    if args.student:  # the runtime's default artifact is the student's: re-export only when it changed
+        artifact = WEIGHTS / "student.onnx-fp32"
+        shutil.rmtree(artifact, ignore_errors=True)
+        print(f"exported {export(WEIGHTS / 'student.pt', 'onnx', 'fp32', WEIGHTS, name='student')[0]}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@
 #                                                    # (runs/teacher_triplet.pt), CE + CE on the correlation
 #                                                    # (runs/teacher_corrce.pt)
 #   bash scripts/train_bundled.sh ablation           # the table: edge-sync eval --ablation -> docs/ablation.md/.json
+#
+# The bundled teacher is runs/teacher.pt fine-tuned in three stages for the strict context protocol (the model sees
+# only a c-frame window): + correlation CE + the window loss (window_ce) on windows of 5..10, then 5..8 (x2), then
+# exactly 5 (x3), at falling learning rates (docs/ablation.md; 2,796 s in all on one H200 with the teacher stage):
+#   DEVICE=cuda BATCH=32 WORKERS=14 BANK=400 bash scripts/train_bundled.sh teacher-context
+#                                                    # -> runs/teacher_window_corr.pt, teacher_window2_short.pt,
+#                                                    #    teacher_window3_five.pt (the bundled one)
+#   bash scripts/train_bundled.sh bundle-teacher     # hold-out eval, then edge_sync/weights/teacher.pt/.json
 # The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
 # makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail
@@ -50,6 +58,13 @@ cfg_attention=$(mkcfg '{"attention": true}')
 cfg_infonce=$(mkcfg '{}' '{"ce": 1.0, "info_nce": 1.0}')
 cfg_triplet=$(mkcfg '{}' '{"ce": 1.0, "triplet": 1.0}')
 cfg_corrce=$(mkcfg '{}' '{"ce": 1.0, "corr_ce": 1.0}')
+window_cfg() {  # window_cfg WEIGHT MIN MAX -> a fine-tune config: CE + correlation CE + window CE, short warm-up
+  local f
+  f=$(mktemp --suffix .json)
+  echo "{${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 250, \"warmup_steps\": 50, \"loss\": {\"ce\": 1.0," \
+       "\"corr_ce\": 1.0, \"window_ce\": $1, \"window_min_frames\": $2, \"window_max_frames\": $3}}" > "$f"
+  echo "$f"
+}
 SHARED=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}")
 COMMON=("${SHARED[@]}" --config "$cfg")
 TEACHER_RECIPE=(--steps "${STEPS:-3000}" --lr 2e-3 --half "${SHARED[@]}")
@@ -69,13 +84,29 @@ case "$stage" in
   context-train)
     $PY -m edge_sync.training.together "${TEACHER_RECIPE[@]}" --run "teacher:$cfg_triplet:runs/teacher_triplet.pt" \
       --run "teacher:$cfg_corrce:runs/teacher_corrce.pt" ;;
-  ablation)  # the context-protocol tries join as extra rows where they were trained
+  teacher-context)  # three fine-tunes of runs/teacher.pt, each from the last (seeds 1, 2, 3: fresh clips)
+    FT=("${SHARED[@]}" --half)
+    $E train --model runs/teacher.pt --steps 900 --lr 5e-4 --seed 1 "${FT[@]}" --config "$(window_cfg 1.0 5 10)" \
+      -o runs/teacher_window_corr.pt
+    $E train --model runs/teacher_window_corr.pt --steps 950 --lr 3e-4 --seed 2 "${FT[@]}" \
+      --config "$(window_cfg 2.0 5 8)" -o runs/teacher_window2_short.pt
+    $E train --model runs/teacher_window2_short.pt --steps 900 --lr 2.5e-4 --seed 3 "${FT[@]}" \
+      --config "$(window_cfg 3.0 5 5)" -o runs/teacher_window3_five.pt ;;
+  bundle-teacher)
+    $E eval --model runs/teacher_window3_five.pt --count 200 --frames 50 --seed 1000 \
+      --json runs/eval_teacher_context.json | tee runs/eval_teacher_context.md
+    .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher_window3_five.pt \
+      --teacher-stages runs/teacher.pt runs/teacher_window_corr.pt runs/teacher_window2_short.pt \
+      --eval runs/eval_teacher_context.json ;;
+  ablation)  # the context-protocol tries join as extra rows where they were trained; "+ modern trunk" is the
+             # teacher of the same recipe as the baseline (runs/teacher.pt), the bundled teacher an extra row
     extra=()
     for try in "infonce:CE + InfoNCE" "triplet:CE + triplet" "corrce:CE + correlation CE"; do
       f=runs/teacher_${try%%:*}.pt
       [ -f "$f" ] && extra+=(--extra "modern trunk, ${try#*:}=$f")
     done
-    OMP_NUM_THREADS=$(nproc) $E eval --ablation --legacy runs/legacy_baseline.pt --modern teacher \
+    extra+=(--extra "bundled teacher (+ window fine-tunes)=teacher")
+    OMP_NUM_THREADS=$(nproc) $E eval --ablation --legacy runs/legacy_baseline.pt --modern runs/teacher.pt \
       --attention runs/teacher_attention.pt --student student "${extra[@]}" --report docs/ablation.md \
       --json docs/ablation.json ;;
   bundle)
@@ -85,5 +116,6 @@ case "$stage" in
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
-          "teacher-infonce | ablation-train | context-train | ablation" >&2; exit 2 ;;
+          "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation" >&2
+     exit 2 ;;
 esac

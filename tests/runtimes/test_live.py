@@ -1,0 +1,77 @@
+"""LiveSyncer: a video file played as camera + lagging microphone gives sync_file's results, one face followed."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+
+from edge_sync.errors import EdgeSyncError  # noqa: E402
+from edge_sync.runtimes.api import load  # noqa: E402
+from edge_sync.runtimes.live import LiveSyncer, MicrophoneLagError  # noqa: E402
+from edge_sync.spec import SAMPLES_PER_FRAME  # noqa: E402
+
+PLANTED = 3
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng); scripts/setup.sh installs it")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    return make_talking_photo_clip(tmp_path_factory.mktemp("live") / "talk.mp4",
+                                   "Seven wizards judge the boxing match at noon.", offset_frames=PLANTED, seed=11,
+                                   size=(320, 240))
+
+
+def _play(engine, path, mic_lag: int, chunk: int = 1000, **options):
+    """Frames one at a time through the face tracker; the microphone's samples arrive in ``chunk``-sample
+    pieces, ``mic_lag`` frames behind the camera."""
+    from edge_sync.features.faces import FaceTracker
+    from edge_sync.features.media import iter_frames, read_audio
+
+    audio = read_audio(path)
+    live = LiveSyncer(engine, **options)
+    tracker = FaceTracker("haar", detect_every=5, crops=(live.crop,))
+    got, sent = [], 0
+    for n, frame in enumerate(iter_frames(path)):
+        got += live.push_faces(tracker.push(frame))
+        while sent < min(len(audio), max(0, n - mic_lag) * SAMPLES_PER_FRAME):
+            got += live.push_audio(audio[sent:sent + chunk])
+            sent += chunk
+    got += live.push_faces(tracker.finish())
+    got += live.push_audio(audio[sent:])
+    got += live.finish()
+    return live, got
+
+
+def test_a_lagging_microphone_gives_the_offline_result(engine, clip):
+    offline = engine.sync_file(clip.path)
+    live, got = _play(engine, clip.path, mic_lag=30)
+    assert [s.start for s in live.segments] == [t.start_frame for t in offline.tracks]
+    seg, ref = live.result(), offline.main
+    assert seg.result.offset_frames == ref.result.offset_frames == PLANTED
+    np.testing.assert_allclose(seg.result.frame_probs, ref.result.frame_probs, atol=2e-5)
+    frames = [f.frame for f in got]
+    assert frames == sorted(frames) and len(frames) == sum(t.result.frames for t in offline.tracks)
+    assert live._audio.size < 250 * SAMPLES_PER_FRAME  # bounded: samples no frame needs are dropped
+
+
+def test_keep_frames_rolls_and_a_silent_microphone_is_reported(engine, clip):
+    live, _ = _play(engine, clip.path, mic_lag=0, keep_frames=40)
+    assert live.result().result.frames == 40
+    with pytest.raises(MicrophoneLagError, match="ahead of the microphone"):
+        _play(engine, clip.path, mic_lag=10_000, max_audio_lag=20)
+    live.finish()
+    with pytest.raises(EdgeSyncError, match="finished"):
+        live.push_audio(np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        LiveSyncer(engine).push_audio(np.zeros((2, 10), np.float32))

@@ -41,6 +41,7 @@ class LiveFrame:
 
     frame: int
     track_id: int
+    segment_start: int  # first frame of the segment it belongs to (a new segment starts after a gap)
     offset_frames: int
     confidence: float
     probs: np.ndarray  # [2K+1]
@@ -179,7 +180,8 @@ class LiveSyncer:
         return out
 
     def _frames(self, seg: _Open, emitted: list[FrameSync]) -> list[LiveFrame]:
-        return [LiveFrame(seg.start + f.frame, seg.track_id, f.offset_frames, f.confidence, f.probs) for f in emitted]
+        return [LiveFrame(seg.start + f.frame, seg.track_id, seg.start, f.offset_frames, f.confidence, f.probs)
+                for f in emitted]
 
     # --- audio by absolute sample index ----------------------------------------------------------------------
     def _samples(self, lo: int, hi: int) -> np.ndarray:

@@ -5,9 +5,10 @@
     python3 camera_loop.py ARTIFACT --camera 1 --mic plughw:2,0 --max-seconds 30
     python3 camera_loop.py ARTIFACT --video talk.mp4         # a file stands in for camera and microphone
 
-Each camera frame goes through edge-sync's face tracker (mouth crops) into ``engine.stream()`` together with
-the 640 microphone samples of that frame; the stream returns per-frame results as soon as the frames after
-them have arrived (hop + receptive field: ~2.9 s for the bundled student). The loop prints the offset over the
+Each camera frame goes through edge-sync's face tracker (mouth crops) into the SDK's ``LiveSyncer``, which
+follows one face, lets frames wait for their microphone samples and feeds ``engine.stream()``; it returns
+per-frame results as soon as the frames after them have arrived (hop + receptive field: ~2.9 s for the bundled
+student). The loop prints the offset over the
 last 2 s every --every frames, and the whole run's offset at the end. With --video, the frames come through
 the same cv2.VideoCapture and the file's soundtrack stands in for the microphone, so the result equals
 ``engine.sync_file`` on that file.
@@ -37,7 +38,7 @@ PROG = "camera_loop.py"
 FPS, RATE = 25, 16_000  # the model contract's video and audio rates (edge_sync.spec)
 SPF = RATE // FPS  # 640 samples per video frame
 TAIL = 240  # samples after a frame that its last MFCC window reads
-KEEP_FRAMES = 200  # audio kept behind the newest frame: the tracker hands crops back a few frames late
+MAX_MIC_LAG = 200  # frames the camera may run ahead of the microphone before the loop stops with an error
 MIN_FRAMES = 5  # shortest face segment worth a result (as Engine.sync_file)
 RECENT = 50  # frames behind the "last 2 s" offset
 
@@ -117,10 +118,6 @@ def frames_at_25fps(cap: Any, live: bool) -> Iterator[np.ndarray]:
             yield rgb
 
 
-class MicError(RuntimeError):
-    """The microphone stopped delivering sound while the camera goes on."""
-
-
 class FileMic:
     """The --video file's soundtrack (aligned to its first frame), handed out in order as a microphone would."""
 
@@ -176,126 +173,40 @@ class PipeMic:
         self.proc.terminate()
 
 
-class Samples:
-    """Audio by absolute sample index, forgetting what no frame still needs (bounded memory)."""
-
-    def __init__(self) -> None:
-        self.buf, self.start = np.zeros(0, np.float32), 0
-
-    def extend(self, chunk: np.ndarray) -> None:
-        self.buf = np.concatenate([self.buf, chunk.astype(np.float32, copy=False)])
-
-    @property
-    def end(self) -> int:
-        """Index one past the newest sample."""
-        return self.start + len(self.buf)
-
-    def get(self, lo: int, hi: int) -> np.ndarray:
-        """Samples [lo, hi); zeros past the end (a soundtrack shorter than the video ends in silence)."""
-        out = self.buf[max(lo - self.start, 0):max(hi - self.start, 0)]
-        return np.pad(out, (0, (hi - lo) - len(out)))
-
-    def sample(self, i: int) -> float:
-        return float(self.buf[i - self.start]) if 0 <= i - self.start < len(self.buf) else 0.0
-
-    def drop_before(self, i: int) -> None:
-        if i > self.start:
-            self.buf, self.start = self.buf[i - self.start:], i
-
-
 # --- sync ------------------------------------------------------------------------------------------------
-class FaceStream:
-    """A sync stream over the face being followed. The stream restarts where the track loses the face, so each
-    model window sees consecutive frames, as ``Engine.sync_file`` does per track segment; another face is
-    followed once the current one has been gone for longer than the tracker keeps a track."""
+def recent_offset(recent: deque, max_offset: int) -> tuple[int, float] | None:
+    """Offset and its mean probability over the last RECENT emitted frames."""
+    if not recent:
+        return None
+    from edge_sync.spec import offset_values
 
-    def __init__(self, engine: Any, audio: Samples, crop: str, hop: int, max_gap: int) -> None:
-        self.engine, self.audio, self.crop, self.hop, self.max_gap = engine, audio, crop, hop, max_gap
-        self.track_id: int | None = None
-        self.stream: Any = None
-        self.start = self.next_frame = 0
-        self.pending: dict[int, np.ndarray] = {}
-        self.segments: list[tuple[int, int, Any]] = []  # (track_id, start frame, SyncResult)
-        self.recent: deque = deque(maxlen=RECENT)
-
-    def add(self, res: Any) -> list[Any]:
-        """One tracker result -> the per-frame results that became final."""
-        if self.track_id is not None and res.track_id != self.track_id:
-            if res.frame_index <= self.next_frame + self.max_gap:
-                return []  # someone else while our face may still come back
-            self.close()
-        if self.stream is not None and res.frame_index > self.next_frame and self.next_frame not in self.pending:
-            self.close()  # the face was lost for a while: a new segment
-        if self.stream is None:
-            self._open(res.track_id, res.frame_index)
-        self.pending[res.frame_index] = res.crops[self.crop]
-        return self.pump()
-
-    def pump(self, final: bool = False) -> list[Any]:
-        """Push the waiting crops, in order, whose sound has arrived (all of them when ``final``): a live
-        microphone can lag the camera, and a frame pushed before its sound would be scored against silence."""
-        out: list[Any] = []
-        while self.stream is not None and self.next_frame in self.pending:
-            f = self.next_frame
-            if not final and self.audio.end < (f + 1) * SPF:
-                if len(self.pending) > KEEP_FRAMES:
-                    raise MicError(f"the microphone is {len(self.pending)} frames behind the camera; check "
-                                       "that it records (arecord -l, --mic)")
-                break
-            out += self.stream.push(audio=self.audio.get(f * SPF, (f + 1) * SPF), crops=self.pending.pop(f))
-            self.next_frame += 1
-        self.recent.extend(out)
-        return out
-
-    def _open(self, track_id: int, frame: int) -> None:
-        previous = self.audio.sample(frame * SPF - 1) if frame else None  # continue the pre-emphasis
-        self.track_id, self.start, self.next_frame = track_id, frame, frame
-        self.stream = self.engine.stream(hop_frames=self.hop, previous_sample=previous)
-
-    def close(self) -> list[Any]:
-        """End the current segment: the last frame's MFCC reads 240 samples past it, then flush."""
-        out = self.pump(final=True)
-        if self.stream is not None and self.next_frame - self.start >= MIN_FRAMES:
-            self.stream.push(audio=self.audio.get(self.next_frame * SPF, self.next_frame * SPF + TAIL))
-            flushed = self.stream.flush()
-            self.recent.extend(flushed)
-            out += flushed
-            self.segments.append((self.track_id, self.start, self.stream.result()))
-        self.stream, self.track_id, self.pending = None, None, {}
-        return out
-
-    def recent_offset(self) -> tuple[int, float] | None:
-        """Offset and its mean probability over the last RECENT emitted frames."""
-        if not self.recent:
-            return None
-        from edge_sync.spec import offset_values
-
-        mean = np.mean([f.probs for f in self.recent], axis=0)
-        return int(offset_values(self.engine.contract.max_offset)[mean.argmax()]), float(mean.max())
+    mean = np.mean([f.probs for f in recent], axis=0)
+    return int(offset_values(max_offset)[mean.argmax()]), float(mean.max())
 
 
-def status(n: int, faces: FaceStream, started: float) -> str:
-    recent = faces.recent_offset()
-    last = faces.recent[-1].frame if faces.recent else None
+def status(n: int, live: Any, recent: deque, started: float) -> str:
+    latest = recent_offset(recent, live.engine.contract.max_offset)
+    last = recent[-1].frame if recent else None
     speed = n / FPS / max(time.perf_counter() - started, 1e-9)
-    behind = n - faces.audio.end // SPF
+    behind = n - live.audio_end // SPF
     head = f"[{n / FPS:6.1f} s] frame {n:5d}" + (f" (sound {behind} frames behind)" if behind > 0 else "")
-    if recent is None:
-        return f"{head}: waiting for {'a face' if faces.stream is None else 'the receptive field'} ({speed:.1f}x " \
-               "real time)"
-    return (f"{head}: last 2 s offset {recent[0]:+d} frames ({recent[0] * 40:+d} ms), p={recent[1]:.2f}; results up "
+    if latest is None:
+        return f"{head}: waiting for a face and the receptive field ({speed:.1f}x real time)"
+    return (f"{head}: last 2 s offset {latest[0]:+d} frames ({latest[0] * 40:+d} ms), p={latest[1]:.2f}; results up "
             f"to frame {last} ({n - 1 - last} frames behind); {speed:.1f}x real time")
 
 
 def run(engine: Any, frames: Iterator[np.ndarray], mic: Any, args: argparse.Namespace) -> tuple[int, Any, Any]:
-    """Capture loop: frames -> face tracker -> FaceStream, the microphone's samples alongside."""
+    """Capture loop: frames -> face tracker -> LiveSyncer, the microphone's samples alongside."""
     from edge_sync.features.clip import CROP_FOR_PREPROCESSING
     from edge_sync.features.faces import FaceTracker
+    from edge_sync.runtimes.live import LiveSyncer
 
     crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
     tracker = FaceTracker("haar", detect_every=5, crops=(crop,))
-    audio = Samples()
-    faces = FaceStream(engine, audio, crop, args.hop, tracker.max_gap)
+    live = LiveSyncer(engine, crop=crop, hop_frames=args.hop, switch_after=tracker.max_gap, min_frames=MIN_FRAMES,
+                      max_audio_lag=MAX_MIC_LAG)
+    recent: deque = deque(maxlen=RECENT)
     out = sys.stderr if args.json else sys.stdout
     limit = int(args.max_seconds * FPS) or None
     started, n = time.perf_counter(), 0
@@ -303,21 +214,17 @@ def run(engine: Any, frames: Iterator[np.ndarray], mic: Any, args: argparse.Name
         for n, rgb in enumerate(frames, start=1):
             if n == 1:
                 mic.start()
-            audio.extend(mic.read(n * SPF + TAIL))
-            for res in tracker.push(rgb):
-                faces.add(res)
-            faces.pump()
-            audio.drop_before((n - KEEP_FRAMES) * SPF - 1)
+            recent.extend(live.push_audio(mic.read(n * SPF + TAIL)))
+            recent.extend(live.push_faces(tracker.push(rgb)))
             if args.every and n % args.every == 0:
-                print(status(n, faces, started), file=out, flush=True)
+                print(status(n, live, recent, started), file=out, flush=True)
             if limit is not None and n >= limit:
                 break
     except KeyboardInterrupt:
         print(f"stopped at frame {n}", file=out)
-    for res in tracker.finish():
-        faces.add(res)
-    faces.close()
-    return n, faces, tracker
+    live.push_faces(tracker.finish())
+    live.finish()
+    return n, live, tracker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,26 +246,28 @@ def main(argv: list[str] | None = None) -> int:
         raise
     started = time.perf_counter()
     try:
-        n, faces, tracker = run(engine, frames_at_25fps(cap, live), mic, args)
-    except (EdgeSyncError, MicError) as exc:
+        n, syncer, tracker = run(engine, frames_at_25fps(cap, live), mic, args)
+    except EdgeSyncError as exc:  # MicrophoneLagError too: the camera ran far ahead of the sound
         fail(PROG, str(exc))
     finally:
         mic.close()
         cap.release()
-    if not faces.segments:
+    if not syncer.segments:
         fail(PROG, f"no face followed for {MIN_FRAMES}+ consecutive frames in {n} frames; check that a frontal, "
                    "upright, well-lit face is visible", EXIT_FAILED)
-    track_id, start, result = max(faces.segments, key=lambda s: s[2].frames)
+    main_segment = syncer.result()
+    track_id, start, result = main_segment.track_id, main_segment.start, main_segment.result
+    segments = len(syncer.segments)
     source = str(args.video) if args.video is not None else f"camera {args.camera} + mic {args.mic_command or args.mic}"
     seconds = round(time.perf_counter() - started, 3)  # the whole loop: capture, faces, MFCC, model
     if args.json:
         print(json.dumps({"source": source, **result.to_dict(per_frame=False), "seconds": seconds,
-                          "track_id": track_id, "start_frame": start, "frames_read": n, "segments": len(faces.segments),
+                          "track_id": track_id, "start_frame": start, "frames_read": n, "segments": segments,
                           "frames_without_face": len(tracker.frames_without_face())}))
     else:
         print(f"result: {source}: offset {result.offset_frames:+d} frames ({result.audio_delay_ms:+.0f} ms, sound "
               f"late if +; syncnet_python AV offset {result.av_offset:+d}), confidence {result.confidence:.3f}, "
-              f"{result.frames} frames from frame {start} ({len(faces.segments)} segment(s), {n} frames read), "
+              f"{result.frames} frames from frame {start} ({segments} segment(s), {n} frames read), "
               f"backend {engine.backend}, {seconds:.1f} s ({n / FPS / max(seconds, 1e-9):.1f}x real time)")
     return 0
 

@@ -6,9 +6,10 @@ PyTorch, and an INT8 artifact made on a PC with ``edge-sync export``. Prints one
 offset of that second and the clip offset so far, then the clip's offset and the time each stage took.
 
 Why a loop of its own instead of ``engine.sync_file``: a camera never ends, so frames and samples must flow
-through the same public pieces ``sync_file`` uses (``FaceTracker`` -> mouth crops -> ``engine.stream()``) as they
-arrive. A video file goes through exactly that loop, frame by frame, so what is checked on a file is what runs
-live; its clip offset equals ``engine.sync_file`` on the same file (same segments, same pre-emphasis, same tail).
+through the public pieces as they arrive: ``FaceTracker`` -> mouth crops -> ``LiveSyncer`` (one face followed,
+frames wait for their sound) -> ``engine.stream()``. A video file goes through exactly that loop, frame by frame,
+so what is checked on a file is what runs live; its clip offset equals ``engine.sync_file`` on the same file
+(same segments, same pre-emphasis, same tail).
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ import numpy as np
 
 from edge_sync import EdgeSyncError, load
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING
-from edge_sync.features.faces import CropResult, FaceTracker
+from edge_sync.features.faces import FaceTracker
+from edge_sync.runtimes.live import LiveFrame, LiveSyncer
 from edge_sync.spec import AUDIO_RATE, FRAME_MS, SAMPLES_PER_FRAME, VIDEO_FPS, legacy_av_offset, offset_values
 
-TAIL = 240  # samples after a frame that its last MFCC window reads (25 ms window, 10 ms hop)
 SWITCH_AFTER = VIDEO_FPS  # frames the followed face may be gone before another face is followed
 
 
@@ -67,158 +68,68 @@ class Timing:
                 f"{window_frames} frames: median {np.median(w):.1f} ms, p90 {np.percentile(w, 90):.1f} ms")
 
 
-class _Segment:
-    """An uninterrupted run of one face track, streamed into its own SyncStream (as sync_file does)."""
-
-    def __init__(self, track_id: int, start: int, offsets: int) -> None:
-        self.track_id, self.start, self.next_frame = track_id, start, start
-        self.stream: Any = None  # made when the first frame's audio is there (its pre-emphasis needs the sample before)
-        self.pending: dict[int, np.ndarray] = {}  # crops that arrived before their audio or predecessors
-        self.prob_sum = np.zeros(offsets)
-
-
 class LiveSync:
     """Frames and samples in (in any chunks, the microphone ahead or behind), per-second offsets out; follows one
-    face.
-
-    Audio is kept from the followed segment's next frame on, crops are pushed only once their audio is there,
-    so memory stays bounded for a stream of any length.
-    """
+    face through the SDK's LiveSyncer, which keeps memory bounded for a stream of any length."""
 
     def __init__(self, engine: Any, detect_every: int = 5, hop_frames: int = VIDEO_FPS) -> None:
         self.engine, self.hop = engine, hop_frames
         self.crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
         self.tracker = FaceTracker("haar", detect_every=detect_every, crops=(self.crop,))
+        self.syncer = LiveSyncer(engine, crop=self.crop, hop_frames=hop_frames, switch_after=SWITCH_AFTER)
         self.offsets = offset_values(engine.contract.max_offset)
-        self.audio = np.zeros(0, np.float32)
-        self.audio_start = 0  # absolute index of self.audio[0]
-        self.previous: float | None = None  # the sample before audio_start (pre-emphasis continues it)
-        self.segment: _Segment | None = None
-        self.done: list[tuple[int, int, Any]] = []  # (track_id, start frame, SyncResult) of closed segments
         self.timing = Timing()
         self._second: tuple[int, np.ndarray, int] | None = None  # second, prob sum, frames
-        self._clip = 0
+        self._segment: tuple[int, np.ndarray] | None = None  # start frame, prob sum of the segment so far
 
     # --- input -------------------------------------------------------------------------------------
     def add_audio(self, samples: np.ndarray) -> list[Second]:
-        self.audio = np.concatenate([self.audio, np.asarray(samples, np.float32).reshape(-1)])
-        return self._drain()
+        return self._timed(self.syncer.push_audio, np.asarray(samples, np.float32).reshape(-1))
 
     def add_frame(self, rgb: np.ndarray) -> list[Second]:
         t = time.perf_counter()
         results = self.tracker.push(rgb)
         self.timing.tracking_s += time.perf_counter() - t
-        if self.segment is None:  # no face followed: keep only what a face found late could still need
-            self._trim((self.tracker.num_frames - 4 * VIDEO_FPS) * SAMPLES_PER_FRAME)
-        return self._route(results)
+        return self._timed(self.syncer.push_faces, results)
 
     def finish(self) -> list[Second]:
         """End of input: the tracker's last frames, then the open segment (its tail audio padded if missing)."""
         t = time.perf_counter()
         results = self.tracker.finish()
         self.timing.tracking_s += time.perf_counter() - t
-        out = self._route(results)
-        if self.segment is not None:
-            out += self._close()
-        return out + self._end_second()
+        out = self._timed(self.syncer.push_faces, results)
+        return out + self._timed(self.syncer.finish) + self._end_second()
 
     def result(self) -> tuple[int, int, Any]:
         """(track_id, start frame, SyncResult) of the longest segment: the clip-level answer, as FileSync.main."""
-        if not self.done:
+        if not self.syncer.segments:
             raise EdgeSyncError(f"no face track of 5+ consecutive frames was found in {self.tracker.num_frames} "
                                 "frames; check that a frontal, upright, well-lit face is visible")
-        return max(self.done, key=lambda d: d[2].frames)
-
-    # --- routing -----------------------------------------------------------------------------------
-    def _route(self, results: list[CropResult]) -> list[Second]:
-        out: list[Second] = []
-        for r in results:
-            seg = self.segment
-            if seg is not None and r.track_id != seg.track_id:
-                last = max([seg.next_frame - 1, *seg.pending])
-                if r.frame_index - last <= SWITCH_AFTER:
-                    continue  # another face while ours is still there: keep following ours
-                out += self._close()
-                seg = None
-            elif seg is not None and r.frame_index > seg.next_frame and seg.next_frame not in seg.pending:
-                out += self._close()  # our face was gone for a while: a new segment, as sync_file cuts them
-                seg = None
-            if seg is None:
-                seg = self._open(r.track_id, r.frame_index)
-            seg.pending[r.frame_index] = r.crops[self.crop]
-        return out + self._drain()
-
-    def _open(self, track_id: int, frame: int) -> _Segment:
-        self._trim(frame * SAMPLES_PER_FRAME)
-        self.segment = _Segment(track_id, frame, len(self.offsets))
-        return self.segment
-
-    def _previous_sample(self, sample: int) -> float | None:
-        """The sample before ``sample`` (None at the very start), so a segment's MFCC continues the soundtrack."""
-        i = sample - 1 - self.audio_start
-        return None if sample == 0 else (self.previous or 0.0) if i < 0 else float(self.audio[i])
-
-    def _samples(self, frame: int, count: int) -> np.ndarray | None:
-        lo = frame * SAMPLES_PER_FRAME - self.audio_start
-        return self.audio[lo:lo + count] if lo >= 0 and lo + count <= len(self.audio) else None
-
-    def _drain(self) -> list[Second]:
-        """Push every pending crop whose audio has arrived, in frame order."""
-        seg, out = self.segment, []
-        while seg is not None and seg.next_frame in seg.pending:
-            samples = self._samples(seg.next_frame, SAMPLES_PER_FRAME)
-            if samples is None:
-                break  # the microphone is behind the camera: wait for it
-            if seg.stream is None:
-                seg.stream = self.engine.stream(self.hop, self._previous_sample(seg.start * SAMPLES_PER_FRAME))
-            out += self._push(seg, audio=samples, crops=seg.pending.pop(seg.next_frame))
-            seg.next_frame += 1
-            self._trim(seg.next_frame * SAMPLES_PER_FRAME)
-        return out
-
-    def _push(self, seg: _Segment, **data: np.ndarray) -> list[Second]:
-        t = time.perf_counter()
-        frames = seg.stream.push(**data)
-        if frames:
-            self.timing.window_ms.append(1e3 * (time.perf_counter() - t))
-        return self._collect(seg, frames)
-
-    def _close(self) -> list[Second]:
-        seg, self.segment = self.segment, None
-        if seg is None or seg.stream is None or seg.next_frame - seg.start < 5:  # sync_file's min_frames
-            return []
-        # the last frame's MFCC reads 240 samples past it: real audio where it arrived, else silence
-        tail = self.audio[max(0, seg.next_frame * SAMPLES_PER_FRAME - self.audio_start):][:TAIL]
-        out = self._push(seg, audio=np.pad(tail, (0, TAIL - len(tail))))
-        t = time.perf_counter()
-        frames = seg.stream.flush()
-        if frames:
-            self.timing.window_ms.append(1e3 * (time.perf_counter() - t))
-        out += self._collect(seg, frames)
-        self.done.append((seg.track_id, seg.start, seg.stream.result()))
-        return out
-
-    def _trim(self, keep_from: int) -> None:
-        """Forget samples before ``keep_from`` except the one the next segment's pre-emphasis needs."""
-        cut = min(keep_from - 1, len(self.audio) + self.audio_start) - self.audio_start
-        if cut > 0:
-            self.previous = float(self.audio[cut - 1])
-            self.audio = self.audio[cut:]
-            self.audio_start += cut
+        main = self.syncer.result()
+        return main.track_id, main.start, main.result
 
     # --- per-second lines --------------------------------------------------------------------------
-    def _collect(self, seg: _Segment, frames: list[Any]) -> list[Second]:
+    def _timed(self, call: Callable[..., list[LiveFrame]], *args: Any) -> list[Second]:
+        """Run a LiveSyncer call; one that emitted frames ran a model window (MFCC + model): time it."""
+        t = time.perf_counter()
+        frames = call(*args)
+        if frames:
+            self.timing.window_ms.append(1e3 * (time.perf_counter() - t))
+        return self._collect(frames)
+
+    def _collect(self, frames: list[LiveFrame]) -> list[Second]:
         out: list[Second] = []
         for f in frames:
-            seg.prob_sum += f.probs
-            sec = (seg.start + f.frame) // VIDEO_FPS
+            sec = f.frame // VIDEO_FPS
             if self._second is not None and self._second[0] != sec:
                 out += self._end_second()
             if self._second is None:
                 self._second = (sec, np.zeros_like(f.probs, np.float64), 0)
             s, acc, n = self._second
             self._second = (s, acc + f.probs, n + 1)
-            self._clip = int(self.offsets[seg.prob_sum.argmax()])
+            if self._segment is None or self._segment[0] != f.segment_start:
+                self._segment = (f.segment_start, np.zeros_like(f.probs, np.float64))
+            self._segment[1][:] += f.probs  # the clip offset so far: this segment's frames
         return out
 
     def _end_second(self) -> list[Second]:
@@ -226,7 +137,8 @@ class LiveSync:
             return []
         s, acc, n = self._second
         self._second = None
-        return [Second(s, n, int(self.offsets[acc.argmax()]), float(acc.max() / n), self._clip)]
+        clip = int(self.offsets[self._segment[1].argmax()]) if self._segment is not None else 0
+        return [Second(s, n, int(self.offsets[acc.argmax()]), float(acc.max() / n), clip)]
 
 
 # --- sources -----------------------------------------------------------------------------------------

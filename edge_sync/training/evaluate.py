@@ -24,9 +24,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from edge_sync.training.metrics import (DEFAULT_CONTEXTS, ContextResult, clip_metrics, context_accuracy,
-                                        frame_metrics, full_search_starts, predicted_offsets, window_hits,
-                                        window_truths)
+from edge_sync.spec import MFCC_PER_FRAME
+from edge_sync.training.metrics import (
+    DEFAULT_CONTEXTS,
+    ContextResult,
+    clip_metrics,
+    context_accuracy,
+    frame_metrics,
+    full_search_starts,
+    predicted_offsets,
+    window_hits,
+    window_truths,
+)
 
 STRICT_CONTEXTS: tuple[int, ...] = (5, 15)
 
@@ -76,7 +85,8 @@ def strict_context_evaluation(model: nn.Module, clips: Iterable[dict], contexts:
             for i in range(0, starts.size, batch_windows):
                 chunk = starts[i:i + batch_windows]
                 vid = torch.stack([video[:, s:s + c] for s in chunk]).to(device)
-                aud = torch.stack([audio[..., 4 * (s - k):4 * (s + c + k)] for s in chunk]).to(device)
+                aud = torch.stack([audio[..., MFCC_PER_FRAME * (s - k):MFCC_PER_FRAME * (s + c + k)]
+                                   for s in chunk]).to(device)
                 scores = model.window_scores(aud, vid).float().cpu().numpy()
                 windows[c] += int(chunk.size)
                 correct[c] += window_hits(scores, window_truths(truth, chunk, c), tolerance)

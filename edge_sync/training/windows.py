@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from edge_sync.spec import MFCC_PER_FRAME
+
 __all__ = ["sample_windows"]
 
 
@@ -30,7 +32,8 @@ def sample_windows(batch: dict[str, torch.Tensor], max_offset: int, min_frames: 
     starts = torch.randint(max_offset, frames - c - max_offset + 1, (video.shape[0],), generator=generator).tolist()
     k = max_offset
     window_video = torch.stack([video[i, :, s:s + c] for i, s in enumerate(starts)])
-    window_audio = torch.stack([audio[i, ..., 4 * (s - k):4 * (s + c + k)] for i, s in enumerate(starts)])
+    window_audio = torch.stack([audio[i, ..., MFCC_PER_FRAME * (s - k):MFCC_PER_FRAME * (s + c + k)]
+                                for i, s in enumerate(starts)])
     truth = torch.stack([offsets[i, s:s + c].median() for i, s in enumerate(starts)]).long()
     valid = truth.abs() <= k  # temporal jitter can push labels past +-K (those frames are marked invalid)
     if "valid" in batch:

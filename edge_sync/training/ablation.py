@@ -140,10 +140,14 @@ def _recipe_summary(meta: dict[str, Any]) -> str:
     if not r:
         return "—"
     loss = r.get("loss", {})
-    terms = "+".join(f"{k}" if v == 1 else f"{v:g} {k}" for k, v in loss.items()
-                     if k in ("ce", "corr_ce", "focal", "triplet", "info_nce", "temporal", "distill") and v)
+    named = ("ce", "corr_ce", "window_ce", "focal", "triplet", "info_nce", "temporal", "distill")
+    terms = "+".join(f"{k}" if v == 1 else f"{v:g} {k}" for k, v in loss.items() if k in named and v)
+    if loss.get("window_ce"):
+        terms += f" (windows of {loss.get('window_min_frames')}..{loss.get('window_max_frames')} frames)"
     out = (f"{r.get('steps')} steps x {r.get('batch_size')} clips x {r.get('frames')} frames, lr {r.get('lr'):g}, "
            f"{terms}")
+    if r.get("model") not in (None, "teacher", "student", "legacy"):  # a checkpoint path: this run fine-tuned it
+        out = f"fine-tuned from {Path(str(r['model'])).name}: {out}"
     if r.get("teacher"):
         out += f" (teacher {Path(str(r['teacher'])).name})"
     if meta.get("train_seconds") is not None:

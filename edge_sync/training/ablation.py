@@ -362,7 +362,8 @@ def ablation_markdown(result: AblationResult, command: str = "") -> str:
         " as syncnet_python does; artifacts have no such entry point: —). clip evidence: the whole clip's per-frame"
         " similarity averaged over c frames (the encoders see ~4 more frames either side). every window: the same"
         " with the clip's ends included, where large offsets compare with padding and the true offset's audio is"
-        " missing (about 17% of 5-frame windows cannot be right); earlier tables reported this one.",
+        " partly missing (about 17% of 5-frame windows; the teacher got 36% of those right); earlier tables reported"
+        " this one.",
         "- relative speed: frames/s relative to the first row (higher is faster); relative size: the size column"
         " relative to the first row (FP32 parameter bytes for PyTorch rows, the artifact's files for artifact rows).",
         "- trained: the recipe each checkpoint records; models trained in one process on one stream of batches"

@@ -11,8 +11,8 @@ the clip's ends, see :func:`~edge_sync.training.metrics.full_search_starts`; cor
   syncnet_python. Models without ``window_scores`` (exported artifacts) report none.
 
 The per-frame protocol on all windows, the clip's ends included, is kept as ``context_all_windows``
-(there the true offset's audio is missing for large offsets, so about 17% of 5-frame windows cannot be
-right), and on the sync head's probabilities (which already pool ~31 frames) as ``context_head``.
+(there the true offset's audio is partly missing for large offsets, in about 17% of 5-frame windows), and on
+the sync head's probabilities (which already pool ~31 frames) as ``context_head``.
 """
 from __future__ import annotations
 

@@ -53,6 +53,18 @@ class SyncModelConfig:
         return cls(**d)
 
 
+def contract_forward(model: nn.Module, audio: torch.Tensor, video: torch.Tensor, features: bool = False,
+                     windows: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """The ``forward`` every trainable sync model shares: (sync_probs, correlation) from ``forward_features``, or
+    that dict itself with ``features=True`` (plus ``window_scores`` of ``windows`` for the window loss)."""
+    out = model.forward_features(audio, video)
+    if features:
+        if windows is not None:
+            out["window_scores"] = model.window_scores(*windows)
+        return out
+    return torch.softmax(out["logits"], dim=1), out["correlation"]
+
+
 class SyncModel(nn.Module):
     """forward(audio [B,1,13,4T], video [B,3,T,112,112]) -> (sync_probs, correlation), both [B,2K+1,T]."""
 
@@ -114,12 +126,7 @@ class SyncModel(nn.Module):
         """(sync_probs, correlation) per the contract; ``features=True`` returns forward_features' dict
         (training through DistributedDataParallel must go through forward), plus ``window_scores`` of
         ``windows`` = (window audio, window video) when given (the window loss)."""
-        out = self.forward_features(audio, video)
-        if features:
-            if windows is not None:
-                out["window_scores"] = self.window_scores(*windows)
-            return out
-        return torch.softmax(out["logits"], dim=1), out["correlation"]
+        return contract_forward(self, audio, video, features, windows)
 
     def config_dict(self) -> dict[str, Any]:
         """The config to store in a checkpoint: trunk kwargs that point at external weight files are

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from edge_sync.spec import MFCC_PER_FRAME
 from edge_sync.training.metrics import (
     DEFAULT_CONTEXTS,
     ContextResult,
@@ -36,6 +35,7 @@ from edge_sync.training.metrics import (
     window_hits,
     window_truths,
 )
+from edge_sync.training.windows import cut_window
 
 STRICT_CONTEXTS: tuple[int, ...] = (5, 15)
 
@@ -84,9 +84,9 @@ def strict_context_evaluation(model: nn.Module, clips: Iterable[dict], contexts:
             starts = full_search_starts(frames, c, k, stride)
             for i in range(0, starts.size, batch_windows):
                 chunk = starts[i:i + batch_windows]
-                vid = torch.stack([video[:, s:s + c] for s in chunk]).to(device)
-                aud = torch.stack([audio[..., MFCC_PER_FRAME * (s - k):MFCC_PER_FRAME * (s + c + k)]
-                                   for s in chunk]).to(device)
+                cuts = [cut_window(audio, video, int(s), c, k) for s in chunk]
+                aud = torch.stack([a for a, _ in cuts]).to(device)
+                vid = torch.stack([v for _, v in cuts]).to(device)
                 scores = model.window_scores(aud, vid).float().cpu().numpy()
                 windows[c] += int(chunk.size)
                 correct[c] += window_hits(scores, window_truths(truth, chunk, c), tolerance)

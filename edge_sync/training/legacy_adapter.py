@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_sync.models.base import contract_forward
 from edge_sync.models.correlation import shifted_correlation, shifted_distance, window_correlation
 from edge_sync.models.legacy import VIDEO_WINDOW, LegacySyncNetFCN
 from edge_sync.spec import LEGACY_FACE, MOUTH, ModelContract
@@ -79,12 +80,7 @@ class MouthLegacy(nn.Module):
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False,
                 windows: tuple[torch.Tensor, torch.Tensor] | None = None):
-        out = self.forward_features(audio, video)
-        if features:
-            if windows is not None:
-                out["window_scores"] = self.window_scores(*windows)
-            return out
-        return torch.softmax(out["logits"], dim=1), out["correlation"]
+        return contract_forward(self, audio, video, features, windows)
 
     def config_dict(self) -> dict[str, Any]:
         return self.legacy.config_dict()

@@ -10,7 +10,15 @@ import torch
 
 from edge_sync.spec import MFCC_PER_FRAME
 
-__all__ = ["sample_windows"]
+__all__ = ["cut_window", "sample_windows"]
+
+
+def cut_window(audio: torch.Tensor, video: torch.Tensor, start: int, frames: int,
+               max_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One clip's window seen alone (audio [1,13,4T], video [3,T,H,W]): video frames start..start+c-1 and the audio
+    of frames start-K..start+c-1+K, every offset's candidates (``SyncModel.window_scores``' input, unbatched)."""
+    lo, hi = MFCC_PER_FRAME * (start - max_offset), MFCC_PER_FRAME * (start + frames + max_offset)
+    return audio[..., lo:hi], video[:, start:start + frames]
 
 
 def sample_windows(batch: dict[str, torch.Tensor], max_offset: int, min_frames: int, max_frames: int,
@@ -31,9 +39,9 @@ def sample_windows(batch: dict[str, torch.Tensor], max_offset: int, min_frames: 
     c = int(torch.randint(min_frames, longest + 1, (1,), generator=generator))
     starts = torch.randint(max_offset, frames - c - max_offset + 1, (video.shape[0],), generator=generator).tolist()
     k = max_offset
-    window_video = torch.stack([video[i, :, s:s + c] for i, s in enumerate(starts)])
-    window_audio = torch.stack([audio[i, ..., MFCC_PER_FRAME * (s - k):MFCC_PER_FRAME * (s + c + k)]
-                                for i, s in enumerate(starts)])
+    cuts = [cut_window(audio[i], video[i], s, c, k) for i, s in enumerate(starts)]
+    window_audio = torch.stack([a for a, _ in cuts])
+    window_video = torch.stack([v for _, v in cuts])
     truth = torch.stack([offsets[i, s:s + c].median() for i, s in enumerate(starts)]).long()
     valid = truth.abs() <= k  # temporal jitter can push labels past +-K (those frames are marked invalid)
     if "valid" in batch:

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from edge_sync import __version__, cli_usecases
-from edge_sync.errors import EdgeSyncError
+from edge_sync.errors import EdgeSyncError, MissingExtraError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Lip-sync (SyncNet family) models on edge devices: import, run and prove them.")
@@ -334,31 +333,63 @@ def _configure_logging(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-@app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what edge-sync decides."),
-          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    _configure_logging(verbose)
-    if version:
-        typer.echo(__version__)
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edge-sync {__version__}")
         raise typer.Exit()
 
 
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what edge-sync decides."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    _configure_logging(verbose)
+
+
+# The extra that brings torch to each command that needs it; a runtime-only install (a device) has no torch.
+# `demo` also draws its clip with scikit-image, which only the dev extra installs.
+TORCH_EXTRA = {"export": "export", "parity": "export", "bench": "export", "import-syncnet": "export",
+               "train": "train", "distill": "train", "eval": "train", "calibrate": "train", "demo": "dev"}
+
+
+def _missing_torch(exc: ModuleNotFoundError, args: list[str]) -> Optional[MissingExtraError]:
+    """A missing torch as an error a user can act on: the command that needed it and the extra that brings it."""
+    if (exc.name or "").split(".")[0] != "torch":
+        return None
+    command = next((a for a in args if not a.startswith("-")), "")
+    extra = TORCH_EXTRA.get(command, "export")
+    hint = f"install it with: pip install 'edge-sync[{extra}]'" + (
+        ", or time the artifacts alone with --no-baselines" if command == "bench" else "")
+    return MissingExtraError("torch", extra, f"edge-sync {command}".strip(), hint)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: library errors become one line on stderr and exit code 1."""
+    """Console entry point: usage errors print typer's usage message and exit 2; library errors become one line on
+    stderr and exit code 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=args, prog_name="edge-sync", standalone_mode=False)
     except EdgeSyncError as exc:
         print(f"edge-sync: error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("edge-sync: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # typer's own (vendored click) usage errors: usage + one line, exit 2
+        show = getattr(exc, "show", None)
+        show() if show else print(f"edge-sync: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        missing = _missing_torch(exc, args)
+        if missing is None:
+            raise
+        print(f"edge-sync: error: {missing}", file=sys.stderr)
+        sys.exit(1)
     except (FileNotFoundError, IsADirectoryError, PermissionError, ValueError, TypeError) as exc:
         print(f"edge-sync: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    if isinstance(code, int) and code:  # typer.Exit(code) and Ctrl-C (130) come back as a return value here
+        sys.exit(code)
 
 
 cli_usecases.register(app)

@@ -83,3 +83,44 @@ def test_info_lists_export_targets_and_runtime_backends(capsys):
     backends = data["runtime_backends"]
     assert list(backends)[0] == "tensorrt" and "tensorrt" in backends["onnxruntime"]["targets"]
     assert backends["coreml"]["platforms"] == ["darwin"]
+
+
+def test_version_prints_name_and_version():
+    from edge_sync import __version__
+
+    out = run("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"edge-sync {__version__}\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("synk",), "No such command 'synk'"),
+    (("sync",), "Missing argument"),
+    (("sync", "--bogus", "x.mp4"), "No such option: --bogus"),
+])
+def test_usage_errors_are_short_and_exit_2(args, message):
+    out = run(*args)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Usage: edge-sync" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout and len(out.stderr.strip().splitlines()) <= 5, out.stderr
+
+
+def test_bare_command_prints_help_without_traceback():
+    out = run()
+    assert out.returncode == 2  # typer's convention for a group called without a command: help, exit 2
+    text = out.stdout + out.stderr
+    assert "Usage: edge-sync" in text and "sync" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("args, extra", [
+    (("export",), "export"),
+    (("train", "-o", "x.pt"), "train"),
+    (("bench", "art"), "export"),  # the PyTorch baselines; the message offers --no-baselines
+])
+def test_a_command_that_needs_torch_names_the_extra(tmp_path, args, extra):
+    # a runtime-only install: `import torch` fails as if torch were absent
+    code = f"import sys; sys.modules['torch'] = None; from edge_sync.cli import main; main({list(args)!r})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"pip install 'edge-sync[{extra}]'" in lines[0], out.stderr

@@ -1,10 +1,12 @@
 """Drive the matrix: baselines, each artifact in its own process, a quick parity status per artifact."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
 from edge_sync.bench.measure import BenchRow, measure_artifact, measure_baselines
+from edge_sync.errors import MissingExtraError
 
 log = logging.getLogger(__name__)
 QUICK = {"lengths": [25, 100], "batches": [1], "repeat": 3, "warmup": 1}
@@ -24,6 +26,11 @@ def run_bench(artifacts: list[str | Path], lengths: list[int], batches: list[int
               torch_half: bool = False) -> list[BenchRow]:
     from tqdm import tqdm
 
+    # a device install (no torch) times artifacts; the baselines and the parity check need the PyTorch models
+    has_torch = importlib.util.find_spec("torch") is not None
+    if baselines and not has_torch:
+        raise MissingExtraError("torch", "export", "the PyTorch baselines", "install it with: pip install "
+                                "'edge-sync[export]', or time the artifacts alone with --no-baselines")
     rows: list[BenchRow] = []
     jobs = (["baselines"] if baselines else []) + [str(a) for a in artifacts]
     for job in tqdm(jobs, desc="bench", unit="model", disable=not progress):
@@ -31,7 +38,10 @@ def run_bench(artifacts: list[str | Path], lengths: list[int], batches: list[int
             rows += measure_baselines(lengths, batches, threads, warmup, repeat, torch_device, torch_half)
             continue
         measured = measure_artifact(job, lengths, batches, threads, warmup, repeat, backend)
-        if check_parity and any(r.status == "ok" for r in measured):
+        if check_parity and not has_torch:
+            for r in measured:
+                r.detail = r.detail or "parity not checked: no torch"
+        elif check_parity and any(r.status == "ok" for r in measured):
             passed, failures, _ = parity_status(job, backend)
             if not passed:
                 for r in measured:

@@ -30,7 +30,7 @@ def bench_markdown(rows: list[BenchRow], machine: str = "") -> str:
     for r in rows:
         xt = r.frames_per_s / teacher[r.frames] if r.frames in teacher else float("nan")
         xo = r.frames_per_s / original[r.frames] if r.frames in original else float("nan")
-        status = r.status + (f" ({r.detail})" if r.detail and r.status != "ok" else "")
+        status = r.status + (f" ({r.detail})" if r.detail else "")
         lines.append(f"| {r.name} | {r.target} | {r.precision} | {r.backend} | {r.frames} | {r.batch} "
                      f"| {_f(r.median_ms, '.2f')} | {_f(r.p90_ms, '.2f')} | {_f(r.frames_per_s, ',.0f')} "
                      f"| {_f(r.real_time_factor, '.5f')} | {_f(xt, '.1f')} | {_f(xo, '.0f')} "

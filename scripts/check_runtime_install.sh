@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Device install check: a fresh venv with only `edge-sync[onnxruntime]` (no torch, no click) runs the CLI.
+#
+# Installs the working tree (non-editable, from a clean copy of the files git tracks or would track, so a stale
+# build/ cannot leak into the wheel) into a new venv in a temp dir, asserts torch is absent and the CLI does not
+# import click, then runs --version, info --json, sync on a talking clip with a planted offset, bench on the
+# bundled artifact, and the errors a runtime-only install must give (usage error: exit 2; a command that needs
+# torch: one line naming the extra, exit 1). Prints the time of each step.
+#
+# Needs: python3 with venv, pip access to the package index, and a python that can make the test clip with the
+# project's demo code (DEV_PYTHON, default .venv/bin/python from scripts/setup.sh: scikit-image's photo,
+# espeak-ng speech, PyAV encoding). KEEP=1 keeps the temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+DEV_PYTHON=${DEV_PYTHON:-$ROOT/.venv/bin/python}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-sync-runtime.XXXXXX")
+if [ "${KEEP:-0}" = 1 ]; then trap 'echo "kept $WORK"' EXIT; else trap 'rm -rf "$WORK"' EXIT; fi
+V=$WORK/venv
+ES=$V/bin/edge-sync
+OFFSET=3
+
+t0=$(date +%s.%N)
+step_start=$t0
+step() {  # print the time the previous step took, then the name of the next
+  local now; now=$(date +%s.%N)
+  [ -n "${STEP:-}" ] && printf 'runtime-install:   %-44s %6.1f s\n' "$STEP" "$(awk "BEGIN {print $now - $step_start}")"
+  STEP=$1; step_start=$now
+}
+fail() { echo "runtime-install: FAIL: $*" >&2; exit 1; }
+expect() {  # expect CODE NAME -- command...: run, keep stdout/stderr in $WORK/NAME.{out,err}, check the exit code
+  local want=$1 name=$2; shift 3
+  set +e; "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"; local rc=$?; set -e
+  if [ "$rc" != "$want" ]; then
+    cat "$WORK/$name.out" "$WORK/$name.err" >&2
+    fail "'${*#"$V/bin/"}' exited $rc, expected $want"
+  fi
+}
+no_traceback() { ! grep -q Traceback "$WORK/$1.out" "$WORK/$1.err" || fail "$1 printed a traceback"; }
+
+step "venv + pip install .[onnxruntime]"
+mkdir -p "$WORK/src"
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$WORK/src"
+cd "$WORK"  # from here on, `python -c 'import edge_sync'` must find the installed package, not the checkout
+"$PY" -m venv "$V"
+"$V/bin/python" -m pip install -q --disable-pip-version-check "$WORK/src[onnxruntime]" >"$WORK/pip.log" 2>&1 \
+  || { cat "$WORK/pip.log" >&2; fail "pip install failed"; }
+
+step "no torch, CLI without click"
+"$V/bin/python" -c "import torch" 2>/dev/null && fail "torch is installed in the runtime-only venv"
+click=$("$V/bin/python" -c "import click; print(click.__version__)" 2>/dev/null || echo "not installed")
+"$V/bin/python" -c "import sys, edge_sync.cli; assert 'click' not in sys.modules, 'edge_sync.cli imported click'; \
+assert edge_sync.cli.__file__.startswith('$V/'), edge_sync.cli.__file__" || fail "the installed CLI imports click"
+size_mb=$(du -sm "$V" | cut -f1)
+
+step "make the test clip (dev venv, demo code)"
+[ -x "$DEV_PYTHON" ] || fail "no $DEV_PYTHON to make the test clip (run scripts/setup.sh, or set DEV_PYTHON)"
+"$DEV_PYTHON" - "$WORK/clip.mp4" "$OFFSET" <<'EOF'
+import sys
+from edge_sync.data.talking_photo import make_talking_photo_clip
+from edge_sync.demo import DEMO_TEXT
+make_talking_photo_clip(sys.argv[1], DEMO_TEXT, offset_frames=int(sys.argv[2]))
+EOF
+
+step "edge-sync --version"
+expect 0 version -- "$ES" --version
+want="edge-sync $("$V/bin/python" -c 'import edge_sync; print(edge_sync.__version__)')"
+[ "$(cat "$WORK/version.out")" = "$want" ] || fail "--version printed '$(cat "$WORK/version.out")', not '$want'"
+
+step "edge-sync info --json"
+expect 0 info -- "$ES" info --json
+"$V/bin/python" - "$WORK/info.out" <<'EOF' || fail "info --json: wrong answer"
+import json, sys
+info = json.load(open(sys.argv[1]))
+assert info["backends"]["torch"]["version"] is None, "info says torch is installed"
+assert info["backends"]["onnxruntime"]["version"], "info does not see onnxruntime"
+assert info["runtime_backends"]["onnxruntime"]["installed"], "onnxruntime backend not installed"
+EOF
+
+step "edge-sync sync clip.mp4 (planted +$OFFSET)"
+expect 0 sync -- "$ES" sync "$WORK/clip.mp4" --json
+"$V/bin/python" - "$WORK/sync.out" "$OFFSET" <<'EOF' || fail "sync: wrong answer"
+import json, sys
+main = json.load(open(sys.argv[1]))  # the main face track's result, at the top level
+found, planted = main["offset_frames"], int(sys.argv[2])
+print(f"  sync: offset {found:+d} (planted {planted:+d}), confidence {main['confidence']:.3f}")
+assert abs(found - planted) <= 1, f"detected {found:+d}, planted {planted:+d}"
+EOF
+expect 0 sync_text -- "$ES" sync "$WORK/clip.mp4"
+grep -q "backend onnxruntime" "$WORK/sync_text.out" || fail "sync did not run on onnxruntime"
+
+step "edge-sync bench (bundled artifact)"
+ART=$("$V/bin/python" -c "from edge_sync._paths import WEIGHTS_DIR; print(WEIGHTS_DIR / 'student.onnx-fp32')")
+expect 0 bench -- "$ES" bench "$ART" --no-baselines --quick
+grep -q "| student.onnx-fp32 | onnx | fp32 | onnxruntime | 25 | 1 |.*| ok" "$WORK/bench.out" \
+  || { cat "$WORK/bench.out" >&2; fail "bench has no ok row for the bundled artifact"; }
+
+step "errors: typo, bare, torch-only commands"
+expect 2 typo -- "$ES" synk; no_traceback typo
+grep -q "No such command 'synk'" "$WORK/typo.err" || fail "a typo does not say 'No such command'"
+expect 2 bare -- "$ES"; no_traceback bare
+grep -q "Usage: edge-sync" "$WORK/bare.out" "$WORK/bare.err" || fail "a bare edge-sync prints no help"
+for cmd in "export" "bench $ART" "parity $ART" "train -o $WORK/x.pt"; do
+  name=${cmd%% *}
+  expect 1 "$name" -- "$ES" $cmd; no_traceback "$name"
+  [ "$(wc -l <"$WORK/$name.err")" -eq 1 ] || { cat "$WORK/$name.err" >&2; fail "$name: not one line"; }
+  grep -q "pip install 'edge-sync\[" "$WORK/$name.err" || fail "$name does not name the extra"
+done
+step ""
+
+printf 'runtime-install: OK in %.0f s (venv %s MB without torch; click: %s)\n' \
+  "$(awk "BEGIN {print $(date +%s.%N) - $t0}")" "$size_mb" "$click"

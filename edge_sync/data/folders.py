@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from edge_sync.errors import EdgeSyncError, MediaError, NoFaceError
 from edge_sync.features import clip as clip_features
 from edge_sync.features.clip import PreparedClip
+from edge_sync.features.faces import DEFAULT_DETECTOR
 from edge_sync.features.media import VIDEO_EXTENSIONS, find_videos
 from edge_sync.spec import MAX_OFFSET, MFCC_PER_FRAME, MOUTH, SPEC_VERSION, VideoPreprocessing
 
@@ -178,7 +179,7 @@ class VideoFolderDataset(Dataset):
                  cache_dir: str | Path | None = None, seed: int = 0,
                  offsets: Literal["uniform"] | int = "uniform", labels: bool = True,
                  extensions: tuple[str, ...] = VIDEO_EXTENSIONS, preprocessing: VideoPreprocessing = MOUTH,
-                 min_negative_shift: int = 3, min_activity: float = 0.5, draws: int = 8, detector: str = "haar",
+                 min_negative_shift: int = 3, min_activity: float = 0.5, draws: int = 8, detector: str = DEFAULT_DETECTOR,
                  max_open: int = 8) -> None:
         self.root = Path(root)
         if not self.root.is_dir():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sync.errors import MediaError
-from edge_sync.features.faces import FaceTrack, track_faces
+from edge_sync.features.faces import DEFAULT_DETECTOR, FaceTrack, track_faces
 from edge_sync.features.media import MediaInfo, iter_frames, probe, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
@@ -80,7 +80,7 @@ def _segments(track: FaceTrack, mfcc: np.ndarray, crop: str, preprocessing: Vide
     return out
 
 
-def prepare_clip(path: str | Path, preprocessing: VideoPreprocessing = MOUTH, detector: str = "haar",
+def prepare_clip(path: str | Path, preprocessing: VideoPreprocessing = MOUTH, detector: str = DEFAULT_DETECTOR,
                  detect_every: int = 5, min_frames: int = 5) -> PreparedClip:
     """Decode, track faces, crop and compute MFCC for a whole file.
 

@@ -24,19 +24,20 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
 
 from edge_sync.errors import NoFaceError
-from edge_sync.features.video import check_frame, get_crop_kind, to_model_input
+from edge_sync.features.video import MOUTH_CENTRE, check_frame, get_crop_kind, to_model_input
 from edge_sync.spec import LEGACY_FACE, MOUTH, VideoPreprocessing
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FaceBox", "FaceDetector", "HaarDetector", "DETECTORS", "register_detector", "get_detector",
+    "FaceBox", "FaceDetector", "HaarDetector", "YuNetDetector", "aligned_box", "DEFAULT_DETECTOR", "DETECTORS", "register_detector", "get_detector",
     "CropResult", "FaceTracker", "FaceTrack", "FaceTracks", "track_faces",
 ]
 
@@ -51,6 +52,9 @@ class FaceBox:
     w: float
     h: float
     score: float = 1.0
+    # five landmarks (right eye, left eye, nose tip, right and left mouth corner, as the subject sees them)
+    # as ((x, y), ...) in full-resolution pixels, where the detector gives them (YuNet); None for Haar
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def cx(self) -> float:
@@ -82,8 +86,14 @@ class FaceBox:
         return float(np.hypot(self.cx - other.cx, self.cy - other.cy))
 
     @classmethod
-    def from_centre(cls, cx: float, cy: float, w: float, h: float, score: float = 1.0) -> "FaceBox":
-        return cls(cx - w / 2.0, cy - h / 2.0, w, h, score)
+    def from_centre(cls, cx: float, cy: float, w: float, h: float, score: float = 1.0,
+                    landmarks: tuple[tuple[float, float], ...] | None = None) -> "FaceBox":
+        return cls(cx - w / 2.0, cy - h / 2.0, w, h, score, landmarks)
+
+    def shifted(self, dx: float, dy: float) -> "FaceBox":
+        """The same box (and landmarks) moved by (dx, dy): region detections back to frame coordinates."""
+        marks = None if self.landmarks is None else tuple((x + dx, y + dy) for x, y in self.landmarks)
+        return FaceBox(self.x + dx, self.y + dy, self.w, self.h, self.score, marks)
 
 
 # --- detectors -----------------------------------------------------------------------------------
@@ -105,7 +115,7 @@ class FaceDetector:
         crop, x0, y0 = _cut(frame_rgb, region, 8)
         if crop is None:
             return []
-        return [FaceBox(b.x + x0, b.y + y0, b.w, b.h, b.score) for b in self.detect(np.ascontiguousarray(crop))]
+        return [b.shifted(x0, y0) for b in self.detect(np.ascontiguousarray(crop))]
 
 
 def _cut(frame: np.ndarray, region: tuple[float, float, float, float], min_side: int):
@@ -118,6 +128,7 @@ def _cut(frame: np.ndarray, region: tuple[float, float, float, float], min_side:
 
 
 DETECTORS: dict[str, type[FaceDetector]] = {}
+DEFAULT_DETECTOR = "yunet"  # learned, with landmarks; "haar" stays registered as the fallback
 
 
 def register_detector(name: str) -> Callable[[type[FaceDetector]], type[FaceDetector]]:
@@ -133,7 +144,7 @@ def register_detector(name: str) -> Callable[[type[FaceDetector]], type[FaceDete
     return deco
 
 
-def get_detector(detector: str | FaceDetector = "haar", **kwargs: Any) -> FaceDetector:
+def get_detector(detector: str | FaceDetector = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:
     """A detector instance from a registered name (kwargs go to its constructor) or an instance as is."""
     if isinstance(detector, FaceDetector):
         if kwargs:
@@ -203,12 +214,7 @@ class HaarDetector(FaceDetector):
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale is None:
             scale = min(1.0, self.detect_size / max(h, w))
-        if scale < 1.0:
-            size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-            sx, sy = w / size[0], h / size[1]
-        else:
-            sx = sy = 1.0
+        gray, sx, sy = _downscale(gray, scale)
         if self.equalize:
             gray = cv2.equalizeHist(gray)
         if min(gray.shape) < min_face:
@@ -221,12 +227,113 @@ class HaarDetector(FaceDetector):
                 for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1))]
 
 
+def _downscale(image: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """``image`` shrunk by ``scale`` (< 1; else as is) and the factors (sx, sy) that map its pixels back."""
+    if scale >= 1.0:
+        return image, 1.0, 1.0
+    h, w = image.shape[:2]
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), w / size[0], h / size[1]
+
+
 def _haar_dir() -> str:
     data = getattr(cv2, "data", None)
     path = getattr(data, "haarcascades", None)
     if not path:
         raise FileNotFoundError("this OpenCV build has no cv2.data.haarcascades; install opencv-python-headless<5")
     return path
+
+
+YUNET_MODEL = Path(__file__).resolve().parent / "detectors" / "face_detection_yunet_2026may.onnx"
+# Where the eyes sit in a frontal face box of the convention the mouth crop was made for (Haar's box on the
+# astronaut photo: eyes at 0.38 of its height, mouth at MOUTH_CENTRE[1] = 0.80; YuNet's landmarks on the same
+# photo put them 41 px apart in a 95 px box).
+EYE_LINE = 0.38
+
+
+def aligned_box(landmarks: np.ndarray, score: float = 1.0) -> FaceBox:
+    """A square face box placed by five landmarks instead of a detector's box edges.
+
+    Centred horizontally on the mouth, its mouth line (``MOUTH_CENTRE[1]``) through the mouth corners' midpoint,
+    its side the eye-to-mouth distance over (``MOUTH_CENTRE[1] - EYE_LINE``). So every crop kind keeps its
+    geometry (the mouth crop lands at the middle of the mouth at a scale fixed by the face, not by how wide the
+    mouth opens), and the box follows the mouth rather than the box edges, which jitter with hair and pose.
+    """
+    lm = np.asarray(landmarks, np.float64).reshape(5, 2)
+    eyes, mouth = lm[:2].mean(axis=0), lm[3:5].mean(axis=0)
+    side = float(np.hypot(*(mouth - eyes))) / (MOUTH_CENTRE[1] - EYE_LINE)
+    side = max(side, 1.0)
+    marks = tuple((float(x), float(y)) for x, y in lm)
+    return FaceBox(float(mouth[0]) - side / 2.0, float(mouth[1]) - MOUTH_CENTRE[1] * side, side, side, score, marks)
+
+
+@register_detector("yunet")
+class YuNetDetector(FaceDetector):
+    """OpenCV's ``FaceDetectorYN`` with the YuNet model (MIT licence, vendored in ``features/detectors``).
+
+    A small CNN (~75 k parameters) that finds faces from about 10 to 300 pixels, frontal or turned, with five
+    landmarks. It runs on a copy scaled so its longest side is ``detect_size`` pixels (a face of 1/8 of a
+    1080p frame is then ~40 px), and in :meth:`detect_region` on a crop scaled so the expected face is
+    ``region_face_px``: a look around a tracked face costs a fraction of a full-frame pass. Boxes are
+    :func:`aligned_box` es from the landmarks (``raw_boxes=True`` keeps the detector's own boxes).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, detect_size: int = 320, score_threshold: float = 0.5,
+                 region_score_threshold: float = 0.4, nms_threshold: float = 0.3, region_face_px: int = 64,
+                 raw_boxes: bool = False) -> None:
+        path = Path(model) if model is not None else YUNET_MODEL
+        if not path.is_file():
+            raise FileNotFoundError(f"YuNet model not found at {path}; reinstall edge-sync (the model ships inside "
+                                    "the package) or pass model=PATH")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; install opencv-python-headless>=4.8 "
+                               "or use detector='haar'")
+        if detect_size < 32:
+            raise ValueError(f"detect_size must be >= 32 pixels, got {detect_size}")
+        self.model_path = str(path)
+        self.detect_size = int(detect_size)
+        self.score_threshold = float(score_threshold)
+        self.region_score_threshold = float(region_score_threshold)
+        self.region_face_px = int(region_face_px)
+        self.raw_boxes = bool(raw_boxes)
+        self._net = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), self.score_threshold,
+                                              float(nms_threshold), 50)
+        self._size: tuple[int, int] | None = None
+
+    def detect(self, frame_rgb: np.ndarray) -> list[FaceBox]:
+        check_frame(frame_rgb)
+        h, w = frame_rgb.shape[:2]
+        return self._run(frame_rgb, min(1.0, self.detect_size / max(h, w)), self.score_threshold)
+
+    def detect_region(self, frame_rgb: np.ndarray, region: tuple[float, float, float, float],
+                      face_size: float | None = None) -> list[FaceBox]:
+        crop, x0, y0 = _cut(frame_rgb, region, 8)
+        if crop is None:
+            return []
+        if face_size is not None and face_size > 0:
+            scale = min(1.0, self.region_face_px / face_size)
+        else:
+            scale = min(1.0, self.detect_size / max(crop.shape[:2]))
+        return [b.shifted(x0, y0) for b in self._run(crop, scale, self.region_score_threshold)]
+
+    def _run(self, rgb: np.ndarray, scale: float, threshold: float) -> list[FaceBox]:
+        small, sx, sy = _downscale(rgb, scale)
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        size = (bgr.shape[1], bgr.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        self._net.setScoreThreshold(threshold)
+        _, faces = self._net.detect(bgr)
+        out = []
+        for f in (faces if faces is not None else ()):
+            marks = f[4:14].reshape(5, 2) * np.array([sx, sy])
+            if self.raw_boxes:
+                out.append(FaceBox(float(f[0]) * sx, float(f[1]) * sy, float(f[2]) * sx, float(f[3]) * sy,
+                                   float(f[14]), tuple((float(x), float(y)) for x, y in marks)))
+            else:
+                out.append(aligned_box(marks, float(f[14])))
+        return out
 
 
 # --- tracking ------------------------------------------------------------------------------------
@@ -249,6 +356,7 @@ class _BoxFilter:
 
     def __init__(self, box: FaceBox, frame: int, pos_gain: tuple[float, float], size_gain: tuple[float, float]):
         self.state = np.array([box.cx, box.cy, box.w, box.h], dtype=np.float64)
+        self.landmarks = box.landmarks  # the latest detection's, as measured (the box is what gets smoothed)
         self.vel = np.zeros(4)
         self.frame = frame
         self.updates = 0
@@ -260,7 +368,8 @@ class _BoxFilter:
         return FaceBox.from_centre(s[0], s[1], max(s[2], 1.0), max(s[3], 1.0))
 
     def box(self) -> FaceBox:
-        return self.predict(self.frame)
+        s = self.state
+        return FaceBox.from_centre(s[0], s[1], max(s[2], 1.0), max(s[3], 1.0), landmarks=self.landmarks)
 
     def update(self, det: FaceBox, frame: int) -> FaceBox:
         dt = max(1, frame - self.frame)
@@ -274,8 +383,9 @@ class _BoxFilter:
             self.vel = self.vel + self.beta * resid / dt
         self.updates += 1
         self.frame = frame
+        self.landmarks = det.landmarks
         return FaceBox.from_centre(self.state[0], self.state[1], max(self.state[2], 1.0), max(self.state[3], 1.0),
-                                   det.score)
+                                   det.score, det.landmarks)
 
 
 @dataclass
@@ -290,8 +400,12 @@ class _Track:
 
 
 def _interp(a: FaceBox, b: FaceBox, t: float) -> FaceBox:
+    marks = None
+    if a.landmarks is not None and b.landmarks is not None:
+        marks = tuple((pa[0] + (pb[0] - pa[0]) * t, pa[1] + (pb[1] - pa[1]) * t)
+                      for pa, pb in zip(a.landmarks, b.landmarks))
     return FaceBox(a.x + (b.x - a.x) * t, a.y + (b.y - a.y) * t, a.w + (b.w - a.w) * t, a.h + (b.h - a.h) * t,
-                   min(a.score, b.score))
+                   min(a.score, b.score), marks)
 
 
 class FaceTracker:
@@ -310,7 +424,7 @@ class FaceTracker:
     ``copy_frames`` copies each pushed frame (set False only if the caller never reuses frame buffers).
     """
 
-    def __init__(self, detector: str | FaceDetector = "haar", detect_every: int = 5, max_gap: int = 25,
+    def __init__(self, detector: str | FaceDetector = DEFAULT_DETECTOR, detect_every: int = 5, max_gap: int = 25,
                  min_track: int = 10, crops: Sequence[str] = ("mouth",), iou_threshold: float = 0.3,
                  centre_threshold: float = 0.5, search_scale: float = 2.0, cut_threshold: float | None = 25.0,
                  pos_gain: tuple[float, float] = (0.7, 0.3), size_gain: tuple[float, float] = (0.5, 0.2),
@@ -495,7 +609,7 @@ class FaceTracker:
                 found = self._search(f, d)
                 if found is None:
                     break
-                back.append((j, FaceBox(found.cx - d.w / 2, found.cy - d.h / 2, d.w, d.h, found.score)))
+                back.append((j, FaceBox(found.cx - d.w / 2, found.cy - d.h / 2, d.w, d.h, found.score, found.landmarks)))
             for j, b in reversed(back):
                 emitted.append((t, j, b))
             if back:
@@ -616,7 +730,7 @@ def _stack_releasing(results: list[CropResult], kind: str) -> np.ndarray:
     return out
 
 
-def track_faces(frames: Iterable[np.ndarray], detector: str | FaceDetector = "haar", detect_every: int = 5,
+def track_faces(frames: Iterable[np.ndarray], detector: str | FaceDetector = DEFAULT_DETECTOR, detect_every: int = 5,
                 crops: Sequence[str] = ("mouth",), **tracker_kwargs: Any) -> FaceTracks:
     """Track faces through RGB uint8 frames and gather per-track boxes and crops.
 

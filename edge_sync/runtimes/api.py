@@ -17,7 +17,7 @@ from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult
-from edge_sync.runtimes.windows import plan_windows
+from edge_sync.runtimes.windows import run_windows
 from edge_sync.spec import PREPROCESSING, ModelContract, check_pair
 
 log = logging.getLogger(__name__)
@@ -125,25 +125,9 @@ class Engine:
 
     def _windowed(self, audio: np.ndarray, video_window, frames: int) -> SyncResult:
         start = time.perf_counter()
-        steps = audio.shape[-1] // frames
-        probs_parts, corr_parts = [], []
-        for w in plan_windows(frames, self.window_frames, self.context_frames, self.buckets):
-            stop = min(w.stop, frames)
-            a = np.ascontiguousarray(audio[..., w.start * steps:stop * steps])
-            v = video_window(w.start, stop)
-            if w.stop > frames:  # a static-shape artifact and a clip shorter than its bucket: pad the tail
-                pad = w.stop - frames
-                a = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad * steps)], mode="edge")
-                v = np.pad(v, [(0, 0), (0, 0), (0, pad), (0, 0), (0, 0)], mode="edge")
-            p, c = self._session.run(a, v)
-            if p.shape[-1] != w.length:
-                raise ArtifactError(f"{self.artifact.path} returned {p.shape[-1]} frames for {w.length}: the artifact "
-                                    "does not keep time as the contract says")
-            probs_parts.append(p[0, :, w.keep_start - w.start:w.keep_stop - w.start])
-            corr_parts.append(c[0, :, w.keep_start - w.start:w.keep_stop - w.start])
-        seconds = time.perf_counter() - start
-        return SyncResult.from_outputs(np.concatenate(probs_parts, axis=1), np.concatenate(corr_parts, axis=1),
-                                       backend=self.backend, seconds=seconds)
+        probs, corr = run_windows(self._session.run, audio, video_window, frames, self.window_frames,
+                                  self.context_frames, self.buckets, f"{self.artifact.path} (the artifact)", ArtifactError)
+        return SyncResult.from_outputs(probs, corr, backend=self.backend, seconds=time.perf_counter() - start)
 
     def run_segment(self, segment) -> SyncResult:
         """A prepared clip segment (uint8 crops normalised window by window, so memory stays bounded)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_sync.errors import MediaError, NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING
-from edge_sync.features.faces import CropResult, FaceTracker
+from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceTracker
 from edge_sync.features.media import iter_frames, probe, read_audio
 from edge_sync.spec import SAMPLES_PER_FRAME
 
@@ -112,7 +112,7 @@ def audio_level(audio: np.ndarray, frames: int) -> np.ndarray:
     return (20.0 * np.log10(np.maximum(rms, 1e-5))).astype(np.float32)
 
 
-def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = "haar",
+def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = DEFAULT_DETECTOR,
               min_frames: int = 5) -> Any:
     """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync."""
     from edge_sync.runtimes.api import FileSync, TrackSync

@@ -9,6 +9,9 @@ frames are then approximate, the one case that cannot be exact). numpy only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 
@@ -50,3 +53,30 @@ def plan_windows(frames: int, window: int, context: int, buckets: tuple[int, ...
         out.append(Window(start, start + size, kept, keep_stop))
         kept = keep_stop
     return out
+
+
+def run_windows(run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], audio: np.ndarray,
+                video_window: Callable[[int, int], np.ndarray], frames: int, window: int, context: int,
+                buckets: tuple[int, ...] = (), what: str = "the model",
+                error: type[Exception] = EdgeSyncError) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``run(audio, video) -> (probs, correlation)`` over :func:`plan_windows` and stitch the kept frames:
+    probs and correlation [2K+1, frames] of one clip. ``video_window(lo, hi)`` gives frames lo..hi-1 as model
+    input, so a caller normalises crops one window at a time. Windows past a short clip's end (static shapes)
+    are padded by repeating the edge; a model that loses frames raises ``error``."""
+    steps = audio.shape[-1] // frames
+    probs_parts, corr_parts = [], []
+    for w in plan_windows(frames, window, context, buckets):
+        stop = min(w.stop, frames)
+        a = np.ascontiguousarray(audio[..., w.start * steps:stop * steps])
+        v = video_window(w.start, stop)
+        if w.stop > frames:
+            pad = w.stop - frames
+            a = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad * steps)], mode="edge")
+            v = np.pad(v, [(0, 0), (0, 0), (0, pad), (0, 0), (0, 0)], mode="edge")
+        p, c = run(a, v)
+        if p.shape[-1] != w.length:
+            raise error(f"{what} returned {p.shape[-1]} frames for {w.length}: it does not keep time as "
+                                "the contract says")
+        probs_parts.append(p[0, :, w.keep_start - w.start:w.keep_stop - w.start])
+        corr_parts.append(c[0, :, w.keep_start - w.start:w.keep_stop - w.start])
+    return np.concatenate(probs_parts, axis=1), np.concatenate(corr_parts, axis=1)

@@ -283,3 +283,56 @@ def test_a_custom_detector_instance_drives_the_tracker():
     res = track_faces(frames, detector=FixedDetector(), detect_every=4)
     np.testing.assert_array_equal(res.frames_without_face, np.arange(12, 18))
     np.testing.assert_allclose(res.tracks[0].boxes, np.tile([280, 140, 80, 80], (24, 1)), atol=1e-4)
+
+
+# --- YuNet: the default, learned detector with landmarks -------------------------------------------------
+def test_yunet_is_the_default_detector_and_haar_stays_registered():
+    from edge_sync.features.faces import DEFAULT_DETECTOR, YuNetDetector
+
+    assert DEFAULT_DETECTOR == "yunet" and isinstance(get_detector(), YuNetDetector)
+    assert isinstance(get_detector("haar"), HaarDetector)
+
+
+def test_yunet_finds_the_photo_face_with_landmarks_and_centres_the_mouth_crop():
+    from edge_sync.features.video import MOUTH_CENTRE
+
+    boxes = get_detector("yunet").detect(_photo())
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert box.landmarks is not None and len(box.landmarks) == 5
+    mouth = np.mean(box.landmarks[3:5], axis=0)
+    # the aligned box puts the mouth corners' midpoint where the mouth crop is centred ...
+    assert box.x + MOUTH_CENTRE[0] * box.w == pytest.approx(mouth[0], abs=0.01)
+    assert box.y + MOUTH_CENTRE[1] * box.h == pytest.approx(mouth[1], abs=0.01)
+    # ... which is the photo's mouth, and the box has the size of the face (Haar's box: 95 px)
+    assert np.hypot(mouth[0] - PHOTO_MOUTH[0], mouth[1] - PHOTO_MOUTH[1]) < 6
+    assert 0.85 < box.w / PHOTO_BOX[2] < 1.2
+
+
+@pytest.mark.parametrize("scale, flip", [(0.35, False), (1.4, True)])
+def test_yunet_tracks_small_and_large_faces_and_the_mouth_crop_follows_the_mouth(scale, flip):
+    """A face of ~50 px and one of ~200 px (mirrored): every frame tracked, mouth centre within a few pixels."""
+    frames, mouths = [], []
+    for i in range(30):
+        frame = _background().copy()
+        mouth, _ = _paste(frame, 40 + 2 * i, 40 + 0.5 * i, scale, flip)
+        frames.append(frame)
+        mouths.append(mouth)
+    tracks = track_faces(frames, detector="yunet", detect_every=5)
+    track = tracks.largest_track()
+    assert len(track) == 30 and len(tracks.frames_without_face) == 0
+    from edge_sync.features.video import MOUTH_CENTRE
+
+    centre = track.boxes[:, :2] + track.boxes[:, 2:] * np.array(MOUTH_CENTRE)
+    err = np.hypot(*(centre - np.array(mouths)).T)
+    assert np.median(err) < 0.1 * track.boxes[:, 2].mean(), err  # the hand-read photo mouth is itself ~3 px off
+
+
+def test_yunet_region_detection_keeps_landmarks_in_frame_coordinates():
+    frame = _background().copy()
+    mouth, face = _paste(frame, 300, 100, 0.6)
+    det = get_detector("yunet")
+    region = (face[0] - face[2], face[1] - face[3], face[0] + 2 * face[2], face[1] + 2 * face[3])
+    found = det.detect_region(frame, region, face_size=face[2])
+    assert len(found) == 1
+    assert np.hypot(*(np.mean(found[0].landmarks[3:5], axis=0) - np.array(mouth))) < 5

@@ -119,10 +119,26 @@ def distill_command(
                f"(final loss {result.final_loss:.3f})")
 
 
+def _clip_names(spec: str) -> list[str]:
+    """Names from a comma-separated list, or from a file of one name per line (blank lines, # comments skipped)."""
+    path = Path(spec)
+    if path.is_file():
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+        return [line for line in lines if line]
+    return [c.strip() for c in spec.split(",") if c.strip()]
+
+
 @app.command("eval")
 def eval_command(
-    model: list[str] = typer.Option(["student"], "--model", help="Model(s): student, teacher, or checkpoint paths."),
-    data: str = typer.Option("synthetic", help="synthetic (the hold-out split) or a folder of videos."),
+    model: list[str] = typer.Option(["student"], "--model", help="Model(s): student, teacher, checkpoint paths, or "
+                                    "(with --data DIR) artifact directories."),
+    data: str = typer.Option("synthetic", help="synthetic (the hold-out split), or a folder of in-sync videos of "
+                             "real people (optional MANIFEST.tsv): the real-footage protocol with planted offsets."),
+    planted: str = typer.Option("-12,-8,-4,-2,2,4,8,12", help="--data DIR: planted audio shifts in frames "
+                                "(+ = sound late); the original clip is always scored too."),
+    clips: Optional[str] = typer.Option(None, help="--data DIR: only these files: comma-separated names, or a text "
+                                        "file with one name per line (# comments), e.g. scripts/real_holdout.txt."),
+    detector: Optional[str] = typer.Option(None, help="--data DIR: face detector (default yunet; haar)."),
     seed: int = typer.Option(1000, help="Hold-out seed (never used for training)."),
     count: int = typer.Option(200, help="Clips to evaluate."),
     frames: int = typer.Option(50, help="Frames per clip."),
@@ -147,7 +163,14 @@ def eval_command(
     rounds: int = typer.Option(5, help="--ablation: interleaved timing rounds over all rows (the best is kept)."),
 ) -> None:
     """Accuracy, accuracy@+-1, MAE and temporal consistency per frame and per clip, plus the LRS2 context table;
-    with --ablation, the modernisation table (legacy -> modern trunk -> attention -> student -> INT8)."""
+    with --data DIR, the real-footage protocol (planted shifts of real in-sync clips, per source and clip); with --ablation, the modernisation table (legacy -> modern trunk -> attention -> student -> INT8)."""
+    if not ablation and data != "synthetic":
+        from edge_sync.training.evaluate_cli import run_real_eval
+
+        shifts = [int(k) for k in planted.split(",") if k.strip()]
+        names = _clip_names(clips) if clips else None
+        typer.echo(run_real_eval(model, data, json_out, shifts, detector, names))
+        return
     if not ablation:
         from edge_sync.training.evaluate_cli import run_eval
 
@@ -309,12 +332,13 @@ def sync_command(
     artifact: Optional[Path] = typer.Option(None, help="Artifact directory (default: bundled student ONNX)."),
     backend: str = typer.Option("auto", help="auto, or a backend name (onnxruntime ...)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
+    detector: str = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),
 ) -> None:
     """Measure the audio/video offset of a video file: decode, face tracks, mouth crops, MFCC, model."""
     from edge_sync.runtimes.api import load
 
     engine = load(artifact, backend=backend)
-    result = engine.sync_file(video)
+    result = engine.sync_file(video, detector=detector)
     if as_json:
         typer.echo(json.dumps(result.to_dict(per_frame=True)))
         return

@@ -141,13 +141,14 @@ class Engine:
 
         return SyncStream(self, hop_frames=hop_frames, previous_sample=previous_sample, keep_frames=keep_frames)
 
-    def sync_file(self, path: str | Path, detect_every: int = 5) -> FileSync:
+    def sync_file(self, path: str | Path, detect_every: int = 5, detector: str | None = None) -> FileSync:
         """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track segment.
         Crops stream into bounded windows (:mod:`edge_sync.runtimes.file_sync`), so memory does not grow
-        with the clip's length."""
+        with the clip's length. ``detector``: a registered face detector (default YuNet; "haar")."""
+        from edge_sync.features.faces import DEFAULT_DETECTOR
         from edge_sync.runtimes.file_sync import sync_file
 
-        return sync_file(self, path, detect_every=detect_every)
+        return sync_file(self, path, detect_every=detect_every, detector=detector or DEFAULT_DETECTOR)
 
 
 def load(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,

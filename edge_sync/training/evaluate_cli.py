@@ -3,11 +3,52 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Sequence
 
-from edge_sync.models.io import load, parameter_count
-from edge_sync.training.evaluate import evaluate
-from edge_sync.training.legacy_adapter import as_trainable
 from edge_sync.training.metrics import context_table_markdown, metrics_table_markdown
+
+
+def scorer_for(name: str) -> tuple[str, Any]:
+    """(label, scorer): an artifact directory runs on the runtime (any backend); anything else is a PyTorch
+    checkpoint or bundled name, scored by :class:`TorchScorer` with the same windows."""
+    path = Path(name)
+    if (path / "manifest.json").is_file():
+        import edge_sync
+
+        engine = edge_sync.load(path)
+        return f"{path.name} ({engine.backend})", engine
+    from edge_sync.evaluation.torch_scorer import TorchScorer
+    from edge_sync.models.io import load, parameter_count
+
+    model = load(name)
+    return f"{name} ({parameter_count(model):,} params, PyTorch)", TorchScorer(model)
+
+
+def run_real_eval(models: Sequence[str], data: str | Path, json_out: Path | None = None,
+                  planted: Sequence[int] | None = None, detector: str | None = None,
+                  names: Sequence[str] | None = None) -> str:
+    """The real-footage protocol (:mod:`edge_sync.evaluation.real_footage`) for every model on the same clips.
+    Clips are decoded and tracked once per crop kind, then every model scores the same crops."""
+    from edge_sync.evaluation.real_footage import DEFAULT_PLANTED, evaluate_real, load_clips
+    from edge_sync.evaluation.tables import render
+    from edge_sync.features.faces import DEFAULT_DETECTOR
+
+    planted = tuple(planted or DEFAULT_PLANTED)
+    scorers = [scorer_for(m) for m in models]
+    loaded: dict[str, tuple[list, dict]] = {}
+    reports = []
+    for label, scorer in scorers:
+        pre = scorer.contract.video
+        if pre.name not in loaded:
+            loaded[pre.name] = load_clips(data, pre, detector or DEFAULT_DETECTOR, names=names)
+        clips, skipped = loaded[pre.name]
+        reports.append(evaluate_real(scorer, clips, label, planted, skipped))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"data": str(data), "planted": list(planted),
+                                        "detector": detector or DEFAULT_DETECTOR,
+                                        "models": [r.to_dict() for r in reports]}, indent=1, default=float))
+    return render(reports, planted)
 
 
 def _dataset(data: str, seed: int, count: int, frames: int):
@@ -22,6 +63,10 @@ def _dataset(data: str, seed: int, count: int, frames: int):
 
 def run_eval(models: list[str], data: str, seed: int, count: int, frames: int, json_out: Path | None,
              device: str = "cpu") -> str:
+    from edge_sync.models.io import load, parameter_count
+    from edge_sync.training.evaluate import evaluate
+    from edge_sync.training.legacy_adapter import as_trainable
+
     dataset = _dataset(data, seed, count, frames)
     rows, contexts, strict, every_window, heads, results = {}, {}, {}, {}, {}, {}
     for name in models:

@@ -1,0 +1,130 @@
+"""The real-footage protocol: planted shifts move the sound exactly, and the bundled models find them end to end."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sync.evaluation.real_footage import (MIN_SCORED_FRAMES, RealClip, RealFootageReport, find_clips,
+                                               load_clips, read_manifest)
+from edge_sync.spec import MOUTH, SAMPLES_PER_FRAME
+
+REAL_CLIPS = Path(os.environ.get("EDGE_SYNC_REAL_CLIPS", Path(__file__).resolve().parents[3] / "shared" / "real_clips"))
+
+
+def _clip_with_click(frames: int = 60, click_frame: int = 30) -> RealClip:
+    audio = np.zeros(frames * SAMPLES_PER_FRAME + 2000, np.float32)
+    audio[click_frame * SAMPLES_PER_FRAME:(click_frame + 1) * SAMPLES_PER_FRAME] = 0.5
+    crops = np.zeros((frames, 112, 112, 3), np.uint8)
+    crops[:, 0, 0, 0] = np.arange(frames)  # each crop knows its source frame
+    return RealClip(Path("x.mp4"), "real", "test", 0, crops, audio, frames)
+
+
+@pytest.mark.parametrize("planted", [0, 5, -5, 12, -12])
+def test_planted_shift_makes_the_sound_late_by_exactly_k_frames(planted):
+    clip = _clip_with_click()
+    audio, video = clip.case_inputs(planted, MOUTH)
+    frames = video.shape[2]
+    assert frames == clip.frames - abs(planted)  # trimmed to real audio, never padded
+    energy = audio[0, 0, 0].reshape(frames, 4).mean(axis=1)  # MFCC row 0: log energy per video frame
+    heard = int(np.argmax(energy))
+    source = np.rint((video[0, 0, :, 0, 0] * 127.5 + 127.5)).astype(int)  # source frame of each video frame
+    # the click happened at source frame 30; with the sound k frames late it is heard k frames after it is seen
+    assert heard == int(np.flatnonzero(source == 30)[0]) + planted
+
+
+def test_too_short_cases_are_left_out():
+    clip = _clip_with_click(frames=MIN_SCORED_FRAMES + 4)
+    assert clip.case_inputs(4, MOUTH) is not None
+    assert clip.case_inputs(5, MOUTH) is None
+
+
+def test_manifest_groups_and_sources(tmp_path):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "MANIFEST.tsv").write_text("file\tgroup\tsource_repo\na.mp4\treal\towner/repo_a\n"
+                                           "b.mp4\treal-suspect\towner/repo_b\n")
+    assert set(read_manifest(tmp_path)) == {"a.mp4", "b.mp4"}
+    found = find_clips(tmp_path)
+    assert [(p.name, g, s) for p, g, s in found] == [("a.mp4", "real", "repo_a"), ("b.mp4", "real-suspect", "repo_b")]
+    assert [p.name for p, _, _ in find_clips(tmp_path, groups=("real",))] == ["a.mp4"]
+
+
+def test_summary_counts_originals_and_planted_separately():
+    from edge_sync.evaluation.real_footage import CaseResult
+
+    cases = [CaseResult("a", "real", "s", 0, 0, 0.5, 0.9, 100), CaseResult("a", "real", "s", 4, 9, 0.1, 0.2, 96),
+             CaseResult("a", "real", "s", -4, -3, 0.4, 0.8, 96)]
+    s = RealFootageReport.summary(cases)
+    assert (s["originals_right"], s["originals"], s["planted_right"], s["planted"]) == (1, 1, 1, 2)
+    assert s["confidence_right"] == pytest.approx(0.45) and s["confidence_wrong"] == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def talking_dir(tmp_path_factory) -> Path:
+    """A folder with one in-sync clip: a real face photo whose jaw follows real espeak-ng speech (the domain the
+    bundled student was trained for)."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    root = tmp_path_factory.mktemp("talking")
+    make_talking_photo_clip(root / "talk.mp4", "The quick brown fox jumps over the lazy dog, and then it runs "
+                            "back across the field to the old barn.", offset_frames=0, size=(320, 240), seed=3)
+    return root
+
+
+def test_bundled_student_on_a_talking_photo_finds_every_planted_shift(talking_dir):
+    """End to end through decode, YuNet, crops, MFCC and the ONNX runtime."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    import edge_sync
+    from edge_sync.evaluation.real_footage import evaluate_real
+
+    clips, skipped = load_clips(talking_dir, MOUTH, progress=False)
+    assert not skipped and len(clips) == 1 and clips[0].coverage > 0.95
+    report = evaluate_real(edge_sync.load(), clips, "student", planted=(-6, 4), progress=False)
+    assert [c.planted for c in report.cases] == [0, -6, 4]
+    assert all(c.right for c in report.cases), [(c.planted, c.detected) for c in report.cases]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_CLIPS.is_dir(), reason=f"no real clips at {REAL_CLIPS} (set EDGE_SYNC_REAL_CLIPS)")
+def test_real_clips_are_all_tracked_and_scored():
+    import edge_sync
+    from edge_sync.evaluation.real_footage import evaluate_real
+
+    clips, skipped = load_clips(REAL_CLIPS, MOUTH, groups=("real",), progress=False)
+    assert not skipped
+    assert min(c.coverage for c in clips) >= 0.9
+    report = evaluate_real(edge_sync.load(), clips, "student", planted=(4,), progress=False)
+    assert report.overall()["originals"] == len(clips)
+
+
+def test_asking_for_clips_that_are_not_there_is_an_error(tmp_path):
+    from edge_sync.errors import EdgeSyncError
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    with pytest.raises(EdgeSyncError, match="not found.*zz.mp4"):
+        load_clips(tmp_path, MOUTH, names=["a.mp4", "zz.mp4"], progress=False)
+
+
+def test_cli_eval_on_a_folder_runs_the_protocol_on_an_artifact_and_a_checkpoint(talking_dir, tmp_path):
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    pytest.importorskip("torch", reason="the checkpoint row needs torch")
+    import json
+
+    from typer.testing import CliRunner
+
+    from edge_sync._paths import BUNDLED_ARTIFACT
+    from edge_sync.cli import app
+
+    out = CliRunner().invoke(app, ["eval", "--data", str(talking_dir), "--model", str(BUNDLED_ARTIFACT), "--model",
+                                   "student", "--planted", "5", "--json", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    assert "originals 0+-1" in out.output and "| talk.mp4 |" in out.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [m["overall"]["originals"] for m in report["models"]] == [1, 1]
+    assert [c["planted"] for c in report["models"][0]["cases"]] == [0, 5]
+    # the artifact and its PyTorch checkpoint read the same offsets
+    assert [c["detected"] for c in report["models"][0]["cases"]] == [c["detected"] for c in report["models"][1]["cases"]]

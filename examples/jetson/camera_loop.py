@@ -203,7 +203,7 @@ def run(engine: Any, frames: Iterator[np.ndarray], mic: Any, args: argparse.Name
     from edge_sync.runtimes.live import LiveSyncer
 
     crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
-    tracker = FaceTracker("haar", detect_every=5, crops=(crop,))
+    tracker = FaceTracker(detect_every=5, crops=(crop,))  # YuNet, the default detector
     live = LiveSyncer(engine, crop=crop, hop_frames=args.hop, switch_after=tracker.max_gap, min_frames=MIN_FRAMES,
                       max_audio_lag=MAX_MIC_LAG)
     recent: deque = deque(maxlen=RECENT)

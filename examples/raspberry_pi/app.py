@@ -75,7 +75,7 @@ class LiveSync:
     def __init__(self, engine: Any, detect_every: int = 5, hop_frames: int = VIDEO_FPS) -> None:
         self.engine, self.hop = engine, hop_frames
         self.crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
-        self.tracker = FaceTracker("haar", detect_every=detect_every, crops=(self.crop,))
+        self.tracker = FaceTracker(detect_every=detect_every, crops=(self.crop,))  # YuNet, the default
         self.syncer = LiveSyncer(engine, crop=self.crop, hop_frames=hop_frames, switch_after=SWITCH_AFTER)
         self.offsets = offset_values(engine.contract.max_offset)
         self.timing = Timing()

@@ -1,0 +1,144 @@
+"""Face front end figures in one run: YuNet (default) vs Haar on real clips and on the 65 s benchmark clip.
+
+Per real clip: share of frames in the main face track, and the mouth's frame-to-frame jitter inside the 112 px mouth
+crop. The mouth is located independently of the tracker being measured, by YuNet's landmarks on every frame (raw
+detections, no smoothing), so both trackers are judged by the same yardstick. Then the detector's cost per call on
+the clips' frames, and end-to-end `sync` on the 64.9 s 640x360 clip with each detector (wall time, x real time).
+
+Run: .venv/bin/python benchmarks/faces_cpu.py [--clips ../shared/real_clips] [--report docs/faces_cpu.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_sync.evaluation.real_footage import find_clips
+from edge_sync.features.faces import FaceTracker, get_detector
+from edge_sync.features.media import iter_frames
+from edge_sync.features.video import MOUTH_CENTRE, MOUTH_SIDE
+
+DETECTORS = ("yunet", "haar")
+CROP = 112
+
+
+def _track(frames: list[np.ndarray], detector: str) -> dict[int, tuple[int, np.ndarray]]:
+    """frame -> (track id, box xywh) of every confirmed track's frame."""
+    tracker = FaceTracker(detector, detect_every=5, crops=("mouth",))
+    out: dict[int, tuple[int, np.ndarray]] = {}
+    for f in frames:
+        for r in tracker.push(f):
+            out.setdefault(r.frame_index, (r.track_id, r.box.as_xywh()))
+    for r in tracker.finish():
+        out.setdefault(r.frame_index, (r.track_id, r.box.as_xywh()))
+    return out
+
+
+def _main_track(found: dict[int, tuple[int, np.ndarray]]) -> dict[int, np.ndarray]:
+    if not found:
+        return {}
+    ids = [t for t, _ in found.values()]
+    main = max(set(ids), key=ids.count)
+    return {i: b for i, (t, b) in found.items() if t == main}
+
+
+def _jitter(boxes: dict[int, np.ndarray], mouths: dict[int, np.ndarray]) -> float:
+    """Median frame-to-frame movement (px of the 112 crop) of the true mouth inside the crop."""
+    pos = {}
+    for i, b in boxes.items():
+        if i in mouths:
+            side = MOUTH_SIDE * max(b[2], b[3])
+            cx, cy = b[0] + MOUTH_CENTRE[0] * b[2], b[1] + MOUTH_CENTRE[1] * b[3]
+            pos[i] = (mouths[i] - np.array([cx, cy])) * CROP / side
+    steps = [np.hypot(*(pos[i] - pos[i - 1])) for i in pos if i - 1 in pos]
+    return float(np.median(steps)) if steps else float("nan")
+
+
+def clip_rows(root: Path) -> tuple[list[dict], dict[str, list[float]]]:
+    rows, cost = [], {d: [] for d in DETECTORS}
+    reference = get_detector("yunet")
+    for path, group, _ in tqdm(find_clips(root), desc="clips", unit="clip"):
+        frames = list(iter_frames(path))
+        mouths = {}
+        for i, f in enumerate(frames):
+            found = reference.detect(f)
+            if found:
+                best = max(found, key=lambda b: b.w)
+                mouths[i] = np.mean(best.landmarks[3:5], axis=0)
+        row = {"clip": path.name, "group": group, "frames": len(frames), "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}"}
+        for d in DETECTORS:
+            det = get_detector(d)
+            sample = frames[::max(1, len(frames) // 20)]
+            start = time.perf_counter()
+            for f in sample:
+                det.detect(f)
+            cost[d].append((time.perf_counter() - start) / len(sample))
+            boxes = _main_track(_track(frames, d))
+            row[f"{d} coverage"] = len(boxes) / len(frames)
+            row[f"{d} jitter px"] = _jitter(boxes, mouths)
+        rows.append(row)
+    return rows, cost
+
+
+def sync_rows() -> dict[str, float]:
+    import edge_sync
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    engine = edge_sync.load()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        text = " ".join(["We keep talking so the clip lasts a full minute, counting one two three four five."] * 11)
+        clip = make_talking_photo_clip(Path(tmp) / "minute.mp4", text, offset_frames=3, size=(640, 360))
+        seconds = clip.frames / 25
+        for d in DETECTORS:
+            start = time.perf_counter()
+            res = engine.sync_file(clip.path, detector=d)
+            wall = time.perf_counter() - start
+            out[f"{d}: sync wall s"] = wall
+            out[f"{d}: x real time"] = seconds / wall
+            out[f"{d}: offset (planted +3)"] = res.main.result.offset_frames
+        out["clip seconds"] = seconds
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "real_clips")
+    parser.add_argument("--report", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    from edge_sync.training.metrics import metrics_table_markdown
+
+    rows, cost = clip_rows(args.clips)
+    sync = sync_rows()
+    real = [r for r in rows if r["group"] == "real"]
+    summary = {}
+    for d in DETECTORS:
+        summary[d] = {"ms per detection": 1000 * float(np.median(cost[d])),
+                      "clips >= 98% covered": f"{sum(r[f'{d} coverage'] >= 0.98 for r in real)}/{len(real)}",
+                      "min coverage": min(r[f"{d} coverage"] for r in real),
+                      "median jitter px": float(np.nanmedian([r[f"{d} jitter px"] for r in real])),
+                      "sync x real time (65 s clip)": sync[f"{d}: x real time"]}
+    table = {r["clip"]: {k: v for k, v in r.items() if k != "clip"} for r in rows}
+    text = ("# Face front end on this CPU\n\nMade by `.venv/bin/python benchmarks/faces_cpu.py --report "
+            f"{args.report}` in one run (medians; detector cost = one call on a full frame, sampled over every clip).\n\n"
+            + metrics_table_markdown(summary, name_header="detector") + "\n"
+            + "End-to-end `sync` on the 64.9 s 640x360 clip (bundled student, onnxruntime):\n\n"
+            + metrics_table_markdown({"sync": sync}) + "\n"
+            + "Per clip (coverage: share of the clip's frames in its main face track; jitter: median frame-to-frame "
+              "movement of the mouth, located by YuNet landmarks on every frame, inside the 112 px mouth crop):\n\n"
+            + metrics_table_markdown(table, name_header="clip"))
+    print(text)
+    if args.report:
+        args.report.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "sync": sync, "clips": rows}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,7 @@ def _play(engine, path, mic_lag: int, chunk: int = 1000, **options):
 
     audio = read_audio(path)
     live = LiveSyncer(engine, **options)
-    tracker = FaceTracker("haar", detect_every=5, crops=(live.crop,))
+    tracker = FaceTracker(detect_every=5, crops=(live.crop,))  # the default detector, as sync_file uses
     got, sent = [], 0
     for n, frame in enumerate(iter_frames(path)):
         got += live.push_faces(tracker.push(frame))

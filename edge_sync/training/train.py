@@ -11,10 +11,11 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -52,6 +53,10 @@ class TrainConfig:
     half_weights: bool = False  # store the final checkpoint in float16 (bundled weights)
     cache_dir: str | None = None
     speech_bank: int | None = None  # synthetic data: use only the first N utterances of the speech bank
+    # with a folder of videos: this share of the clips (0..1) comes from the synthetic generator instead, so a model
+    # fine-tuned on a few real clips keeps what it learned about sync rather than memorising those clips
+    synthetic_fraction: float = 0.0
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. ["audio_encoder"]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -116,8 +121,34 @@ def build_dataset(config: TrainConfig, world: int) -> Dataset:
     root = Path(config.data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data must be 'synthetic' or a folder of videos; {root} is neither")
-    return VideoFolderDataset(root, frames=config.frames, seed=config.seed,
+    real = VideoFolderDataset(root, frames=config.frames, seed=config.seed,
                               cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+    if not config.synthetic_fraction:
+        return real
+    if not 0.0 < config.synthetic_fraction < 1.0:
+        raise ValueError(f"synthetic_fraction must be in [0, 1), got {config.synthetic_fraction}")
+    synthetic = build_dataset(replace(config, data="synthetic", synthetic_fraction=0.0), world)
+    return MixedDataset(real, synthetic, config.synthetic_fraction, config.seed)
+
+
+class MixedDataset(Dataset):
+    """Item i is synthetic clip i with probability ``fraction`` (drawn from (seed, i)), else real window i (cycled);
+    only the keys both kinds share (audio, video, offsets, valid) are kept, so batches collate."""
+
+    KEYS = ("audio", "video", "offsets", "valid")
+
+    def __init__(self, real: Dataset, synthetic: Dataset, fraction: float, seed: int) -> None:
+        self.real, self.synthetic, self.fraction, self.seed = real, synthetic, float(fraction), seed
+
+    def __len__(self) -> int:
+        return len(self.synthetic)
+
+    def is_synthetic(self, index: int) -> bool:
+        return bool(np.random.default_rng([self.seed, 7, index]).random() < self.fraction)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.synthetic[index] if self.is_synthetic(index) else self.real[index % len(self.real)]
+        return {k: item[k] for k in self.KEYS}
 
 
 class AugmentedDataset(Dataset):
@@ -150,6 +181,26 @@ def build_model(config: TrainConfig) -> nn.Module:
     return as_trainable(load(config.model)).train()
 
 
+def freeze_parameters(model: nn.Module, prefixes: list[str]) -> int:
+    """Stop gradients for parameters whose names start with any prefix, and keep their batch-norm statistics (call
+    after ``model.train()``); how many tensors were frozen.
+    A prefix that matches nothing is a typo that would silently train everything: it is an error."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ValueError(f"freeze prefix {prefix!r} matches no parameter; top-level modules: {tops}")
+    count = 0
+    for name, p in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in prefixes):
+            p.requires_grad_(False)
+            count += 1
+    for name, module in model.named_modules():  # batch-norm statistics are state too: keep them as they were
+        if any(name.startswith(prefix) for prefix in prefixes) and isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return count
+
+
 def _lr_lambda(config: TrainConfig):
     def f(step: int) -> float:
         if step < config.warmup_steps:
@@ -171,7 +222,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # --- the loop --------------------------------------------------------------------------------------------
 # TrainConfig fields that decide the stream of batches; runs trained together must agree on them.
 DATA_FIELDS = ("data", "frames", "batch_size", "steps", "seed", "workers", "augment", "device", "cache_dir",
-               "speech_bank")
+               "speech_bank", "synthetic_fraction")
 
 
 @dataclass
@@ -213,7 +264,11 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
             p.requires_grad_(False)
         if config.loss.distill == 0:
             config.loss.distill = 1.0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    frozen = freeze_parameters(model, config.freeze)
+    if frozen:
+        log.info("frozen: %d parameter tensors under %s", frozen, config.freeze)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     start_step, history, elapsed = 0, [], 0.0
     state_file = state_path(output)

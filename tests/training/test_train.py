@@ -105,3 +105,32 @@ def test_window_loss_trains_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
     with pytest.raises(ValueError, match="too short"):
         train(_config(loss=LossWeights(window_ce=1.0)), tmp_path / "short.pt", progress=False)
+
+
+def test_freeze_keeps_the_named_parameters_fixed_and_rejects_typos(tmp_path):
+    start = io.load("student")
+    before = {n: p.detach().clone().float() for n, p in start.state_dict().items()}
+    cfg = _config(model=str(io.bundled_path("student")), model_config={}, freeze=["audio_encoder"], steps=2,
+                  speech_bank=4)
+    train(cfg, tmp_path / "f.pt", progress=False)
+    after = {n: p.float() for n, p in io.load(tmp_path / "f.pt").state_dict().items()}
+    audio = [n for n in before if n.startswith("audio_encoder")]  # weights and batch-norm statistics
+    assert any("running_mean" in n for n in audio)
+    assert all(torch.equal(before[n], after[n]) for n in audio)
+    assert any(not torch.allclose(before[n], after[n]) for n in before if n.startswith("video_encoder"))
+    with pytest.raises(ValueError, match="matches no parameter"):
+        train(_config(freeze=["audio_encodr"], speech_bank=4), tmp_path / "g.pt", progress=False)
+
+
+def test_mixed_dataset_draws_the_asked_share_of_synthetic_clips(tmp_path):
+    from edge_sync.data.synthetic import SyntheticSyncDataset
+    from edge_sync.training.train import MixedDataset
+
+    synthetic = SyntheticSyncDataset(count=400, frames=12, seed=1, split="train")
+    real = SyntheticSyncDataset(count=3, frames=12, seed=2, split="holdout")  # stands in for the real windows
+    mixed = MixedDataset(real, synthetic, 0.25, seed=3)
+    share = sum(mixed.is_synthetic(i) for i in range(len(mixed))) / len(mixed)
+    assert len(mixed) == 400 and 0.18 < share < 0.32
+    i = next(i for i in range(len(mixed)) if not mixed.is_synthetic(i))
+    assert set(mixed[i]) == set(MixedDataset.KEYS)
+    assert torch.equal(mixed[i]["video"], real[i % 3]["video"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import av
+import cv2
 import numpy as np
 
 from edge_sync.errors import MediaError
@@ -220,9 +221,28 @@ def _check_not_truncated(p: Path, kind: str, stream: Any, data_end: float) -> No
             f"{data_end:.2f} s; re-download or re-export the file")
 
 
+# FFmpeg's codes for the frames OpenCV's I420 conversion reads the same way swscale does: BT.601 matrix (or none
+# stated, which swscale also reads as BT.601) in limited (or unstated) range
+_BT601_SPACES = {2, 5, 6}  # unspecified, BT470BG, SMPTE170M
+_LIMITED_RANGES = {0, 1}  # unspecified, MPEG
+
+
+def _fast_rgb(frame: Any) -> np.ndarray | None:
+    """The common case, 4:2:0 BT.601 limited range, through OpenCV: ~6x faster than swscale's rgb24 (5.6 vs
+    0.9 ms for 640x360 here) and within a few levels of it (chroma upsampling and rounding differ); None where
+    OpenCV would read the colours differently (full range, BT.709, other layouts), so swscale does those."""
+    if (frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2
+            or getattr(frame, "color_range", 0) not in _LIMITED_RANGES
+            or getattr(frame, "colorspace", 2) not in _BT601_SPACES):
+        return None
+    return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+
+
 def _rgb(frame: Any) -> np.ndarray:
     """Decoded frame -> RGB uint8 [H, W, 3] in display orientation (phones store portrait as rotated)."""
-    arr = frame.to_ndarray(format="rgb24")
+    arr = _fast_rgb(frame)
+    if arr is None:
+        arr = frame.to_ndarray(format="rgb24")
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation:
         k = round(rotation / 90.0)

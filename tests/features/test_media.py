@@ -579,3 +579,33 @@ def test_audio_trimmed_by_an_edit_list_stays_on_the_video_clock(make, tmp_path, 
     assert len(clicks) == len(expected), clicks
     tolerance = 16 if codec == "flac" else 48  # 1 ms; AAC's own priming and smearing move onsets a little more
     assert np.max(np.abs(np.array(clicks) - expected)) <= tolerance, (clicks, expected)
+
+
+@pytest.mark.parametrize("color_range, fast", [(None, True), ("pc", False)])
+def test_fast_colour_conversion_matches_swscale_and_steps_aside_for_full_range(tmp_path, color_range, fast):
+    """4:2:0 limited-range frames go through OpenCV (6x faster), within a few levels of swscale's rgb24; a
+    full-range stream, which OpenCV would read with the wrong levels, goes through swscale."""
+    from edge_sync.features.media import _fast_rgb
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "c.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        if color_range:
+            stream.codec_context.color_range = 2  # JPEG / full range
+        for i in range(5):
+            img = np.clip(rng.normal(128, 60, (120, 160, 3)) + np.linspace(0, 60, 160)[None, :, None], 0, 255)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as src:
+        frame = next(src.decode(video=0))
+        fast_rgb = _fast_rgb(frame)
+        assert (fast_rgb is not None) == fast
+        if fast:
+            diff = np.abs(fast_rgb.astype(int) - frame.to_ndarray(format="rgb24").astype(int))
+            assert diff.mean() < 2.0 and diff.max() <= 12
+    frames = list(iter_frames(path))
+    assert len(frames) == 5 and frames[0].shape == (120, 160, 3) and frames[0].dtype == np.uint8

@@ -421,16 +421,21 @@ class FaceTracker:
     ``centre_threshold`` (fraction of the face size) for association; ``search_scale`` side of the region
     searched around an expected face, in face sizes; ``cut_threshold`` thumbnail difference (0..255) that
     forces a detection (None: off); ``pos_gain`` / ``size_gain`` alpha-beta gains of the box filter;
-    ``copy_frames`` copies each pushed frame (set False only if the caller never reuses frame buffers).
+    ``copy_frames`` copies each pushed frame (set False only if the caller never reuses frame buffers);
+    ``full_every`` frames at most between whole-frame detections while every track is followed (in between, the
+    detector only looks around the tracked faces; a face that appears waits up to that long; None: always the
+    whole frame).
     """
 
     def __init__(self, detector: str | FaceDetector = DEFAULT_DETECTOR, detect_every: int = 5, max_gap: int = 25,
                  min_track: int = 10, crops: Sequence[str] = ("mouth",), iou_threshold: float = 0.3,
                  centre_threshold: float = 0.5, search_scale: float = 2.0, cut_threshold: float | None = 25.0,
                  pos_gain: tuple[float, float] = (0.7, 0.3), size_gain: tuple[float, float] = (0.5, 0.2),
-                 copy_frames: bool = True) -> None:
+                 copy_frames: bool = True, full_every: int | None = 25) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if full_every is not None and full_every < 1:
+            raise ValueError(f"full_every must be >= 1 or None, got {full_every}")
         if max_gap < 0 or min_track < 1:
             raise ValueError(f"need max_gap >= 0 and min_track >= 1, got {max_gap}, {min_track}")
         self.detector = get_detector(detector)
@@ -446,6 +451,7 @@ class FaceTracker:
         self.cut_threshold = cut_threshold
         self.pos_gain, self.size_gain = pos_gain, size_gain
         self.copy_frames = copy_frames
+        self.full_every = full_every
         self._buffer: list[tuple[int, np.ndarray]] = []
         self._tracks: list[_Track] = []
         self._next_key = 0
@@ -456,7 +462,9 @@ class FaceTracker:
         self._thumb: np.ndarray | None = None
         self._covered = bytearray()
         self._finished = False
-        self.detection_frames = 0  # how many frames went through the full detector (for profiling)
+        self.detection_frames = 0  # how many frames went through the detector (for profiling)
+        self.full_detections = 0  # of those, whole-frame passes; the rest looked only around the tracked faces
+        self._last_full: int | None = None
 
     # -- public ----------------------------------------------------------------------------------
     @property
@@ -483,7 +491,7 @@ class FaceTracker:
         self._buffer.append((idx, frame.copy() if self.copy_frames else frame))
         cut = self._is_cut(frame)
         if self._last_det is None or idx - self._last_det >= self.detect_every or cut:
-            return self._step()
+            return self._step(full=cut)
         return []
 
     def finish(self) -> list[CropResult]:
@@ -533,12 +541,32 @@ class FaceTracker:
             return None
         return min(cands, key=lambda b: b.centre_distance(around))
 
-    def _step(self) -> list[CropResult]:
+    def _detect(self, k: int, frame: np.ndarray, full: bool) -> list[FaceBox]:
+        """Faces on detection frame ``k``: the whole frame, or, while every track is followed and a whole-frame
+        pass happened less than ``full_every`` frames ago, only the regions around the tracks' predicted boxes
+        (a few times cheaper; new faces wait for the next whole-frame pass)."""
+        tracked = [t for t in self._tracks if t.lost_since is None]
+        regional = (self.full_every is not None and not full and tracked and len(tracked) == len(self._tracks)
+                    and self._last_full is not None and k - self._last_full < self.full_every)
+        self.detection_frames += 1
+        if not regional:
+            self._last_full = k
+            self.full_detections += 1
+            return self.detector.detect(frame)
+        found: list[FaceBox] = []
+        for t in tracked:
+            pred = t.filt.predict(k)
+            side = pred.size * self.search_scale
+            region = (pred.cx - side / 2, pred.cy - side / 2, pred.cx + side / 2, pred.cy + side / 2)
+            found += [b for b in self.detector.detect_region(frame, region, pred.size)
+                      if not any(b.iou(f) > self.iou_threshold for f in found)]
+        return found
+
+    def _step(self, full: bool = False) -> list[CropResult]:
         k, frame_k = self._buffer[-1]
         between = self._buffer[:-1]  # frames after the previous detection frame, before k
         frames = dict(self._buffer)
-        dets = self.detector.detect(frame_k)
-        self.detection_frames += 1
+        dets = self._detect(k, frame_k, full)
         emitted: list[tuple[_Track, int, FaceBox]] = []
 
         active = [t for t in self._tracks if t.lost_since is None]

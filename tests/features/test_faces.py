@@ -336,3 +336,35 @@ def test_yunet_region_detection_keeps_landmarks_in_frame_coordinates():
     found = det.detect_region(frame, region, face_size=face[2])
     assert len(found) == 1
     assert np.hypot(*(np.mean(found[0].landmarks[3:5], axis=0) - np.array(mouth))) < 5
+
+
+def test_tracked_faces_are_looked_for_around_their_track_between_whole_frame_passes():
+    """With full_every=25, detection frames in between only search around the followed face: fewer whole-frame
+    passes, the same coverage, boxes close to the whole-frame tracker's."""
+    frames, truth = _moving(60)
+    every = FaceTracker("yunet", detect_every=5, full_every=None)
+    sparse = FaceTracker("yunet", detect_every=5, full_every=25)
+    out = {}
+    for name, tracker in (("every", every), ("sparse", sparse)):
+        res = [r for f in frames for r in tracker.push(f)] + tracker.finish()
+        out[name] = {r.frame_index: r.box.as_xywh() for r in res}
+    assert sorted(out["sparse"]) == sorted(out["every"]) == list(range(60))
+    assert every.full_detections == every.detection_frames == 13
+    assert sparse.detection_frames == 13 and sparse.full_detections == 3  # frames 0, 25, 50
+    from edge_sync.features.video import MOUTH_CENTRE
+
+    def mouth_error(boxes):
+        return np.median([np.hypot(*(boxes[i][:2] + boxes[i][2:] * np.array(MOUTH_CENTRE) - np.array(truth[i][0])))
+                          for i in range(60)])
+
+    assert mouth_error(out["sparse"]) < mouth_error(out["every"]) + 1.0  # the mouth crop is as well placed
+
+
+def test_a_face_that_appears_is_found_by_the_next_whole_frame_pass():
+    frames, _ = _moving(70, blank=(0, 12))  # the face enters at frame 12
+    tracker = FaceTracker("yunet", detect_every=5, full_every=25, cut_threshold=None)
+    res = [r for f in frames for r in tracker.push(f)] + tracker.finish()
+    first = min(r.frame_index for r in res)
+    assert 12 <= first <= 12 + 5  # no track yet, so every detection frame is a whole-frame pass
+    with pytest.raises(ValueError, match="full_every"):
+        FaceTracker(full_every=0)

@@ -11,7 +11,8 @@ per-frame results as soon as the frames after them have arrived (hop + receptive
 student). The loop prints the offset over the
 last 2 s every --every frames, and the whole run's offset at the end. With --video, the frames come through
 the same cv2.VideoCapture and the file's soundtrack stands in for the microphone, so the result equals
-``engine.sync_file`` on that file.
+``engine.sync_file`` on that file (up to the colour conversion: VideoCapture's swscale and the SDK's OpenCV I420
+conversion differ by a few pixel levels).
 
 Live caveat: camera and microphone start and buffer independently, so a live offset includes the capture
 chain's own delay; measure it once on a source known to be in sync and subtract it.

@@ -1,12 +1,16 @@
 """Face detection and streaming face tracking -> per-track mouth (and legacy face) crops.
 
-numpy + OpenCV only. Detectors live in the :data:`DETECTORS` registry (``register_detector``); the first is
-``"haar"``, OpenCV's frontal-face Haar cascade, whose XML ships inside the opencv package (no download).
+numpy + OpenCV only. Detectors live in the :data:`DETECTORS` registry (``register_detector``): the default
+``"yunet"``, OpenCV's learned YuNet detector with five landmarks (its 230 KB model ships in this package), whose
+boxes are placed by the landmarks so mouth crops sit on the mouth; and ``"haar"``, OpenCV's frontal-face Haar
+cascade, whose XML ships inside opencv-python < 5 (no download either).
 
 :class:`FaceTracker` is a streaming tracker with a bounded frame buffer (at most ``detect_every`` frames):
 
 * it runs the detector on every ``detect_every``-th frame only (and on a shot cut, found by a cheap
-  thumbnail difference, and on the last frame), because detection is the expensive part;
+  thumbnail difference, and on the last frame), because detection is the expensive part; while every track is
+  followed, those looks cover only the regions around the tracks, with a whole-frame pass at least every
+  ``full_every`` frames for faces that appear;
 * detections are associated with tracks by IoU / centre distance against each track's constant-velocity
   prediction; a track missed by the full-frame detector gets a second, more lenient look in a small region
   around its prediction (Haar misses faces now and then);
@@ -37,7 +41,8 @@ from edge_sync.spec import LEGACY_FACE, MOUTH, VideoPreprocessing
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FaceBox", "FaceDetector", "HaarDetector", "YuNetDetector", "aligned_box", "DEFAULT_DETECTOR", "DETECTORS", "register_detector", "get_detector",
+    "FaceBox", "FaceDetector", "HaarDetector", "YuNetDetector", "aligned_box", "DEFAULT_DETECTOR", "DETECTORS",
+    "register_detector", "get_detector",
     "CropResult", "FaceTracker", "FaceTrack", "FaceTracks", "track_faces",
 ]
 
@@ -272,8 +277,8 @@ class YuNetDetector(FaceDetector):
     """OpenCV's ``FaceDetectorYN`` with the YuNet model (MIT licence, vendored in ``features/detectors``).
 
     A small CNN (~75 k parameters) that finds faces from about 10 to 300 pixels, frontal or turned, with five
-    landmarks. It runs on a copy scaled so its longest side is ``detect_size`` pixels (a face of 1/8 of a
-    1080p frame is then ~40 px), and in :meth:`detect_region` on a crop scaled so the expected face is
+    landmarks. It runs on a copy scaled so its longest side is ``detect_size`` pixels (a face 1/8 of a 1080p
+    frame's height is then ~22 px, inside its range), and in :meth:`detect_region` on a crop scaled so the expected face is
     ``region_face_px``: a look around a tracked face costs a fraction of a full-frame pass. Boxes are
     :func:`aligned_box` es from the landmarks (``raw_boxes=True`` keeps the detector's own boxes).
     """

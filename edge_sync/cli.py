@@ -163,7 +163,8 @@ def eval_command(
     rounds: int = typer.Option(5, help="--ablation: interleaved timing rounds over all rows (the best is kept)."),
 ) -> None:
     """Accuracy, accuracy@+-1, MAE and temporal consistency per frame and per clip, plus the LRS2 context table;
-    with --data DIR, the real-footage protocol (planted shifts of real in-sync clips, per source and clip); with --ablation, the modernisation table (legacy -> modern trunk -> attention -> student -> INT8)."""
+    with --data DIR, the real-footage protocol (planted shifts of real in-sync clips, per source and clip); with
+    --ablation, the modernisation table (legacy -> modern trunk -> attention -> student -> INT8)."""
     if not ablation and data != "synthetic":
         from edge_sync.training.evaluate_cli import run_real_eval
 

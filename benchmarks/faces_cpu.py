@@ -21,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_sync.evaluation.real_footage import find_clips
-from edge_sync.features.faces import FaceBox, FaceDetector, FaceTracker, get_detector
+from edge_sync.errors import NoFaceError
+from edge_sync.features.faces import FaceBox, FaceDetector, get_detector, track_faces
 from edge_sync.features.media import iter_frames
 from edge_sync.features.video import MOUTH_CENTRE, MOUTH_SIDE
 
@@ -51,24 +52,13 @@ class TimedDetector(FaceDetector):
             self.seconds += time.perf_counter() - start
 
 
-def _track(frames: list[np.ndarray], detector: TimedDetector) -> dict[int, tuple[int, np.ndarray]]:
-    """frame -> (track id, box xywh) of every confirmed track's frame."""
-    tracker = FaceTracker(detector, detect_every=5, crops=("mouth",), **TRACKER_OPTIONS[detector.name])
-    out: dict[int, tuple[int, np.ndarray]] = {}
-    for f in frames:
-        for r in tracker.push(f):
-            out.setdefault(r.frame_index, (r.track_id, r.box.as_xywh()))
-    for r in tracker.finish():
-        out.setdefault(r.frame_index, (r.track_id, r.box.as_xywh()))
-    return out
-
-
-def _main_track(found: dict[int, tuple[int, np.ndarray]]) -> dict[int, np.ndarray]:
-    if not found:
+def _main_track(frames: list[np.ndarray], detector: TimedDetector) -> dict[int, np.ndarray]:
+    """frame -> box xywh of the clip's main (longest) face track; empty when no face track is found."""
+    try:
+        track = track_faces(frames, detector, detect_every=5, **TRACKER_OPTIONS[detector.name]).largest_track()
+    except NoFaceError:
         return {}
-    ids = [t for t, _ in found.values()]
-    main = max(set(ids), key=ids.count)
-    return {i: b for i, (t, b) in found.items() if t == main}
+    return dict(zip(track.frames.tolist(), track.boxes))
 
 
 def _jitter(boxes: dict[int, np.ndarray], mouths: dict[int, np.ndarray]) -> float:
@@ -97,7 +87,7 @@ def clip_rows(root: Path) -> tuple[list[dict], dict[str, list[float]]]:
         row = {"clip": path.name, "group": group, "frames": len(frames), "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}"}
         for d in DETECTORS:
             det = TimedDetector(get_detector(d))
-            boxes = _main_track(_track(frames, det))
+            boxes = _main_track(frames, det)
             cost[d].append(det.seconds / len(frames))
             row[f"{d} coverage"] = len(boxes) / len(frames)
             row[f"{d} jitter px"] = _jitter(boxes, mouths)

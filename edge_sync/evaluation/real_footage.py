@@ -20,10 +20,10 @@ from typing import Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from edge_sync.errors import EdgeSyncError, MediaError, NoFaceError
-from edge_sync.features.clip import CROP_FOR_PREPROCESSING
+from edge_sync.errors import EdgeSyncError
+from edge_sync.features.clip import CROP_FOR_PREPROCESSING, consecutive_runs, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, track_faces
-from edge_sync.features.media import find_videos, iter_frames, probe, read_audio
+from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
 from edge_sync.spec import SAMPLES_PER_FRAME, VideoPreprocessing
@@ -112,19 +112,13 @@ def read_manifest(root: Path) -> dict[str, dict[str, str]]:
 def load_real_clip(path: Path, preprocessing: VideoPreprocessing, detector: str = DEFAULT_DETECTOR,
                    detect_every: int = 5, group: str = "real", source: str = "") -> RealClip:
     """Decode and track one file; the main (longest) track's longest run without a gap is scored."""
-    info = probe(path)
-    if not (info.has_video and info.has_audio):
-        raise MediaError(f"{path} needs both a video and an audio stream")
+    probe_for_sync(path)
     crop = CROP_FOR_PREPROCESSING[preprocessing.name]
     tracks = track_faces(iter_frames(path), detector=detector, detect_every=detect_every, crops=(crop,))
     track = tracks.largest_track()
-    breaks = np.flatnonzero(np.diff(track.frames) != 1) + 1
-    runs = np.split(np.arange(len(track)), breaks)
-    run = max(runs, key=len)
-    crops = (track.mouth if crop == "mouth" else track.legacy_face)[run]
-    audio = read_audio(path)
-    return RealClip(path, group, source or path.parent.name, int(track.frames[run[0]]), np.ascontiguousarray(crops),
-                    audio, tracks.num_frames)
+    i, j = max(consecutive_runs(track.frames), key=lambda r: r[1] - r[0])
+    return RealClip(path, group, source or path.parent.name, int(track.frames[i]),
+                    np.ascontiguousarray(getattr(track, crop)[i:j]), read_audio(path), tracks.num_frames)
 
 
 def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_PLANTED,
@@ -235,7 +229,7 @@ def load_clips(root: str | Path, preprocessing: VideoPreprocessing, detector: st
     for path, group, source in tqdm(entries, desc="decode + track", unit="clip", disable=not progress):
         try:
             clips.append(load_real_clip(path, preprocessing, detector, group=group, source=source))
-        except (MediaError, NoFaceError, EdgeSyncError) as exc:
+        except EdgeSyncError as exc:  # MediaError, NoFaceError: the clip is skipped and recorded
             skipped[path.name] = str(exc).splitlines()[0]
             log.warning("skipping %s: %s", path.name, skipped[path.name])
     return clips, skipped

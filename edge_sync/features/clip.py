@@ -60,7 +60,7 @@ class PreparedClip:
         return sorted({s.track_id for s in self.segments})
 
 
-def _runs(frames: np.ndarray) -> list[tuple[int, int]]:
+def consecutive_runs(frames: np.ndarray) -> list[tuple[int, int]]:
     """Index ranges [i, j) of consecutive frame numbers."""
     breaks = np.flatnonzero(np.diff(frames) != 1) + 1
     edges = [0, *breaks.tolist(), len(frames)]
@@ -71,7 +71,7 @@ def _segments(track: FaceTrack, mfcc: np.ndarray, crop: str, preprocessing: Vide
               min_frames: int) -> list[ClipSegment]:
     crops = getattr(track, crop)
     out = []
-    for i, j in _runs(track.frames):
+    for i, j in consecutive_runs(track.frames):
         if j - i < min_frames:
             continue
         start = int(track.frames[i])
@@ -80,17 +80,23 @@ def _segments(track: FaceTrack, mfcc: np.ndarray, crop: str, preprocessing: Vide
     return out
 
 
+def probe_for_sync(path: str | Path) -> MediaInfo:
+    """Probe a file and refuse it up front unless it has both a video and an audio stream."""
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path} has no video stream; lip sync needs a visible face")
+    if not info.has_audio:
+        raise MediaError(f"{path} has no audio stream; lip sync needs the soundtrack")
+    return info
+
+
 def prepare_clip(path: str | Path, preprocessing: VideoPreprocessing = MOUTH, detector: str = DEFAULT_DETECTOR,
                  detect_every: int = 5, min_frames: int = 5) -> PreparedClip:
     """Decode, track faces, crop and compute MFCC for a whole file.
 
     Raises MediaError (no audio/video, corrupt file) or NoFaceError (no usable face track).
     """
-    info = probe(path)
-    if not info.has_video:
-        raise MediaError(f"{path} has no video stream; lip sync needs a visible face")
-    if not info.has_audio:
-        raise MediaError(f"{path} has no audio stream; lip sync needs the soundtrack")
+    info = probe_for_sync(path)
     crop = CROP_FOR_PREPROCESSING[preprocessing.name]
     tracks = track_faces(iter_frames(path), detector=detector, detect_every=detect_every, crops=(crop,))
     total = tracks.num_frames

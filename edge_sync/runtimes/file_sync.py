@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_sync.errors import MediaError, NoFaceError
-from edge_sync.features.clip import CROP_FOR_PREPROCESSING
+from edge_sync.errors import NoFaceError
+from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceTracker
-from edge_sync.features.media import iter_frames, probe, read_audio
+from edge_sync.features.media import iter_frames, read_audio
 from edge_sync.spec import SAMPLES_PER_FRAME
 
 FILE_HOP_FRAMES = 50  # frames emitted per model call: bounded memory, ~2x the compute of one pass
@@ -118,11 +118,7 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     from edge_sync.runtimes.api import FileSync, TrackSync
 
     start = time.perf_counter()
-    info = probe(path)
-    if not info.has_video:
-        raise MediaError(f"{path} has no video stream; lip sync needs a visible face")
-    if not info.has_audio:
-        raise MediaError(f"{path} has no audio stream; lip sync needs the soundtrack")
+    info = probe_for_sync(path)
     crop = CROP_FOR_PREPROCESSING[engine.contract.video.name]
     audio = read_audio(path)
     # iter_frames hands out a fresh array per frame and nothing here edits one: the tracker need not copy them

@@ -23,8 +23,10 @@ An unknown name raises :class:`UnknownTrunkError` (a ``KeyError``) listing the r
 classifier keys a trunk does not have and raises :class:`~edge_sync.errors.CheckpointError` for anything else
 that does not fit.
 
-Built-in trunks: video ``syncnet_conv3d`` (teacher default), ``x3d_2plus1d`` (student), ``r3d_18``;
-audio ``syncnet_mfcc``, ``x3d_mfcc``, ``vggish`` (log-mel), ``wav2vec2`` / ``hubert`` (waveform).
+Built-in trunks: video ``syncnet_conv3d`` (teacher default), ``x3d_2plus1d`` (student), ``r3d_18``,
+``light_asd_visual`` (real-face pretrained);
+audio ``syncnet_mfcc``, ``x3d_mfcc``, ``light_asd_mfcc``, ``vggish`` (log-mel), ``wav2vec2`` / ``hubert``
+(waveform).
 
 Adding a trunk (I3D, SlowFast, ...) = one new module that decorates its class or factory with
 :func:`register_video_trunk` / :func:`register_audio_trunk`, plus its name in ``_BUILTIN_MODULES`` below
@@ -117,12 +119,13 @@ def build_audio_trunk(name: str, **kwargs: Any) -> nn.Module:
 
 
 def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignore_prefixes: Iterable[str] = (),
-                       what: str = "trunk") -> None:
+                       select_prefix: str = "", what: str = "trunk") -> None:
     """Load a local ``state_dict`` file into ``module`` strictly, with errors a user can act on.
 
     Accepts a bare state_dict or one wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``, and strips a
     ``module.`` prefix (DataParallel). Keys under ``ignore_prefixes`` (a classifier head the trunk does not
-    have) are dropped; any other missing, unexpected or mis-shaped key raises :class:`CheckpointError`.
+    have) are dropped; with ``select_prefix`` only keys under it are kept, without it (one encoder out of a
+    whole model's checkpoint); any other missing, unexpected or mis-shaped key raises :class:`CheckpointError`.
     Only local files: URLs and hub names are refused, since nothing is downloaded at run time.
     """
     text = os.fspath(path)
@@ -144,6 +147,8 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
         raise CheckpointError(f"{str(file)!r} is not a state_dict (a dict of name -> tensor); save the "
                               f"weights with torch.save(model.state_dict(), path)")
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    if select_prefix:
+        state = {k[len(select_prefix):]: v for k, v in state.items() if k.startswith(select_prefix)}
     prefixes = tuple(ignore_prefixes)
     state = {k: v for k, v in state.items() if not (prefixes and k.startswith(prefixes))}
     own = module.state_dict()
@@ -168,7 +173,7 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
 
 # Built-in trunks register themselves on import. They import torch only (transformers is imported lazily
 # inside hf_audio's builders), so importing this package stays cheap.
-_BUILTIN_MODULES = ("syncnet", "x3d", "r3d", "vggish", "hf_audio")
+_BUILTIN_MODULES = ("syncnet", "x3d", "r3d", "vggish", "hf_audio", "light_asd")
 
 for _module in _BUILTIN_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

@@ -1,8 +1,10 @@
 """Artifact bundles: a directory ``NAME.<target>-<precision>/`` with the backend's files and ``manifest.json``.
 
-Stdlib only (exporters write it, numpy-only runtimes read it). Written into a temp directory beside the
-destination and renamed into place, so a crash never leaves half an artifact; reading checks the format, the
-sha256 of every file and the tensor contract, and fails with a message that says what to do.
+Stdlib + jsonschema (exporters write it, numpy-only runtimes read it). Written into a temp directory beside the
+destination and renamed into place, so a crash never leaves half an artifact. Reading refuses anything a backend
+would open unchecked: the manifest must pass its schema (:mod:`edge_sync.artifact_schema`), every path it names
+must stay inside the directory and be hashed in its ``files`` table, every listed file must match its size and
+sha256, and no unlisted file may sit beside them. Each refusal is one line that names the field or file.
 """
 from __future__ import annotations
 
@@ -13,18 +15,22 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
 from edge_sync import __version__
 from edge_sync.errors import EdgeSyncError
 from edge_sync._manifest import MANIFEST, read_manifest
+from edge_sync.artifact_schema import FORMAT, PRECISIONS, TARGETS, manifest_problem
 from edge_sync.spec import SPEC_VERSION
 
-FORMAT = "edge-sync-artifact"
 FORMAT_VERSION = 1
-TARGETS = ("onnx", "openvino", "coreml", "tflite", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+REMAKE = "re-export it with: edge-sync export -o DIR"
+# Files a runtime makes on the device after export, so no manifest can list them: a TensorRT engine is specific to
+# one GPU and TensorRT version. The tensorrt backend checks the engine's record against the hashed model.onnx.
+DEVICE_BUILT = {"tensorrt": frozenset({"model.plan", "model.plan.json"})}
+# Written by file managers and read by no backend: refusing them would refuse any artifact opened in Finder
+OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
 class ArtifactError(EdgeSyncError, ValueError):
@@ -96,6 +102,65 @@ def write_artifact(out_dir: str | Path, name: str, target: str, precision: str,
     return final
 
 
+def inside(path: Path, rel: str, field: str) -> Path:
+    """``path / rel`` for a path named by the manifest, refused unless it stays inside the artifact directory.
+
+    Absolute paths, drive letters, backslashes, '..' and symlinks that lead out are refused: a manifest must never
+    make a backend open a file that the artifact's hashes do not cover.
+    """
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or PureWindowsPath(rel).drive or "\\" in rel or "\x00" in rel or ".." in pure.parts:
+        raise ArtifactError(f"{path}: {field} = {rel!r} must be a relative path inside the artifact directory; "
+                            f"{REMAKE}")
+    root = path.resolve()
+    if not (root / rel).resolve().is_relative_to(root):
+        raise ArtifactError(f"{path}: {field} = {rel!r} leads outside the artifact directory (through a symlink); "
+                            f"copy the real file in or {REMAKE}")
+    return path / rel
+
+
+def _check_entries(path: Path, manifest: dict[str, Any]) -> None:
+    """Each file a backend opens is named in ``entry``: it must be inside the artifact and hashed in ``files``
+    (a directory entry, a CoreML package, through the files under it)."""
+    files = manifest["files"]
+    for role, rel in manifest["entry"].items():
+        inside(path, rel, f"entry.{role}")
+        prefix = rel.rstrip("/") + "/"
+        if rel not in files and not any(name.startswith(prefix) for name in files):
+            raise ArtifactError(f"{path}: entry.{role} = {rel!r} is not in the manifest's files table, so nothing "
+                                f"checks it; {REMAKE}")
+
+
+def _check_files(path: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Every listed file is present with its size and sha256 (size first: a swapped file is not hashed whole)."""
+    for rel, info in files.items():
+        file = inside(path, rel, f"files[{json.dumps(rel)}]")
+        if not file.is_file():
+            raise ArtifactError(f"{path} is incomplete: {rel} is missing; re-export or copy the whole directory")
+        size = file.stat().st_size
+        if size != info["bytes"]:
+            raise ArtifactError(f"{path}: {rel} is {size} bytes where the manifest lists {info['bytes']} with its "
+                                "sha256 (corrupted or modified); re-export the artifact")
+        if sha256_file(file) != info["sha256"]:
+            raise ArtifactError(f"{path}: {rel} does not match its sha256 in the manifest (corrupted or "
+                                "modified); re-export the artifact")
+
+
+def _check_unlisted(path: Path, manifest: dict[str, Any]) -> None:
+    """No file beside the listed ones: a backend finds some files itself (OpenVINO's .bin beside the .xml, ONNX
+    external data, a CoreML package's contents), so an unlisted file could be read without any check."""
+    listed = set(manifest["files"]) | {MANIFEST} | DEVICE_BUILT.get(manifest["target"], frozenset())
+    for folder, dirs, names in os.walk(path):  # linked folders are not followed, only checked as links
+        here = Path(folder)
+        for link in (here / n for n in dirs + names if (here / n).is_symlink()):
+            inside(path, link.relative_to(path).as_posix(), "link")
+        for name in names:
+            rel = (here / name).relative_to(path).as_posix()
+            if rel not in listed and name not in OS_METADATA:
+                raise ArtifactError(f"{path}: {rel} is not in the manifest's files table, so a backend could read "
+                                    f"it unchecked; remove it or {REMAKE}")
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A verified artifact on disk."""
@@ -112,26 +177,26 @@ class Artifact:
         return self.manifest["precision"]
 
     def file(self, role: str = "model") -> Path:
-        """The file the manifest names for ``role`` (e.g. 'model')."""
+        """The file the manifest names for ``role`` (e.g. 'model'), never one outside the artifact."""
         rel = self.manifest.get("entry", {}).get(role)
         if rel is None:
             raise ArtifactError(f"{self.path}: the manifest names no '{role}' file")
-        return self.path / rel
+        return inside(self.path, rel, f"entry.{role}")
 
 
 def read_artifact(path: str | Path, verify: bool = True) -> Artifact:
-    """Open an artifact directory, checking format, spec version and (``verify``) every file's sha256."""
+    """Open an artifact directory: the manifest's format, spec version and schema, its entry paths (inside and
+    hashed), and with ``verify`` every file's size and sha256 and no unlisted file (``verify=False`` skips the
+    reading and hashing, for callers that only want the manifest)."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path} is not an artifact directory; make one with: edge-sync export -o DIR")
-    manifest = read_manifest(path, FORMAT, FORMAT_VERSION, ArtifactError, "artifact",
-                             "re-export it with: edge-sync export -o DIR")
+    manifest = read_manifest(path, FORMAT, FORMAT_VERSION, ArtifactError, "artifact", REMAKE)
+    problem = manifest_problem(manifest)
+    if problem is not None:
+        raise ArtifactError(f"{path / MANIFEST}: {problem}; {REMAKE}")
+    _check_entries(path, manifest)
     if verify:
-        for rel, info in manifest.get("files", {}).items():
-            file = path / rel
-            if not file.is_file():
-                raise ArtifactError(f"{path} is incomplete: {rel} is missing; re-export or copy the whole directory")
-            if sha256_file(file) != info["sha256"]:
-                raise ArtifactError(f"{path}: {rel} does not match its sha256 in the manifest (corrupted or "
-                                    "modified); re-export the artifact")
+        _check_files(path, manifest["files"])
+        _check_unlisted(path, manifest)
     return Artifact(path, manifest)

@@ -11,6 +11,7 @@ import torch
 
 from edge_sync.models import io
 from edge_sync.models.legacy import LegacySyncNetFCN, SyncNetS
+from tests.artifact_helpers import edit_manifest, edited_copy, forge_model, set_contract
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -63,6 +64,28 @@ def test_bad_checkpoint_is_refused_without_traceback(tmp_path):
     out = run("import-syncnet", str(tmp_path / "junk.model"), "-o", str(tmp_path / "o.pt"))
     assert out.returncode == 1 and "not a readable torch checkpoint" in out.stderr
     assert not (tmp_path / "o.pt").exists()
+
+
+BAD_ARTIFACTS = {
+    "files table emptied": (lambda art: edit_manifest(art, lambda m: m.update(files={})), "files"),
+    "entry outside": (lambda art: edit_manifest(art, lambda m: m["entry"].update(model="/etc/passwd")),
+                      "entry.model"),
+    "format_version a string": (lambda art: edit_manifest(art, lambda m: m.update(format_version="1")),
+                                "format_version"),
+    "max_offset against the model": (lambda art: edit_manifest(art, set_contract("max_offset", 10)),
+                                     "contract.max_offset"),
+    "garbage model, matching hash": (lambda art: forge_model(art, b"\x08\x07 no model"), "onnxruntime cannot load"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARTIFACTS, ids=list(BAD_ARTIFACTS))
+def test_a_bad_artifact_is_one_line_without_traceback(tmp_path, case):
+    tamper, message = BAD_ARTIFACTS[case]
+    art = tamper(edited_copy(tmp_path / "art"))
+    out = run("sync", str(tmp_path / "clip.mp4"), "--artifact", str(art))
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):

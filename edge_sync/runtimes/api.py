@@ -14,6 +14,7 @@ import numpy as np
 
 from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
+from edge_sync.runtimes.contract_check import check_model_io
 from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult
@@ -106,6 +107,7 @@ class Engine:
         info = choose_backend(artifact, backend)
         self.backend = info.name
         self._session = info.create(artifact, threads)
+        check_model_io(self.contract, self._session, artifact.path)
 
     @property
     def manifest(self) -> dict[str, Any]:

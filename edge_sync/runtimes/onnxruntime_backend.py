@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_sync.artifact import ArtifactError
+
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -17,7 +19,16 @@ class OrtSession:
             opts.intra_op_num_threads = threads
         available = ort.get_available_providers()
         self.providers = [p for p in PREFERRED_PROVIDERS if p in available]
-        self.session = ort.InferenceSession(path, sess_options=opts, providers=self.providers)
+        try:
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=self.providers)
+        except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail, ...) derive from Exception only
+            reason = " ".join(str(exc).split())[:300]
+            raise ArtifactError(f"onnxruntime cannot load {path} ({reason}); re-export the artifact") from exc
+
+    def io_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """Each input's and output's shape as the model declares it (None where a dimension is dynamic)."""
+        tensors = self.session.get_inputs() + self.session.get_outputs()
+        return {t.name: tuple(d if isinstance(d, int) and d >= 0 else None for d in t.shape) for t in tensors}
 
     def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # InferenceSession.run is thread-safe: one session serves concurrent callers

@@ -49,6 +49,13 @@ def compile_config(precision: str, threads: int | None, capabilities: list[str] 
     return config
 
 
+def _dims(shape: Any) -> tuple[int | None, ...] | None:
+    """An OpenVINO PartialShape as dims, None where unknown (what the contract check compares)."""
+    if shape.rank.is_dynamic:
+        return None
+    return tuple(d.get_length() if d.is_static else None for d in shape)
+
+
 class OpenVINOSession:
     """A compiled artifact; ``run`` is safe to call from several threads (a pool of infer requests)."""
 
@@ -71,6 +78,12 @@ class OpenVINOSession:
         self.precision = precision
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         log.info("openvino: %s on %s with %s", xml, DEVICE, self.config)
+
+    def io_shapes(self) -> dict[str, tuple[int | None, ...] | None]:
+        """Each input's and output's shape under every name it has (None where a dimension, or the rank, is
+        dynamic)."""
+        ports = list(self.compiled.inputs) + list(self.compiled.outputs)
+        return {name: _dims(port.get_partial_shape()) for port in ports for name in port.get_names()}
 
     @property
     def inference_precision(self) -> str:

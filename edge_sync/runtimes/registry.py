@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class Session(Protocol):
+    """What a backend's factory returns. A session that can tell its model's tensor shapes without running it
+    also offers ``io_shapes() -> {name: dims}``; the Engine checks them against the manifest's contract at load
+    (:mod:`edge_sync.runtimes.contract_check`)."""
+
     def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 

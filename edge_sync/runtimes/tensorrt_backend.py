@@ -214,8 +214,10 @@ class TensorRTSession:
 
 def engine_path(artifact: Any) -> Path:
     """model.plan of the artifact, or the actionable error saying how to build it."""
-    rel = artifact.manifest.get("entry", {}).get("engine", ENGINE_FILE)
-    path = Path(artifact.path) / rel
+    entry = artifact.manifest.get("entry", {})
+    rel = entry.get("engine", ENGINE_FILE)
+    # a listed engine is checked like every entry; an unlisted one was built here (artifact.DEVICE_BUILT)
+    path = artifact.file("engine") if "engine" in entry else Path(artifact.path) / ENGINE_FILE
     if not path.is_file():
         raise EngineError(f"{artifact.path} has no TensorRT engine ({rel}): {BUILD_HINT}: cd {artifact.path} && "
                           "python build_engine.py")

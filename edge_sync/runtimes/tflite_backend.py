@@ -118,6 +118,11 @@ class BucketRunner:
     def input_shape(self, name: str) -> tuple[int, ...]:
         return tuple(int(s) for s in self.inputs[name]["shape"])
 
+    def io_shapes(self) -> dict[str, tuple[int, ...]]:
+        """This bucket's static input and output shapes, by signature name."""
+        return {name: tuple(int(s) for s in detail["shape"])
+                for details in (self.inputs, self.outputs) for name, detail in details.items()}
+
     def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Batch-1 float32 inputs of exactly this bucket's shapes -> float32 (sync_probs, correlation)."""
         feeds = {"audio": quantize(audio, self.inputs["audio"]), "video": quantize(video, self.inputs["video"])}
@@ -161,6 +166,10 @@ class LiteRTSession:
                              self.threads or "default")
         return runner
 
+    def io_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shortest bucket's shapes (the cheapest interpreter to load): every bucket comes from one model."""
+        return self.runner(self.buckets[0]).io_shapes()
+
     def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         video = np.asarray(video)
         audio = np.asarray(audio)
@@ -184,5 +193,5 @@ class LiteRTSession:
 
 def create(artifact: Any, threads: int | None) -> LiteRTSession:
     """Session factory named in the backend registry: every bucket file of the artifact, lazily loaded."""
-    files = {t: artifact.path / rel for t, rel in bucket_files(artifact.manifest).items()}
+    files = {t: artifact.file(f"t{t}") for t in bucket_files(artifact.manifest)}
     return LiteRTSession(files, threads)

@@ -15,6 +15,7 @@ from edge_sync.artifact import ArtifactError, read_artifact  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.runtimes import openvino_backend as backend  # noqa: E402
 from edge_sync.runtimes.registry import BACKENDS, BackendInfo  # noqa: E402
+from tests.artifact_helpers import edited_copy, set_contract  # noqa: E402
 from tests.exporters.helpers import onnx_exported_once  # noqa: E402
 
 OPENVINO = BackendInfo("openvino", ("openvino",), "openvino", "openvino", 20,
@@ -141,3 +142,13 @@ def test_bad_input_and_wrong_artifact_are_refused(artifact, session):
     onnx_like = type(onnx_like)(onnx_like.path, {**onnx_like.manifest, "target": "onnx"})
     with pytest.raises(ArtifactError, match="not openvino"):
         backend.create(onnx_like, None)
+
+
+def test_a_contract_the_model_does_not_have_is_refused(artifact, session, tmp_path):
+    import edge_sync
+
+    assert session.io_shapes()["sync_probs"] == (None, 31, None)
+    bad = edited_copy(tmp_path / "a", set_contract("max_offset", 10), src=artifact)
+    with pytest.raises(ArtifactError, match=r"contract.max_offset = 10 means sync_probs \[B, 21, T\], but the "
+                                            r"model's sync_probs is \[\?, 31, \?\]"):
+        edge_sync.load(bad, backend="openvino")

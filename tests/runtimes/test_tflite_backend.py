@@ -19,6 +19,7 @@ pytest.importorskip("ai_edge_litert", reason="pip install 'edge-sync[tflite]'")
 from edge_sync.artifact import read_artifact, write_artifact  # noqa: E402
 from edge_sync.errors import EdgeSyncError, MissingExtraError  # noqa: E402
 from edge_sync.runtimes import tflite_backend as tb  # noqa: E402
+from tests.artifact_helpers import edited_copy, set_contract  # noqa: E402
 
 BUCKETS = (4, 6)
 SIZE = 112
@@ -246,6 +247,18 @@ def test_engine_windows_clips_to_the_buckets(float_artifact, model):
     audio, video = inputs(11, seed=11)
     ref = reference(model, audio, video)[0][0]
     assert np.abs(engine.run(audio, video).frame_probs - ref).max() <= 1e-5
+
+
+def test_a_contract_the_model_does_not_have_is_refused(float_artifact, tmp_path):
+    from edge_sync.artifact import ArtifactError
+    from edge_sync.runtimes.api import Engine
+
+    session = tb.create(float_artifact, threads=1)
+    assert session.io_shapes()["audio"] == (1, 1, 13, 4 * BUCKETS[0])  # the shortest bucket's interpreter
+    bad = read_artifact(edited_copy(tmp_path / "a", set_contract("audio_input", "logmel"), src=float_artifact.path))
+    with pytest.raises(ArtifactError, match=r"contract.audio_input = 'logmel' means audio \[B, 1, 64, 4T\], but "
+                                            r"the model's audio is \[1, 1, 13, 16\]"):
+        Engine(bad, backend="litert", threads=1)
 
 
 @pytest.mark.parametrize("frames", [5, 11, 13])

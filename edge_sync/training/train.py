@@ -121,8 +121,9 @@ def build_dataset(config: TrainConfig, world: int) -> Dataset:
     root = Path(config.data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data must be 'synthetic' or a folder of videos; {root} is neither")
-    real = VideoFolderDataset(root, frames=config.frames, seed=config.seed,
-                              cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+    folder = VideoFolderDataset(root, frames=config.frames, seed=config.seed,
+                                cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+    real = FreshWindows(folder, config.steps * config.batch_size * world)
     if not config.synthetic_fraction:
         return real
     if not 0.0 < config.synthetic_fraction < 1.0:
@@ -131,8 +132,28 @@ def build_dataset(config: TrainConfig, world: int) -> Dataset:
     return MixedDataset(real, synthetic, config.synthetic_fraction, config.seed)
 
 
+class FreshWindows(Dataset):
+    """A folder dataset read ``count`` times in a row, each pass over it with new windows and offsets.
+
+    Why: a folder of F-frame videos holds about F / T items, and an item's window and planted offset are fixed by
+    (seed, epoch, index). Cycling the same items for a whole run shows a small real corpus as a few hundred fixed
+    (window, offset) pairs, which a model memorises; item i here is the folder's item ``i % n`` drawn with epoch
+    ``i // n``, so every pass draws afresh and a resumed run still sees exactly the same samples.
+    """
+
+    def __init__(self, folder: Any, count: int) -> None:
+        self.folder, self.count = folder, int(count)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self.folder)
+        return self.folder.sample(index % n, epoch=index // n)
+
+
 class MixedDataset(Dataset):
-    """Item i is synthetic clip i with probability ``fraction`` (drawn from (seed, i)), else real window i (cycled);
+    """Item i is synthetic clip i with probability ``fraction`` (drawn from (seed, i)), else real window i;
     only the keys both kinds share (audio, video, offsets, valid) are kept, so batches collate."""
 
     KEYS = ("audio", "video", "offsets", "valid")

@@ -134,3 +134,26 @@ def test_mixed_dataset_draws_the_asked_share_of_synthetic_clips(tmp_path):
     i = next(i for i in range(len(mixed)) if not mixed.is_synthetic(i))
     assert set(mixed[i]) == set(MixedDataset.KEYS)
     assert torch.equal(mixed[i]["video"], real[i % 3]["video"])
+
+
+def test_a_folder_is_read_with_fresh_windows_on_every_pass(tmp_path):
+    """A small real corpus must not shrink to a few fixed (window, offset) pairs cycled for the whole run."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+    from edge_sync.training.train import FreshWindows, build_dataset
+
+    make_talking_photo_clip(tmp_path / "videos" / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
+                            offset_frames=0, size=(256, 192))
+    cfg = _config(data=str(tmp_path / "videos"), frames=12, steps=10, batch_size=4, cache_dir=str(tmp_path / "c"))
+    data = build_dataset(cfg, world=1)
+    assert isinstance(data, FreshWindows) and len(data) == 40
+    n = len(data.folder)
+    assert n < 10  # a few items per pass: cycling them unchanged would repeat each one many times
+
+    def key(i: int) -> tuple[int, int]:
+        item = data[i]
+        return int(item["frame_start"]), int(item["offsets"][0])
+
+    passes = [[key(p * n + i) for i in range(n)] for p in range(4)]
+    assert len({k for p in passes for k in p}) > 2 * n  # new windows and offsets on later passes
+    assert [key(i) for i in range(n)] == passes[0]  # the same index is the same sample (resume, workers)

@@ -94,8 +94,12 @@ class SyncModel(nn.Module):
 
     def embed(self, audio: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised per-frame embeddings (audio [B,D,Ta], video [B,D,T]; Ta = T but for windows)."""
-        v = self.video_proj(self.video_encoder(video))
-        a = self.audio_proj(self.audio_encoder(audio))
+        return self.embed_trunk_features(self.audio_encoder(audio), self.video_encoder(video))
+
+    def embed_trunk_features(self, audio: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`embed` from the trunks' outputs ([B,C,T] each): what training on cached trunk features runs."""
+        v = self.video_proj(video)
+        a = self.audio_proj(audio)
         if self.video_temporal is not None:
             v, a = self.video_temporal(v), self.audio_temporal(a)
         if self.video_pyramid is not None:
@@ -106,7 +110,11 @@ class SyncModel(nn.Module):
 
     def forward_features(self, audio: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
         """Everything training needs: embeddings, correlation and head logits."""
-        a, v = self.embed(audio, video)
+        return self.forward_trunk_features(self.audio_encoder(audio), self.video_encoder(video))
+
+    def forward_trunk_features(self, audio: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward_features` from the trunks' outputs (audio, video [B,C,T])."""
+        a, v = self.embed_trunk_features(audio, video)
         correlation = shifted_correlation(v, a, self.config.max_offset)
         return {"audio_emb": a, "video_emb": v, "correlation": correlation, "logits": self.head(correlation)}
 

@@ -57,6 +57,9 @@ class TrainConfig:
     # fine-tuned on a few real clips keeps what it learned about sync rather than memorising those clips
     synthetic_fraction: float = 0.0
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed, e.g. ["audio_encoder"]
+    # freeze both trunks and train the rest on their features, computed once per clip of a folder (fast on a CPU;
+    # see edge_sync.training.trunk_features)
+    trunk_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -243,7 +246,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # --- the loop --------------------------------------------------------------------------------------------
 # TrainConfig fields that decide the stream of batches; runs trained together must agree on them.
 DATA_FIELDS = ("data", "frames", "batch_size", "steps", "seed", "workers", "augment", "device", "cache_dir",
-               "speech_bank", "synthetic_fraction")
+               "speech_bank", "synthetic_fraction", "trunk_features")
 
 
 @dataclass
@@ -285,9 +288,17 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
             p.requires_grad_(False)
         if config.loss.distill == 0:
             config.loss.distill = 1.0
-    frozen = freeze_parameters(model, config.freeze)
+    freeze = list(config.freeze)
+    if config.trunk_features:
+        from edge_sync.training.trunk_features import TRUNKS, OnTrunkFeatures, check_config
+
+        check_config(config)
+        freeze += [t for t in TRUNKS if t not in freeze]
+    frozen = freeze_parameters(model, freeze)
     if frozen:
-        log.info("frozen: %d parameter tensors under %s", frozen, config.freeze)
+        log.info("frozen: %d parameter tensors under %s", frozen, freeze)
+    if config.trunk_features:
+        model = OnTrunkFeatures(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
@@ -343,6 +354,13 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
 
     augment = None
     dataset = build_dataset(first, world)
+    if first.trunk_features:
+        from edge_sync.training.trunk_features import TrunkFeatureWindows
+
+        if len(runs) > 1:
+            raise ValueError("trunk_features trains one model at a time (its features come from that model's trunks)")
+        dataset = TrunkFeatureWindows(dataset.folder, _unwrap(runs[0].model).model, len(dataset), device,
+                                      progress=progress and rank == 0)
     if first.augment:
         from edge_sync.data.augment import Augment
         augment = Augment.from_config(first.augment)

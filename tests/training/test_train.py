@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from edge_sync.models import io
+from edge_sync.training.losses import LossWeights
 from edge_sync.training.train import TrainConfig, state_path, train
 
 TINY = {"video_trunk_kwargs": {"width": 0.5, "depth": 0.5}, "audio_trunk_kwargs": {"width": 0.5},
@@ -157,3 +158,43 @@ def test_a_folder_is_read_with_fresh_windows_on_every_pass(tmp_path):
     passes = [[key(p * n + i) for i in range(n)] for p in range(4)]
     assert len({k for p in passes for k in p}) > 2 * n  # new windows and offsets on later passes
     assert [key(i) for i in range(n)] == passes[0]  # the same index is the same sample (resume, workers)
+
+
+def test_training_on_cached_trunk_features_matches_the_raw_windows(tmp_path):
+    """trunk_features: each window is the trunks' output on the folder's own window (same frames, same planted
+    shift), the trunks stay as they were, and runs it cannot serve are refused."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+    from edge_sync.training.train import build_dataset, build_model
+    from edge_sync.training.trunk_features import TrunkFeatureWindows
+
+    make_talking_photo_clip(tmp_path / "videos" / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
+                            offset_frames=0, size=(256, 192))
+    light = {"video_trunk": "light_asd_visual", "audio_trunk": "light_asd_mfcc", "embed_dim": 16, "head_hidden": 8,
+             "head_dilations": [1, 2]}  # local trunks (no pooling over time), the kind this mode is for
+    cfg = _config(model="teacher", model_config=light, data=str(tmp_path / "videos"), frames=20, steps=3,
+                  batch_size=2, trunk_features=True, augment=None, loss=LossWeights(ce=1.0, corr_ce=1.0))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    folder = build_dataset(cfg, world=1).folder
+    data = TrunkFeatureWindows(folder, model, count=3 * len(folder), progress=False)
+    for i in (0, len(folder) + 1, 2 * len(folder)):
+        raw, cached = folder.sample(i % len(folder), epoch=i // len(folder)), data[i]
+        assert torch.equal(cached["offsets"], raw["offsets"])
+        with torch.no_grad():
+            video = model.video_encoder(raw["video"][None])[0]
+            audio = model.audio_encoder(raw["audio"][None])[0]
+        inner = slice(6, -6)  # the trunks see 6 frames either side: the window's ends differ from the clip's
+        assert torch.allclose(cached["video"][:, inner], video[:, inner], atol=1e-4)
+        assert torch.allclose(cached["audio"][:, inner], audio[:, inner], atol=1e-4)
+
+    torch.manual_seed(cfg.seed)  # the initialisation train() gives the run
+    before = build_model(cfg).state_dict()
+    train(cfg, tmp_path / "tf.pt", progress=False)
+    after = io.load(tmp_path / "tf.pt").state_dict()
+    trunks = [n for n in before if n.startswith(("video_encoder", "audio_encoder"))]
+    assert trunks and all(torch.equal(before[n], after[n].float()) for n in trunks)
+    assert any(not torch.allclose(before[n], after[n].float()) for n in before if n.startswith("head"))
+    with pytest.raises(ValueError, match="pixel augmentation"):
+        train(_config(data=str(tmp_path / "videos"), frames=12, trunk_features=True, augment={"flip": True}),
+              tmp_path / "bad.pt", progress=False)

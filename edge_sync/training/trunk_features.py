@@ -1,0 +1,126 @@
+"""Training on cached trunk features: fit what sits on top of frozen pretrained trunks at a fraction of the cost.
+
+With both trunks frozen (a real-face pretrained trunk such as Light-ASD's, see
+:mod:`edge_sync.models.trunks.light_asd`), their per-frame features of a clip never change during training, yet a
+plain run recomputes them for every window of every step: on a 2-core CPU that is ~17 s a step for a Light-ASD
+teacher. Here each segment of the folder goes through the trunks once (eval mode, no gradients), and training
+windows are slices of those features: the projections, options, correlation and sync head train at ~20 ms a step.
+
+Windows and offsets are drawn exactly as :class:`~edge_sync.data.folders.VideoFolderDataset` draws them (fresh on
+every pass, see :class:`~edge_sync.training.train.FreshWindows`). Pixel augmentation cannot apply to cached
+features, so runs that ask for it are refused. A trunk sees a few frames either side of each frame, so segments
+are run in chunks that overlap by :data:`CHUNK_OVERLAP` frames: exact for trunks that reach no further.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+CHUNK = 200  # frames per trunk call (bounds memory on long segments)
+CHUNK_OVERLAP = 16  # frames of context on each side of a chunk
+TRUNKS = ("video_encoder", "audio_encoder")
+
+
+class OnTrunkFeatures(nn.Module):
+    """A sync model seen from its trunks' outputs: batches carry trunk features in ``audio`` / ``video``.
+
+    Saves as the whole model (``checkpoint_module``), trunks included, so the checkpoint runs on raw inputs.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def contract(self) -> Any:
+        return self.model.contract
+
+    @property
+    def checkpoint_module(self) -> nn.Module:
+        return self.model
+
+    def forward_features(self, audio: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.forward_trunk_features(audio, video)
+
+    def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = True,
+                windows: Any = None) -> dict[str, torch.Tensor]:
+        """forward_features (what DistributedDataParallel calls); window losses need raw windows: refused."""
+        if windows is not None:
+            raise ValueError("window_ce needs raw video windows; it cannot train on cached trunk features")
+        return self.forward_features(audio, video)
+
+
+@torch.no_grad()
+def _video_features(trunk: nn.Module, crops: Any, preprocessing: Any, device: torch.device) -> torch.Tensor:
+    """[C, F] features of a segment's uint8 crops [F, S, S, 3], run in overlapping chunks."""
+    frames = len(crops)
+    parts = []
+    for start in range(0, frames, CHUNK):
+        lo, hi = max(0, start - CHUNK_OVERLAP), min(frames, start + CHUNK + CHUNK_OVERLAP)
+        video = torch.from_numpy(preprocessing.normalise(crops[lo:hi]))[None].to(device)
+        parts.append(trunk(video)[0, :, start - lo:start - lo + min(CHUNK, frames - start)].float().cpu())
+    return torch.cat(parts, dim=1)
+
+
+@torch.no_grad()
+def _audio_features(trunk: nn.Module, mfcc: Any, device: torch.device) -> torch.Tensor:
+    """[C, F] features of a segment's MFCC [13, 4F] (audio trunks are cheap: one call)."""
+    return trunk(torch.from_numpy(mfcc)[None, None].to(device))[0].float().cpu()
+
+
+class TrunkFeatureWindows(Dataset):
+    """``count`` training windows of a folder dataset, as trunk features: audio/video [C, T], offsets, valid."""
+
+    def __init__(self, folder: Any, model: nn.Module, count: int, device: torch.device | str = "cpu",
+                 progress: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.folder, self.count = folder, int(count)
+        device = torch.device(device)
+        video_trunk, audio_trunk = model.video_encoder, model.audio_encoder
+        modes = [video_trunk.training, audio_trunk.training]
+        video_trunk.eval(), audio_trunk.eval()
+        self.features: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        try:
+            for clip_id in tqdm(range(len(folder.files)), desc="trunk features", unit="clip",
+                                disable=not progress):
+                self.features[clip_id] = [
+                    (_audio_features(audio_trunk, s.mfcc, device),
+                     _video_features(video_trunk, s.crops, folder.preprocessing, device))
+                    for s in folder.segments(clip_id)]
+        finally:
+            video_trunk.train(modes[0]), audio_trunk.train(modes[1])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self.folder)
+        clip_id, seg, s, k = self.folder.window(index % n, epoch=index // n)
+        audio, video = self.features[clip_id][seg]
+        t = self.folder.frames
+        return {"audio": audio[:, s - k:s - k + t], "video": video[:, s:s + t],  # sound late by k, as the folder
+                "offsets": torch.full((t,), k, dtype=torch.int64), "valid": torch.ones(t, dtype=torch.bool)}
+
+
+def check_config(config: Any) -> None:
+    """What training on cached features cannot do, refused before anything is computed."""
+    problems = []
+    if config.data == "synthetic":
+        problems.append("a folder of videos as --data (synthetic clips are made fresh for every sample)")
+    if config.synthetic_fraction:
+        problems.append("no synthetic_fraction")
+    if config.augment:
+        problems.append("no pixel augmentation (--no-augment)")
+    if config.teacher:
+        problems.append("no teacher (distillation runs the teacher on raw inputs)")
+    if config.loss.window_ce:
+        problems.append("no window_ce (window losses need raw windows)")
+    if problems:
+        raise ValueError("trunk_features (training on cached trunk features) needs " + "; ".join(problems))
+
+
+__all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "TRUNKS", "TrunkFeatureWindows", "check_config"]

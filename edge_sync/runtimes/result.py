@@ -34,10 +34,10 @@ class SyncResult:
     correlation: np.ndarray  # [2K+1, T]
     frame_offsets: np.ndarray  # [T] argmax per frame
     frame_confidence: np.ndarray  # [T] probability of the per-frame argmax
-    offset_frames: int  # argmax of the frame-averaged distribution
+    offset_frames: int  # argmin of the distance curve (syncnet_python's rule), see from_outputs
     audio_delay_ms: float
     av_offset: int  # syncnet_python's convention: -offset_frames
-    probability: float  # frame-averaged probability of the clip offset
+    probability: float  # frame-averaged probability (sync head) of the clip offset
     confidence: float  # median - min of the distance curve (syncnet_python's 'confidence')
     min_dist: float
     frames: int
@@ -48,12 +48,18 @@ class SyncResult:
     @classmethod
     def from_outputs(cls, probs: np.ndarray, correlation: np.ndarray, backend: str = "",
                      seconds: float = 0.0) -> "SyncResult":
+        """The clip's offset is where the distance curve is lowest, as syncnet_python reads it, not the argmax of
+        the head's frame-averaged distribution. Why: on real footage (clips with planted shifts) the correlation
+        itself generalises where the head, trained on few real clips, does not: 214 vs 159 of 378 cases right for
+        the bundled student, 72 vs 31 of 88 for a Light-ASD teacher; on synthetic clips both agree. The head's
+        distribution stays the per-frame answer and gives ``probability`` of the clip offset."""
         probs = np.asarray(probs, np.float64)
         k_max = (probs.shape[0] - 1) // 2
         mean = probs.mean(axis=1)
-        best = int(np.argmax(mean))
         curve = distance_curve(np.asarray(correlation))
         finite = curve[np.isfinite(curve)]
+        # ties (a flat curve: silence, a blank face) go to the offset the head favours, never to -K by position
+        best = int(np.argmin(np.where(np.isfinite(curve), curve, np.inf) - 1e-6 * mean))
         k = best - k_max
         return cls(frame_probs=probs.astype(np.float32), correlation=np.asarray(correlation, np.float32),
                    frame_offsets=probs.argmax(axis=0) - k_max, frame_confidence=probs.max(axis=0).astype(np.float32),

@@ -66,6 +66,21 @@ def test_result_from_known_outputs():
     assert res.min_dist == pytest.approx(np.sqrt(2 - 1.8)) and res.confidence == pytest.approx(np.median(curve) - curve.min())
 
 
+def test_clip_offset_follows_the_distance_curve_and_ties_follow_the_head():
+    """syncnet_python's rule: the clip offset is the distance curve's minimum even where the head's frame-averaged
+    distribution peaks elsewhere; its probability is the head's for that offset; a flat curve defers to the head."""
+    frames = 20
+    corr = np.zeros((31, frames), np.float32)
+    corr[15 - 4] = 0.8
+    probs = np.full((31, frames), 0.01, np.float32)
+    probs[15 + 6] = 0.5
+    probs /= probs.sum(0)
+    res = SyncResult.from_outputs(probs, corr)
+    assert res.offset_frames == -4 and res.probability == pytest.approx(float(probs[15 - 4].mean()))
+    flat = SyncResult.from_outputs(probs, np.zeros_like(corr))
+    assert flat.offset_frames == 6
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda a, v: (a.astype(np.float64), v), "float32"),
     (lambda a, v: (a, v[:, :, :, :100]), "video must be"),

@@ -33,6 +33,11 @@
 #                                                    # -> runs/teacher_window_corr.pt, teacher_window2_short.pt,
 #                                                    #    teacher_window3_five.pt (the bundled one)
 #   bash scripts/train_bundled.sh bundle-teacher     # hold-out eval, then edge_sync/weights/teacher.pt/.json
+# The real-footage teacher (issue 15): Light-ASD's real-face encoders (MIT; pass the file
+# weight/finetuning_TalkSet.model of github.com/Junhua-Liao/Light-ASD) frozen, the projections and sync head trained on
+# their features of the `real` clips of ../shared/real_clips outside scripts/real_holdout.txt (trunk_features: ~5 min
+# on this 2-core CPU), then scored on the hold-out:
+#   LIGHT_ASD=PATH bash scripts/train_bundled.sh teacher-real   # -> runs/teacher_real.pt, runs/eval_teacher_real.md
 # The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
 # makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail
@@ -68,6 +73,14 @@ window_cfg() {  # window_cfg WEIGHT MIN MAX -> a fine-tune config: CE + correlat
 SHARED=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}")
 COMMON=("${SHARED[@]}" --config "$cfg")
 TEACHER_RECIPE=(--steps "${STEPS:-3000}" --lr 2e-3 --half "${SHARED[@]}")
+real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its `real` clips not in the hold-out
+  local d
+  d=$(mktemp -d)
+  awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
+               FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$1/MANIFEST.tsv" |
+    while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
+  echo "$d"
+}
 stage=${1:-}
 case "$stage" in
   teacher)        $E train --model teacher --steps "${STEPS:-3000}" --lr 2e-3 --half "${COMMON[@]}" -o runs/teacher.pt ;;
@@ -92,6 +105,18 @@ case "$stage" in
       --config "$(window_cfg 2.0 5 8)" -o runs/teacher_window2_short.pt
     $E train --model runs/teacher_window2_short.pt --steps 900 --lr 2.5e-4 --seed 3 "${FT[@]}" \
       --config "$(window_cfg 3.0 5 5)" -o runs/teacher_window3_five.pt ;;
+  teacher-real)
+    weights=${LIGHT_ASD:?set LIGHT_ASD to Light-ASD\'s weight/finetuning_TalkSet.model (github.com/Junhua-Liao/Light-ASD)}
+    real=${REAL:-../shared/real_clips}
+    f=$(mktemp --suffix .json)
+    echo "{\"model_config\": {\"video_trunk\": \"light_asd_visual\", \"audio_trunk\": \"light_asd_mfcc\"," \
+         "\"video_trunk_kwargs\": {\"weights\": \"$weights\"}, \"audio_trunk_kwargs\": {\"weights\": \"$weights\"}," \
+         "\"embed_dim\": 64}, \"trunk_features\": true, \"augment\": null, \"checkpoint_every\": 100000," \
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
+    $E train --model teacher --data "$(real_train_dir "$real")" --steps "${STEPS:-2000}" --batch-size 32 --frames 40 \
+      --lr 2e-3 --workers 0 --device "${DEVICE:-auto}" --config "$f" -o runs/teacher_real.pt
+    $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_real.pt --model student \
+      --json runs/eval_teacher_real.json | tee runs/eval_teacher_real.md ;;
   bundle-teacher)
     $E eval --model runs/teacher_window3_five.pt --count 200 --frames 50 --seed 1000 \
       --json runs/eval_teacher_context.json | tee runs/eval_teacher_context.md
@@ -116,6 +141,7 @@ case "$stage" in
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
-          "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation" >&2
+          "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
+          "teacher-real" >&2
      exit 2 ;;
 esac

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
@@ -64,6 +65,34 @@ def _file_table(root: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
+ABANDONED_AFTER_S = 3600  # a temp folder without a writer's pid in its name counts as abandoned after this
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but not ours, or the platform cannot tell: leave its folder alone
+    return True
+
+
+def _sweep_abandoned(out_dir: Path, final_name: str) -> None:
+    """Remove temp folders that an export killed midway left beside ``final_name`` (``.NAME.<pid>.*``): their
+    writer is gone. Folders of a live writer (an export running now) stay."""
+    for folder in out_dir.glob(f".{final_name}.*"):
+        if not folder.is_dir() or folder.name == f".{final_name}.old":
+            continue
+        pid = folder.name[len(final_name) + 2:].split(".", 1)[0]
+        try:
+            abandoned = not _writer_alive(int(pid))
+        except ValueError:  # written before temp names carried a pid
+            abandoned = time.time() - folder.stat().st_mtime > ABANDONED_AFTER_S
+        if abandoned:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_artifact(out_dir: str | Path, name: str, target: str, precision: str,
                    write_files: Callable[[Path], dict[str, Any]], manifest: dict[str, Any]) -> Path:
     """Create ``out_dir/NAME.target-precision`` atomically.
@@ -77,7 +106,8 @@ def write_artifact(out_dir: str | Path, name: str, target: str, precision: str,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / artifact_dirname(name, target, precision)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{final.name}."))
+    _sweep_abandoned(out_dir, final.name)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{final.name}.{os.getpid()}."))
     try:
         extra = write_files(tmp) or {}
         body = {

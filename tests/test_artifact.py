@@ -183,3 +183,28 @@ def test_a_manifest_that_is_no_json_object_is_refused(tmp_path):
     refused(art, "manifest.json")
     (art / "manifest.json").write_text('{"format": "edge-sync-artifact", "format_version": 1, ')
     refused(art, "not valid JSON")
+
+
+def test_an_export_killed_midway_leaves_nothing_the_next_export_keeps(tmp_path):
+    """Temp folders of writers that are gone are swept by the next write; a live writer's folder is left alone."""
+    import os
+    import subprocess
+    import sys
+    import time as _time
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    abandoned = tmp_path / f".student.onnx-fp32.{dead_pid}.x1y2"
+    (abandoned / "partial").mkdir(parents=True)
+    old_style = tmp_path / ".student.onnx-fp32.k3j4"  # written before temp names carried a pid
+    old_style.mkdir()
+    past = _time.time() - 7200
+    os.utime(old_style, (past, past))
+    live = tmp_path / f".student.onnx-fp32.{os.getpid()}.live"  # this process: a writer still at work
+    live.mkdir()
+    other = tmp_path / f".other.onnx-fp32.{dead_pid}.z"  # another artifact's: not this write's business
+    other.mkdir()
+    art = fresh_artifact(tmp_path)
+    assert read_artifact(art).target == "onnx"
+    assert not abandoned.exists() and not old_style.exists()
+    assert live.exists() and other.exists()

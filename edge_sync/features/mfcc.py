@@ -95,6 +95,20 @@ def resample(signal: np.ndarray, source_rate: int, target_rate: int = AUDIO_RATE
     return out
 
 
+# no audio convention reaches this (floats are in [-1, 1], int16 in +-32768): beyond it the power spectrum overflows
+MAX_ABS_SAMPLE = float(2 ** 20)
+
+
+def _check_finite_audio(x: np.ndarray) -> None:
+    """NaN/inf, or magnitudes that would overflow the power spectrum, as one clear error."""
+    if not np.isfinite(x).all():
+        raise ValueError("audio contains NaN or inf samples")
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise ValueError(f"audio samples reach {peak:.3g}: expected float samples in [-1, 1] (or int16 values); "
+                         "rescale the signal")
+
+
 def float_samples(signal: np.ndarray, what: str) -> np.ndarray:
     """Mono samples as float64 in [-1, 1]: floats as given, integers scaled by 1/32768 (int16 full scale).
     Raises on other shapes, dtypes, NaN and inf, naming ``what`` got them."""
@@ -107,8 +121,7 @@ def float_samples(signal: np.ndarray, what: str) -> np.ndarray:
         x = x.astype(np.float64)
     else:
         raise TypeError(f"{what} expects int or float samples, got {x.dtype}")
-    if not np.isfinite(x).all():
-        raise ValueError("audio contains NaN or inf samples")
+    _check_finite_audio(x)
     return x
 
 
@@ -129,8 +142,7 @@ def mfcc(signal: np.ndarray, sample_rate: int = AUDIO_RATE, params: MfccParams =
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise TypeError(f"mfcc expects int or float samples, got {x.dtype}")
     x = x.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError("audio contains NaN or inf samples")
+    _check_finite_audio(x)
     if sample_rate != params.sample_rate:
         x = resample(x, sample_rate, params.sample_rate)
     rate = params.sample_rate

@@ -78,6 +78,13 @@ class SyncStream:
         if keep_frames is not None and (isinstance(keep_frames, bool) or int(keep_frames) != keep_frames
                                         or keep_frames < 1):
             raise ValueError(f"keep_frames must be a positive number of frames or None, got {keep_frames!r}")
+        if previous_sample is not None:
+            if isinstance(previous_sample, bool) or not isinstance(previous_sample, (int, float, np.floating, np.integer)):
+                raise TypeError(f"previous_sample must be a number (the sample before the first pushed one) or None, "
+                                f"got {type(previous_sample).__name__} {previous_sample!r}")
+            if not -1.0 <= float(previous_sample) <= 1.0:  # NaN fails this too
+                raise ValueError(f"previous_sample must be a float sample in [-1, 1], got {previous_sample!r}")
+            previous_sample = float(previous_sample)
         if engine.contract.audio_input != "mfcc":
             raise EdgeSyncError(f"streaming computes MFCC audio features; this artifact takes "
                                 f"{engine.contract.audio_input}")

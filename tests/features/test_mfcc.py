@@ -92,6 +92,16 @@ def test_bad_input_gives_clear_error(bad, err):
         mfcc(bad)
 
 
+@pytest.mark.parametrize("peak", [np.finfo(np.float32).max, 1e7])
+def test_samples_far_past_any_audio_scale_are_refused_by_name(peak):
+    """Not a numpy overflow deep inside the power spectrum: one line that says what to do."""
+    audio = np.full(16_000, peak, np.float32)
+    with pytest.raises(ValueError, match="samples reach .*rescale"):
+        mfcc(audio)
+    with pytest.raises(ValueError, match="samples reach"):
+        audio_to_mfcc_input(audio, 25)
+
+
 def test_audio_shorter_than_video_is_refused():
     with pytest.raises(ValueError, match="shorter than the video"):
         audio_to_mfcc_input(np.zeros(640 * 5, np.float32), frames=10)

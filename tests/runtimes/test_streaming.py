@@ -86,6 +86,14 @@ def test_bad_pushes_are_refused_and_a_flushed_stream_is_closed(engine, clip):
         done.push(crops=clip.frames_uint8[:1])
 
 
+@pytest.mark.parametrize("bad, error", [("x", TypeError), (True, TypeError), (1.5, ValueError),
+                                        (float("nan"), ValueError)])
+def test_a_bad_previous_sample_is_refused_when_the_stream_opens(engine, bad, error):
+    with pytest.raises(error, match="previous_sample"):
+        engine.stream(previous_sample=bad)
+    assert engine.stream(previous_sample=np.float32(-0.25)) is not None
+
+
 def test_rolling_result_keeps_only_the_latest_frames(engine, clip):
     """keep_frames: result() summarises the latest frames only, and the held results stay that small."""
     from edge_sync.runtimes.result import SyncResult

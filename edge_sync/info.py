@@ -13,7 +13,7 @@ from edge_sync.spec import AUDIO_RATE, MAX_OFFSET, MOUTH, SPEC_VERSION, VIDEO_FP
 # distribution name -> the extra that installs it
 BACKEND_DISTRIBUTIONS: dict[str, str] = {
     "torch": "export", "onnx": "export", "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "openvino",
-    "coremltools": "coreml", "ai-edge-litert": "tflite", "tensorrt": "tensorrt", "transformers": "trunks",
+    "coremltools": "coreml", "ai-edge-litert": "litert", "tensorrt": "tensorrt", "transformers": "trunks",
 }
 
 

@@ -106,6 +106,8 @@ def test_info_lists_export_targets_and_runtime_backends(capsys):
     backends = data["runtime_backends"]
     assert list(backends)[0] == "tensorrt" and "tensorrt" in backends["onnxruntime"]["targets"]
     assert backends["coreml"]["platforms"] == ["darwin"]
+    # running a .tflite artifact needs the interpreter only: the runtime extra, not the exporter's
+    assert data["backends"]["ai-edge-litert"]["extra"] == "litert" == backends["litert"]["extra"]
 
 
 def test_version_prints_name_and_version():

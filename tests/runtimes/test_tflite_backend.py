@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert", reason="pip install 'edge-sync[tflite]'")
+pytest.importorskip("ai_edge_litert", reason="pip install 'edge-sync[litert]'")
 
 from edge_sync.artifact import read_artifact, write_artifact  # noqa: E402
 from edge_sync.errors import EdgeSyncError, MissingExtraError  # noqa: E402

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -21,6 +21,30 @@ def _heads(engine, heads: Optional[Path]):
     from edge_sync.usecases.heads import heads_for
 
     return heads_for(engine.manifest, heads)
+
+
+def _each_file(videos: list[Path], analyse: Callable[[Path], Any], as_json: bool) -> Iterator[tuple[Path, Any]]:
+    """(video, result) for every video that analyses; a bad one (no face, no audio, broken file...) is reported on
+    stderr (a JSON object with ``error`` under --json, on stdout) and the batch goes on. Ends with exit code 1 when
+    any failed, so scripts still see it."""
+    from edge_sync.errors import EdgeSyncError
+
+    failed = 0
+    for video in videos:
+        try:
+            result = analyse(video)
+        except (EdgeSyncError, OSError) as exc:
+            failed += 1
+            if as_json:
+                typer.echo(json.dumps({"path": str(video), "error": str(exc), "error_type": type(exc).__name__}))
+            else:
+                typer.echo(f"{video}: error: {exc}", err=True)
+            continue
+        yield video, result
+    if failed:
+        if len(videos) > 1:
+            typer.echo(f"{failed} of {len(videos)} files failed", err=True)
+        raise typer.Exit(1)
 
 
 def speakers_command(
@@ -90,14 +114,17 @@ def score_command(
     if legacy_checkpoint is not None:
         from edge_sync.usecases.quality import score_legacy_checkpoint
 
-        scores = [score_legacy_checkpoint(legacy_checkpoint, v) for v in inputs]
+        def analyse(video: Path) -> Any:
+            return score_legacy_checkpoint(legacy_checkpoint, video)
     else:
         from edge_sync.usecases.quality import score_sync
 
         engine = _engine(artifact, backend)
         found = _heads(engine, heads)
-        scores = [score_sync(engine.sync_file(v), found) for v in inputs]
-    for s in scores:
+
+        def analyse(video: Path) -> Any:
+            return score_sync(engine.sync_file(video), found)
+    for _, s in _each_file(inputs, analyse, as_json):
         if as_json:
             typer.echo(json.dumps(s.to_dict()))
             continue
@@ -120,8 +147,7 @@ def desync_command(
 
     engine = _engine(artifact, backend)
     found = _heads(engine, heads)
-    for video in videos:
-        flag = flag_sync(engine.sync_file(video), found)
+    for video, flag in _each_file(videos, lambda v: flag_sync(engine.sync_file(v), found), as_json):
         if as_json:
             typer.echo(json.dumps(flag.to_dict()))
             continue

@@ -41,6 +41,20 @@ def test_a_missing_video_is_one_line_on_stderr(tmp_path, command) -> None:
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "nope.mp4" in out.stderr
 
 
+@pytest.mark.parametrize("command", ["score", "desync"])
+def test_a_bad_file_in_a_batch_is_reported_and_the_rest_still_run(tmp_path, desync_clips, command) -> None:
+    genuine, shifted = str(desync_clips["genuine"].path), str(desync_clips["shifted"].path)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    out = _cli(command, genuine, str(broken), shifted, "--json")
+    assert out.returncode == 1
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r.get("error_type") for r in rows] == [None, "MediaError", None] and "broken.mp4" in rows[1]["path"]
+    out = _cli(command, str(broken), genuine)
+    assert out.returncode == 1 and out.stdout.count("\n") == 1 and genuine in out.stdout
+    assert "broken.mp4: error:" in out.stderr and "1 of 2 files failed" in out.stderr
+
+
 def test_score_a_folder_as_a_resumable_corpus(tmp_path, desync_clips) -> None:
     folder = desync_clips["genuine"].path.parent  # the five desync clips
     out = tmp_path / "scores.jsonl"

@@ -135,13 +135,16 @@ class Engine:
         """A prepared clip segment (uint8 crops normalised window by window, so memory stays bounded)."""
         return self._windowed(segment.audio, segment.video_window, segment.frames)
 
-    def stream(self, hop_frames: int = 25, previous_sample: float | None = None, keep_frames: int | None = None):
+    def stream(self, hop_frames: int = 25, previous_sample: float | None = None, keep_frames: int | None = None,
+               max_lead_frames: int | None = None):
         """A live stream: push audio samples and mouth crops as they arrive, get per-frame results (see
         :class:`edge_sync.runtimes.streaming.SyncStream`); the results equal :meth:`run` on the same data.
-        ``keep_frames`` bounds what ``result()`` summarises to the latest frames (always-on streams)."""
-        from edge_sync.runtimes.streaming import SyncStream
+        ``keep_frames`` bounds what ``result()`` summarises to the latest frames (always-on streams);
+        ``max_lead_frames`` how far one input may run ahead of the other (default 30 s)."""
+        from edge_sync.runtimes.streaming import MAX_LEAD_FRAMES, SyncStream
 
-        return SyncStream(self, hop_frames=hop_frames, previous_sample=previous_sample, keep_frames=keep_frames)
+        return SyncStream(self, hop_frames=hop_frames, previous_sample=previous_sample, keep_frames=keep_frames,
+                          max_lead_frames=MAX_LEAD_FRAMES if max_lead_frames is None else max_lead_frames)
 
     def sync_file(self, path: str | Path, detect_every: int = 5, detector: str | None = None) -> FileSync:
         """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track segment.

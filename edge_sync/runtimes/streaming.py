@@ -6,6 +6,9 @@ memory stays bounded, latency is at most ``hop + context`` frames, and the resul
 ``Engine.run`` over the same data (MFCC is computed incrementally with the exact pre-emphasis and framing of the
 whole signal). numpy only.
 
+Each side is bounded on its own too: when one input stops (a muted microphone, a lost face) the other may run
+ahead by at most ``max_lead_frames`` (default :data:`MAX_LEAD_FRAMES`, 30 s: ~4 MB of audio or ~28 MB of crops); a
+push past that is refused with an error and leaves the stream as it was, so the app can catch up or start anew.
 For :meth:`SyncStream.result` the stream also keeps every emitted frame's distributions (about 250 bytes a frame,
 22 MB an hour); an always-on camera passes ``keep_frames`` to keep only the most recent ones (a rolling result).
 """
@@ -23,6 +26,7 @@ from edge_sync.spec import AUDIO_RATE, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset
 
 STEP = SAMPLES_PER_FRAME // MFCC_PER_FRAME  # 160 samples per MFCC step
 TAIL = 240  # samples after a frame that its last MFCC window reads (25 ms window, 10 ms hop)
+MAX_LEAD_FRAMES = 750  # 30 s: how far one input may run ahead of the other before a push is refused
 
 
 class _Samples:
@@ -71,7 +75,7 @@ class SyncStream:
     """Incremental sync over a live audio + mouth-crop stream; see the module docstring."""
 
     def __init__(self, engine: Any, hop_frames: int = 25, previous_sample: float | None = None,
-                 keep_frames: int | None = None) -> None:
+                 keep_frames: int | None = None, max_lead_frames: int = MAX_LEAD_FRAMES) -> None:
         """``previous_sample``: the sample just before the first pushed one when the stream starts inside a longer
         recording (float in [-1, 1]), so the MFCC's pre-emphasis continues it exactly. ``keep_frames``: how many of
         the latest frames :meth:`result` summarises (None: every frame since the start)."""
@@ -85,6 +89,9 @@ class SyncStream:
             if not -1.0 <= float(previous_sample) <= 1.0:  # NaN fails this too
                 raise ValueError(f"previous_sample must be a float sample in [-1, 1], got {previous_sample!r}")
             previous_sample = float(previous_sample)
+        if isinstance(max_lead_frames, bool) or int(max_lead_frames) != max_lead_frames or max_lead_frames < 1:
+            raise ValueError(f"max_lead_frames must be a positive number of frames, got {max_lead_frames!r}")
+        self.max_lead_frames = int(max_lead_frames)
         if engine.contract.audio_input != "mfcc":
             raise EdgeSyncError(f"streaming computes MFCC audio features; this artifact takes "
                                 f"{engine.contract.audio_input}")
@@ -136,7 +143,10 @@ class SyncStream:
             raise ValueError(f"push mono samples [n] at {AUDIO_RATE} Hz, got shape {a.shape}")
         if np.issubdtype(a.dtype, np.integer) and a.dtype != np.int16:
             raise TypeError(f"integer audio must be int16, got {a.dtype}")
-        self._samples.append(float_samples(a, "push"))
+        samples = float_samples(a, "push")
+        audio_frames = (self._audio_start + len(self._samples) + len(samples)) // SAMPLES_PER_FRAME
+        self._check_lead("audio", audio_frames - self._frames_in, "crops")
+        self._samples.append(samples)
         self._compute_mfcc(final=False)
 
     def _push_crops(self, crops: np.ndarray) -> None:
@@ -145,8 +155,17 @@ class SyncStream:
             c = c[None]
         if c.dtype != np.uint8 or c.ndim != 4 or c.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"crops must be uint8 [n, {self.size}, {self.size}, 3] RGB, got {c.dtype} {c.shape}")
+        audio_frames = (self._audio_start + len(self._samples)) // SAMPLES_PER_FRAME
+        self._check_lead("crops", self._frames_in + len(c) - audio_frames, "audio")
         self._crops.extend(c)
         self._frames_in += len(c)
+
+    def _check_lead(self, side: str, lead: int, other: str) -> None:
+        """Refuse a push that would put ``side`` more than max_lead_frames ahead (nothing is kept from it)."""
+        if lead > self.max_lead_frames:
+            raise EdgeSyncError(f"the {side} would run {lead} frames ({lead / 25:.1f} s) ahead of the {other}, more "
+                                f"than max_lead_frames={self.max_lead_frames}; push the {other} (or start a new "
+                                f"stream): this push was not kept")
 
     def _compute_mfcc(self, final: bool) -> None:
         """MFCC steps whose 25 ms windows are complete (all remaining ones, zero-padded, when ``final``)."""

@@ -94,6 +94,32 @@ def test_a_bad_previous_sample_is_refused_when_the_stream_opens(engine, bad, err
     assert engine.stream(previous_sample=np.float32(-0.25)) is not None
 
 
+def test_each_side_is_bounded_when_the_other_stops_and_a_refused_push_keeps_nothing(engine, clip):
+    """A muted microphone or a lost face must not grow the other buffer without end: past max_lead_frames a push
+    is refused whole, and the stream then goes on as if it had not been made."""
+    crops, wave = clip.frames_uint8, clip.waveform
+    stream = engine.stream(max_lead_frames=20)
+    stream.push(crops=crops[:20])
+    with pytest.raises(EdgeSyncError, match="crops would run 21 frames .* ahead of the audio"):
+        stream.push(crops=crops[20:21])
+    other = engine.stream(max_lead_frames=20)
+    with pytest.raises(EdgeSyncError, match="audio would run 30 frames"):
+        other.push(audio=wave[:30 * SAMPLES_PER_FRAME])
+    # the refused pushes left both streams intact: fed in step from here, each equals the offline result
+    offline = _offline(engine, clip)
+    for s, start in ((stream, 20), (other, 0)):
+        got = []
+        if start:
+            got += s.push(audio=wave[:start * SAMPLES_PER_FRAME])
+        for t in range(start, len(crops)):
+            got += s.push(audio=wave[t * SAMPLES_PER_FRAME:(t + 1) * SAMPLES_PER_FRAME], crops=crops[t])
+        got += s.push(audio=wave[len(crops) * SAMPLES_PER_FRAME:])
+        got += s.flush()
+        probs = np.stack([f.probs for f in got], axis=1)
+        assert probs.shape[1] == len(crops)
+        assert np.mean(probs.argmax(0) == offline.frame_probs.argmax(0)) > 0.98
+
+
 def test_rolling_result_keeps_only_the_latest_frames(engine, clip):
     """keep_frames: result() summarises the latest frames only, and the held results stay that small."""
     from edge_sync.runtimes.result import SyncResult

@@ -109,6 +109,8 @@ class TrunkFeatureWindows(Dataset):
 def check_config(config: Any) -> None:
     """What training on cached features cannot do, refused before anything is computed."""
     problems = []
+    if config.model == "legacy":
+        problems.append("a teacher or student (the legacy SyncNet has no separate trunks to cache)")
     if config.data == "synthetic":
         problems.append("a folder of videos as --data (synthetic clips are made fresh for every sample)")
     if config.synthetic_fraction:

@@ -198,3 +198,6 @@ def test_training_on_cached_trunk_features_matches_the_raw_windows(tmp_path):
     with pytest.raises(ValueError, match="pixel augmentation"):
         train(_config(data=str(tmp_path / "videos"), frames=12, trunk_features=True, augment={"flip": True}),
               tmp_path / "bad.pt", progress=False)
+    with pytest.raises(ValueError, match="legacy SyncNet"):
+        train(_config(model="legacy", model_config={}, data=str(tmp_path / "videos"), frames=12, trunk_features=True),
+              tmp_path / "bad.pt", progress=False)

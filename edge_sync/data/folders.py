@@ -302,6 +302,10 @@ class VideoFolderDataset(Dataset):
             self._open.popitem(last=False)
         return segments
 
+    def on_pass(self, index: int) -> tuple[int, int]:
+        """(item, epoch) of ``index`` when the folder is read pass after pass, each pass drawing afresh."""
+        return index % len(self), index // len(self)
+
     def _draw_offset(self, rng: np.random.Generator, available: int) -> int:
         """k for this item; ``available`` = segment frames beyond the window (F - T)."""
         if self.labels:

@@ -151,8 +151,8 @@ class FreshWindows(Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        n = len(self.folder)
-        return self.folder.sample(index % n, epoch=index // n)
+        item, epoch = self.folder.on_pass(index)
+        return self.folder.sample(item, epoch=epoch)
 
 
 class MixedDataset(Dataset):

@@ -98,8 +98,8 @@ class TrunkFeatureWindows(Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        n = len(self.folder)
-        clip_id, seg, s, k = self.folder.window(index % n, epoch=index // n)
+        item, epoch = self.folder.on_pass(index)
+        clip_id, seg, s, k = self.folder.window(item, epoch=epoch)
         audio, video = self.features[clip_id][seg]
         t = self.folder.frames
         return {"audio": audio[:, s - k:s - k + t], "video": video[:, s:s + t],  # sound late by k, as the folder

@@ -24,6 +24,11 @@ How it stays safe at scale:
 * **A clip that hangs** (a stalled decoder, a file on a dead network mount) would hold its worker for ever: with
   ``clip_timeout`` (local pool only) a watchdog in each worker stops it once a clip has run that long, and the clip,
   rescored alone and stopped again, is recorded as ``ClipTimeout``.
+* **Workers die with the job**: a job killed outright (``kill -9``, the OOM killer) runs no cleanup, so each pool
+  worker watches its parent itself (Linux: a parent-death signal; everywhere: a thread that waits on the parent's
+  end of a pipe) and exits at once; multiprocessing's resource tracker, a child of the job, then sees its last pipe
+  close and exits too. The Dask runner is left as it is: a LocalCluster's worker processes already exit when the
+  job's end of a pipe closes (distributed's own parent watch), and a remote cluster's workers are that cluster's.
 
 Line format (keys sorted; ``path`` is the absolute path as found, symlinks not resolved)::
 
@@ -46,17 +51,21 @@ means the bundled model of the worker's install; an artifact path must exist on 
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import math
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import wait as wait_ready
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -71,6 +80,8 @@ TIMING_FIELDS = ("seconds",)  # fields that vary run to run; everything else is 
 WORKER_DIED = "WorkerDied"
 CLIP_TIMEOUT = "ClipTimeout"
 _TIMEOUT_EXIT = 124  # a worker's exit status when its watchdog stops it (as timeout(1))
+_ORPHAN_EXIT = 125  # a worker's exit status when it finds its parent gone
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 IN_FLIGHT_PER_WORKER = 2
 RUNNERS = ("pool", "dask")
 
@@ -222,10 +233,36 @@ _WORKER_ERROR: str | None = None
 _WORKER_TIMEOUT: float | None = None
 
 
+def _die_with_parent() -> None:
+    """End this worker as soon as the job that started it is gone. A job killed with SIGKILL runs no cleanup, and
+    an idle worker would wait for work on its queue for ever (it holds that pipe's write end itself, so it never
+    sees end-of-file); a busy one would finish its clip first, for a result nobody reads. Linux sends SIGKILL at
+    the parent's death (PR_SET_PDEATHSIG: immediate, even in native code holding the GIL; it tracks the thread
+    that spawned the worker, which is the one running the pool until it is shut down); on every platform a thread
+    waits on the parent's end of the spawn pipe, which closes when the parent dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no usable libc: the thread below still works
+            pass
+    if os.getppid() != parent.pid:  # the parent died before the signal was asked for: nobody will send it
+        os._exit(_ORPHAN_EXIT)
+    threading.Thread(target=_exit_when_gone, args=(parent.sentinel,), name="edge-sync-parent-watch",
+                     daemon=True).start()
+
+
+def _exit_when_gone(sentinel: int) -> None:
+    wait_ready([sentinel])  # ready only at end-of-file: the parent closed the pipe, or died
+    os._exit(_ORPHAN_EXIT)
+
+
 def _init_pool_worker(spec: EngineSpec) -> None:
     global _WORKER, _WORKER_ERROR, _WORKER_TIMEOUT
-    import signal
 
+    _die_with_parent()  # first: a job killed while workers load must not leave them behind
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     _WORKER_TIMEOUT = spec.clip_timeout
     try:

@@ -10,6 +10,11 @@ clock. Everything here is driven by decoded timestamps, never by frame counts or
   encoder priming (AAC, Opus pre-skip) do not turn into a fake lip-sync offset; timestamp gaps inside
   the audio stream are filled with silence for the same reason.
 
+Timestamps come from the file, so filling gaps by them could cost any amount of memory or time: a 10-hour
+jump in the audio of a 250 KB file once became 2.4 GB of silence, one in the video 900,000 repeated frames.
+:class:`DecodeLimits` bounds duration, gaps, frame and sample counts and frame size, checked before
+anything is allocated for them, so nothing here allocates in proportion to a timestamp.
+
 Only numpy and PyAV (FFmpeg) are used, so device apps can decode without torch, scipy or OpenCV.
 Every failure a user can hit with a bad file is a :class:`~edge_sync.errors.MediaError` with a
 one-line message that says what to do; raw PyAV exceptions never escape.
@@ -17,11 +22,12 @@ one-line message that says what to do; raw PyAV exceptions never escape.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +38,7 @@ import numpy as np
 from edge_sync.errors import MediaError
 from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
-__all__ = ["MediaInfo", "Media", "probe", "iter_frames", "read_audio", "load_media"]
+__all__ = ["DecodeLimits", "MediaInfo", "Media", "probe", "iter_frames", "read_audio", "load_media"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,100 @@ class Media:
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
+
+
+# --- limits ------------------------------------------------------------------------------------------
+_LIMIT_HOURS = 3
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What decoding one file may cost; past a limit decoding stops with a one-line MediaError naming it.
+
+    Each is checked before the memory or time it bounds is spent, because a few bytes of timestamps can ask
+    for hours of silence or repeated frames. Defaults fit any real talking-head recording:
+
+    * ``max_duration_s`` (3 h): how far either stream may run past its start, by timestamps;
+    * ``max_gap_s`` (10 s): the longest timestamp jump filled (audio with silence, video by repeating the
+      last frame), the audio's late start after the first video frame, and the last frame's duration;
+    * ``max_frames`` (270,000 = 3 h at 25 fps): output frames at the requested fps;
+    * ``max_pixels`` (7680 x 4320, an 8K frame): pixels per decoded frame, read from the header first;
+    * ``max_samples`` (172.8 M = 3 h at 16 kHz, 691 MB as float32): output audio samples at the requested rate.
+
+    Pass ``limits=DecodeLimits(...)`` to the readers; where no argument reaches them (the CLI,
+    ``Engine.sync_file``) the defaults come from ``EDGE_SYNC_MAX_GAP_S`` and the like (see :meth:`from_env`).
+    Headers' declared durations are not checked: gap files declare their gap, so the decoded timestamps decide.
+    """
+
+    max_duration_s: float = _LIMIT_HOURS * 3600.0
+    max_gap_s: float = 10.0
+    max_frames: int = _LIMIT_HOURS * 3600 * VIDEO_FPS
+    max_pixels: int = 7680 * 4320
+    max_samples: int = _LIMIT_HOURS * 3600 * AUDIO_RATE
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"DecodeLimits.{f.name} must be a finite positive number, got {value!r}")
+
+    @staticmethod
+    def env_name(name: str) -> str:
+        """The environment variable that sets limit ``name``: max_gap_s -> EDGE_SYNC_MAX_GAP_S."""
+        return f"EDGE_SYNC_{name.upper()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DecodeLimits:
+        """The defaults, with each limit whose ``EDGE_SYNC_<NAME>`` variable is set taken from it."""
+        env = os.environ if environ is None else environ
+        given: dict[str, float | int] = {}
+        for f in fields(cls):
+            raw = env.get(cls.env_name(f.name), "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{cls.env_name(f.name)}={raw!r} is not a number; set a positive number such as "
+                                 f"{f.default:g} (the default) or unset it") from None
+            given[f.name] = round(value) if isinstance(f.default, int) and math.isfinite(value) else value
+        return cls(**given)
+
+
+def _limits(limits: DecodeLimits | None) -> DecodeLimits:
+    if limits is None:
+        return DecodeLimits.from_env()
+    if not isinstance(limits, DecodeLimits):
+        raise TypeError(f"limits must be a DecodeLimits or None, got {type(limits).__name__}")
+    return limits
+
+
+def _headroom(x: float) -> int:
+    """``x`` plus 10%, rounded up to two significant digits: a limit to suggest that the rest of the file fits too."""
+    x = max(x * 1.1, 1.0)
+    step = 10 ** max(math.floor(math.log10(x)) - 1, 0)
+    return math.ceil(x / step) * step
+
+
+def _past_limit(p: Path, what: str, limits: DecodeLimits, **needed: float) -> MediaError:
+    """One line: what the file asks for, the limit it passes (the first of ``needed``) and how to raise it.
+
+    ``needed`` also names what the other limits would have to be once the first is raised (a 10 h gap also
+    needs 10 h of duration), so that following the advice once is enough.
+    """
+    name = next(iter(needed))
+    over = {k: _headroom(v) for k, v in needed.items() if k == name or v > getattr(limits, k)}
+    env = " ".join(f"{DecodeLimits.env_name(k)}={v}" for k, v in over.items())
+    args = ", ".join(f"{k}={v}" for k, v in over.items())
+    return MediaError(f"{p}: {what}, past the limit {name}={getattr(limits, name):g}; if the file is right, raise "
+                      f"{'it' if len(over) == 1 else 'them'} with {env} or DecodeLimits({args})")
+
+
+def _check_pixels(p: Path, width: int | None, height: int | None, limits: DecodeLimits) -> None:
+    """Before a frame is converted to RGB (3 bytes a pixel), or decoded at all where the header tells its size."""
+    if width and height and width * height > limits.max_pixels:
+        raise _past_limit(p, f"its video frames are {width}x{height} ({width * height} pixels)", limits,
+                          max_pixels=width * height)
 
 
 # --- finding videos ----------------------------------------------------------------------------
@@ -254,8 +354,12 @@ def _rgb(frame: Any) -> np.ndarray:
 
 
 # --- probe -------------------------------------------------------------------------------------------
-def probe(path: PathLike) -> MediaInfo:
-    """Read what a file holds without decoding it all, so callers can refuse bad input up front."""
+def probe(path: PathLike, limits: DecodeLimits | None = None) -> MediaInfo:
+    """Read what a file holds without decoding it all, so callers can refuse bad input up front.
+
+    Frames larger than ``limits.max_pixels`` are refused from the header, before the one frame is decoded.
+    """
+    limits = _limits(limits)
     p = _check_path(path)
     with _opened(p) as container:
         v, a = _video_stream(container), _audio_stream(container)
@@ -270,8 +374,10 @@ def probe(path: PathLike) -> MediaInfo:
             rate = v.average_rate or v.guessed_rate
             fps = float(rate) if rate else None
             width, height = v.codec_context.width or None, v.codec_context.height or None
+            _check_pixels(p, width, height, limits)
             first = _first_video_frame(p, container, v)
             if first is not None:
+                _check_pixels(p, first.width, first.height, limits)
                 height, width = _rgb(first).shape[:2]
         rate_hz = channels = None
         if a is not None:
@@ -298,18 +404,21 @@ class _VideoState:
     t0: float | None = None
 
 
-def iter_frames(path: PathLike, fps: int = VIDEO_FPS) -> Iterator[np.ndarray]:
+def iter_frames(path: PathLike, fps: int = VIDEO_FPS, limits: DecodeLimits | None = None) -> Iterator[np.ndarray]:
     """Stream RGB uint8 [H, W, 3] frames resampled to a constant ``fps`` by timestamp.
 
     Output frame ``i`` is the source frame nearest in time to ``t0 + i / fps`` (``t0`` = first video
     frame), so the output clock matches the audio clock whatever the source rate or its jitter. Frames
     are decoded lazily; only the current and previous source frames are held. The path and the presence
-    of a video stream are checked now; decode errors surface as MediaError while iterating.
+    of a video stream are checked now; decode errors surface as MediaError while iterating. Timestamp gaps
+    up to ``limits.max_gap_s`` repeat the frame before them; a longer gap, or a clip past the other
+    :class:`DecodeLimits`, is a MediaError before any frame for it is made.
     """
-    return _iter_frames(path, fps, None, _VideoState())
+    return _iter_frames(path, fps, None, _VideoState(), _limits(limits))
 
 
-def _iter_frames(path: PathLike, fps: int, max_frames: int | None, state: _VideoState) -> Iterator[np.ndarray]:
+def _iter_frames(path: PathLike, fps: int, max_frames: int | None, state: _VideoState,
+                 limits: DecodeLimits) -> Iterator[np.ndarray]:
     if not isinstance(fps, (int, np.integer)) or isinstance(fps, bool) or fps <= 0:
         raise ValueError(f"fps must be a positive integer, got {fps!r}")
     p = _check_path(path)
@@ -318,11 +427,16 @@ def _iter_frames(path: PathLike, fps: int, max_frames: int | None, state: _Video
     if stream is None:
         container.close()
         raise _no_stream(p, "video")
-    return _resample_video(p, container, stream, int(fps), max_frames, state)
+    try:
+        _check_pixels(p, stream.codec_context.width, stream.codec_context.height, limits)
+    except MediaError:
+        container.close()
+        raise
+    return _resample_video(p, container, stream, int(fps), max_frames, state, limits)
 
 
 def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: int | None,
-                    state: _VideoState) -> Iterator[np.ndarray]:
+                    state: _VideoState, limits: DecodeLimits) -> Iterator[np.ndarray]:
     stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate
     nominal_dt = 1.0 / float(rate) if rate else 1.0 / fps
@@ -336,6 +450,10 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
 
     def emit() -> np.ndarray:
         nonlocal prev_arr, prev_given
+        if i >= limits.max_frames:
+            raise _past_limit(p, f"its video makes more than {i} frames at {fps} fps "
+                              f"(t={(state.t0 or 0.0) + i / fps:.2f} s)",
+                              limits, max_frames=i + 1)
         if prev_arr is None:  # convert lazily: a 60 fps source only pays for the frames it keeps
             prev_arr = _rgb(prev)
         if prev_given:
@@ -346,12 +464,20 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
     try:
         with _decode_guard(p, "video", lambda: prev_t if prev is not None else None):
             for frame in container.decode(stream):
+                _check_pixels(p, frame.width, frame.height, limits)
                 t = float(frame.time) if frame.time is not None else (prev_t + nominal_dt if prev is not None else 0.0)
                 if prev is not None and t <= prev_t + 1e-9:
                     dropped += 1  # duplicate or out-of-order timestamp: keep the first frame shown at t
                     continue
+                if prev is not None and t - prev_t > limits.max_gap_s:  # the gap would be filled by repeats
+                    raise _past_limit(p, f"its video timestamps jump {t - prev_t:.2f} s at t={prev_t:.2f} s", limits,
+                                      max_gap_s=t - prev_t, max_duration_s=t - (state.t0 or 0.0),
+                                      max_frames=(t - (state.t0 or 0.0)) * fps)
                 if state.t0 is None:
                     state.t0 = t
+                elif t - state.t0 > limits.max_duration_s:
+                    raise _past_limit(p, f"its video runs to t={t:.2f} s, {t - state.t0:.0f} s after its first frame",
+                                      limits, max_duration_s=t - state.t0)
                 if prev is not None:
                     # emit the previous frame for every target closer to it than to this one (ties -> earlier)
                     while max_frames is None or i < max_frames:
@@ -369,6 +495,11 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
                 raise MediaError(f"{p}: its video stream decoded to no frames, so the file is corrupt or truncated; "
                                  f"{_REENCODE_HINT}")
             last_dur = prev_dur if prev_dur and prev_dur > 0 else nominal_dt
+            end_t0 = prev_t - (state.t0 or 0.0)  # where the last frame starts after the first
+            if last_dur > limits.max_gap_s:
+                raise _past_limit(p, f"its last video frame (t={prev_t:.2f} s) lasts {last_dur:.2f} s", limits,
+                                  max_gap_s=last_dur, max_duration_s=end_t0 + last_dur,
+                                  max_frames=(end_t0 + last_dur) * fps)
             end = prev_t + last_dur
             assert state.t0 is not None
             total = max(round((end - state.t0) * fps), 1 if i == 0 else 0)
@@ -386,7 +517,8 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
 
 
 # --- audio -------------------------------------------------------------------------------------------
-def read_audio(path: PathLike, sample_rate: int = AUDIO_RATE, align_to_video: bool = True) -> np.ndarray:
+def read_audio(path: PathLike, sample_rate: int = AUDIO_RATE, align_to_video: bool = True,
+               limits: DecodeLimits | None = None) -> np.ndarray:
     """Decode the first audio stream to float32 mono in [-1, 1] at ``sample_rate``.
 
     Any source rate is converted by FFmpeg's resampler (``av.AudioResampler``); channels are then
@@ -394,10 +526,12 @@ def read_audio(path: PathLike, sample_rate: int = AUDIO_RATE, align_to_video: bo
     ``align_to_video`` and a video stream present, sample 0 is the first video frame's time: audio that
     starts later is zero-padded at the front, audio that starts earlier is trimmed, so frame ``i`` of
     :func:`iter_frames` goes with samples ``[i * sample_rate / fps, (i + 1) * sample_rate / fps)``.
-    Otherwise sample 0 is the first decoded audio sample.
+    Otherwise sample 0 is the first decoded audio sample. Silence fills timestamp gaps and a late start up
+    to ``limits.max_gap_s``; longer ones, or audio past the other :class:`DecodeLimits`, are a MediaError.
     """
     if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    limits = _limits(limits)
     p = _check_path(path)
     anchor: float | None = None
     with _opened(p) as container:  # open errors and a missing audio stream are reported before decoding
@@ -412,7 +546,7 @@ def read_audio(path: PathLike, sample_rate: int = AUDIO_RATE, align_to_video: bo
                 first = None
             if first is not None:
                 anchor = float(first.time) if first.time is not None else 0.0
-    return _read_audio(p, int(sample_rate), anchor, None)
+    return _read_audio(p, int(sample_rate), anchor, None, limits)
 
 
 def _downmix_weights(layout: Any) -> np.ndarray:
@@ -428,7 +562,8 @@ def _downmix_weights(layout: Any) -> np.ndarray:
     return (keep / keep.sum()).astype(np.float32)
 
 
-def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: int | None) -> np.ndarray:
+def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: int | None,
+                limits: DecodeLimits) -> np.ndarray:
     """Decode, resample and place audio on the video clock; stop once ``num_samples`` are covered."""
     with _opened(p) as container:
         stream = _audio_stream(container)
@@ -442,15 +577,27 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
         lead = 0  # samples to drop (negative) or pad (positive) at the front, fixed by the first frame
         resampler: Any = None
         setup: tuple[Any, ...] | None = None
-        expected = 0.0  # where the next frame should start if the stream has no gap (seconds)
+        expected = start = 0.0  # where the next frame should start if the stream has no gap; where it started
         started = False
         gaps = 0
 
         weights = np.ones(1, np.float32)
 
+        def check_samples(more: int) -> None:
+            """Before ``more`` samples are kept: the front padding counts, the front trim is kept until the end."""
+            if n_out + max(lead, 0) + more > limits.max_samples:
+                raise _past_limit(p, f"its audio makes more than {n_out + max(lead, 0)} samples at {sample_rate} Hz "
+                                  f"(t={expected:.2f} s)", limits, max_samples=n_out + max(lead, 0) + more)
+
+        def check_duration(end: float) -> None:
+            if end - start > limits.max_duration_s:
+                raise _past_limit(p, f"its audio runs to t={end:.2f} s, {end - start:.0f} s after it starts", limits,
+                                  max_duration_s=end - start, max_samples=(end - start) * sample_rate)
+
         def drain(frames: list[Any]) -> None:
             nonlocal n_out
             for out in frames:
+                check_samples(out.samples)
                 x = weights @ out.to_ndarray().reshape(weights.size, -1)  # planar: [channels, samples]
                 chunks.append(x.astype(np.float32, copy=False))
                 n_out += x.size
@@ -462,16 +609,26 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
                 t = float(frame.time) if frame.time is not None else None
                 if not started:
                     started = True
-                    expected = t if t is not None else (anchor or 0.0)
+                    expected = start = t if t is not None else (anchor or 0.0)
                     if anchor is not None:
+                        if expected - anchor > limits.max_gap_s:  # the late start would be padded with silence
+                            raise _past_limit(p, f"its audio starts at t={expected:.2f} s, {expected - anchor:.2f} s "
+                                              "after its first video frame", limits, max_gap_s=expected - anchor,
+                                              max_samples=(expected - anchor) * sample_rate)
                         lead = round((expected - anchor) * sample_rate)
                         log.debug("%s: audio starts %.4f s after the first video frame", p, expected - anchor)
                 elif t is not None and t - expected > _AUDIO_GAP_TOLERANCE_S:
                     # a hole in the timestamps: silence keeps everything after it on the right clock
+                    if t - expected > limits.max_gap_s:
+                        raise _past_limit(p, f"its audio timestamps jump {t - expected:.2f} s at t={expected:.2f} s",
+                                          limits, max_gap_s=t - expected, max_duration_s=t - start,
+                                          max_samples=n_out + max(lead, 0) + (t - expected) * sample_rate)
+                    check_duration(t)
                     if resampler is not None:
                         drain(resampler.resample(None))
                         resampler = None
                     gap = round((t - expected) * sample_rate)
+                    check_samples(gap)
                     chunks.append(np.zeros(gap, np.float32))
                     n_out += gap
                     expected = t
@@ -485,6 +642,7 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
                     setup = key
                 drain(resampler.resample(frame))
                 expected += frame.samples / frame.sample_rate
+                check_duration(expected)
                 if num_samples is not None and n_out + lead >= num_samples + sample_rate // 10:
                     break  # enough (with margin for the resampler's delay)
             if resampler is not None:
@@ -507,26 +665,28 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
 
 
 # --- both --------------------------------------------------------------------------------------------
-def load_media(path: PathLike, max_frames: int | None = None) -> Media:
+def load_media(path: PathLike, max_frames: int | None = None, limits: DecodeLimits | None = None) -> Media:
     """Decode a clip into the contract: T frames at 25 fps and exactly T * 640 samples at 16 kHz.
 
     Audio is aligned to the first video frame (see :func:`read_audio`) and trimmed or zero-padded to the
-    video's length, so ``audio[i * 640:(i + 1) * 640]`` is the sound of ``frames[i]``.
+    video's length, so ``audio[i * 640:(i + 1) * 640]`` is the sound of ``frames[i]``. ``max_frames`` cuts
+    the clip short; ``limits`` (:class:`DecodeLimits`, default from the environment) refuse a file past them.
     """
     if max_frames is not None and (not isinstance(max_frames, (int, np.integer)) or max_frames <= 0):
         raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
-    info = probe(path)
+    limits = _limits(limits)
+    info = probe(path, limits)
     p = Path(info.path)
     if not info.has_video:
         raise _no_stream(p, "video")
     if not info.has_audio:
         raise _no_stream(p, "audio")
     state = _VideoState()
-    frames = list(_iter_frames(p, VIDEO_FPS, max_frames, state))
+    frames = list(_iter_frames(p, VIDEO_FPS, max_frames, state, limits))
     video = np.stack(frames)  # _resample_video guarantees at least one frame
     del frames
     need = video.shape[0] * SAMPLES_PER_FRAME
-    audio = _read_audio(p, AUDIO_RATE, state.t0, need)
+    audio = _read_audio(p, AUDIO_RATE, state.t0, need, limits)
     if audio.size < need:
         missing = need - audio.size
         if missing > SAMPLES_PER_FRAME * 2:

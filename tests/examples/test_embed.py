@@ -1,15 +1,22 @@
 """examples/embed/service.py for real: started in a subprocess on a free local port with one artifact, scoring
 talking-face clips of different planted offsets sent concurrently (raw upload, multipart form, JSON path) and
 giving the same answers as one at a time; bad requests get a 4xx and a message and the service stays up;
-SIGTERM stops it with exit status 0."""
+SIGTERM stops it with exit status 0. A second one with tight limits (1 worker, a queue of 1, short body and clip time
+limits) shows that a hostile client costs one bounded request: a stalled body, a full queue, a clip that scores too
+long each get a one-line error, and nothing leaves a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -74,23 +81,30 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def service(folder) -> Iterator[Service]:
+def start(folder: Path, *options: str, **popen: Any) -> Iterator[Service]:
+    """The service on a free port with these options, until the test module is done with it."""
+    workers = options[options.index("--workers") + 1]
     proc = subprocess.Popen([sys.executable, str(SERVICE), "--artifact", str(ARTIFACT), "--port", "0",
-                             "--workers", "2", "--allow-dir", str(folder), "--max-upload-mb", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--allow-dir", str(folder), *options],
+                            stdout=subprocess.PIPE, stderr=popen.pop("stderr", subprocess.PIPE), text=True, **popen)
     with selectors.DefaultSelector() as sel:  # wait for the "listening on" line, at most a minute
         sel.register(proc.stdout, selectors.EVENT_READ)
         ready = sel.select(timeout=60)
     line = proc.stdout.readline() if ready else ""
-    match = re.match(r"listening on (http://127\.0\.0\.1:\d+) \(student\.onnx-fp32 on onnxruntime, 2 workers\)", line)
+    match = re.match(r"listening on (http://127\.0\.0\.1:\d+) \(student\.onnx-fp32 on onnxruntime, "
+                     rf"{workers} workers\)", line)
     if match is None:
         proc.kill()
-        pytest.fail(f"the service did not start: {line!r} {proc.stderr.read()[-2000:]}")
+        pytest.fail(f"the service did not start: {line!r} {proc.communicate()[1]}")
     yield Service(match.group(1), proc, folder)
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def service(folder) -> Iterator[Service]:
+    yield from start(folder, "--workers", "2", "--max-upload-mb", "5")
 
 
 def test_health_names_the_loaded_artifact(service):
@@ -176,9 +190,157 @@ def test_bad_requests_get_a_4xx_with_a_message_and_the_service_stays_up(service,
     assert service.proc.poll() is None
 
 
+def test_deeply_nested_json_is_a_400_with_one_line(service):
+    """The JSON parser recurses once per level: 30 000 levels (60 kB, under the JSON body limit) must be refused as
+    a bad request, not crash the handler with a RecursionError (a 500 and a traceback)."""
+    before = request(service.url + "/health")[1]
+    for doc in (b"[" * 30_000 + b"]" * 30_000, b'{"path": ' + b'{"a": ' * 8_000 + b"1" + b"}" * 8_001):
+        status, body = request(service.url + "/sync", doc, {"Content-Type": "application/json"})
+        assert status == 400 and body["status"] == 400, (status, body)
+        assert "nested too deeply" in body["error"] and "\n" not in body["error"] and len(body["error"]) < 200
+    after = request(service.url + "/health")[1]
+    assert after["failed"] == before["failed"] + 2 and service.proc.poll() is None
+
+
 def test_sigterm_stops_it_cleanly(service):
     service.proc.send_signal(signal.SIGTERM)
     out, err = service.proc.communicate(timeout=30)
     assert service.proc.returncode == 0, err[-2000:]
     assert re.search(r"stopped: \d+ served, \d+ failed", out), out
     assert "Traceback" not in err
+
+
+# --- limits: a hostile or broken client costs one bounded request -------------------------------------------------
+CLIP_TIMEOUT, BODY_TIMEOUT = 3, 2
+
+
+@dataclass
+class Strict(Service):
+    uploads: Path  # the service's temp folder: where uploads are stored while they are scored
+    log: Path  # its stderr
+
+
+@pytest.fixture(scope="module")
+def slow_folder(tmp_path_factory) -> Path:
+    """A 20-minute faceless clip (tiny frames, a silent track; made in ~2 s, 600 kB): scoring it searches all 30 000
+    frames for a face, ~12 s on this 2-core PC, far past the clip time limit."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed; scripts/setup.sh installs it")
+    root = tmp_path_factory.mktemp("slow")
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x48:r=25:d=1200", "-f",
+                    "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "1200", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-c:a", "aac", "-shortest", str(root / "slow.mp4")], check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def strict(slow_folder, tmp_path_factory) -> Iterator[Strict]:
+    uploads, logs = tmp_path_factory.mktemp("uploads"), tmp_path_factory.mktemp("logs")
+    with open(logs / "stderr.txt", "w") as err:
+        for up in start(slow_folder, "--workers", "1", "--queue", "1", "--queue-timeout", "60", "--clip-timeout",
+                        str(CLIP_TIMEOUT), "--body-timeout", str(BODY_TIMEOUT), "-v", stderr=err,
+                        env={**os.environ, "TMPDIR": str(uploads)}):
+            yield Strict(up.url, up.proc, up.folder, uploads, logs / "stderr.txt")
+
+
+def stored_uploads(strict: Strict) -> list[str]:
+    return sorted(p.name for p in strict.uploads.glob("edge-sync-*.upload"))
+
+
+def wait_until(strict: Strict, check: Any, seconds: float = 30) -> dict[str, Any]:
+    """/health once ``check(health)`` holds (polled), or fail."""
+    deadline = time.monotonic() + seconds
+    while True:
+        health = request(strict.url + "/health")[1]
+        if check(health):
+            return health
+        assert time.monotonic() < deadline, health
+        time.sleep(0.02)
+
+
+def open_upload(url: str, length: int, first: bytes) -> socket.socket:
+    """A raw upload that has sent its headers and ``first`` of its ``length`` bytes, and nothing since."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(f"POST /sync HTTP/1.1\r\nHost: {host}\r\nContent-Type: video/mp4\r\nX-Filename: stalled.mp4\r\n"
+                 f"Content-Length: {length}\r\n\r\n".encode() + first)
+    return sock
+
+
+def answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of a raw request's response (the service closes the connection after it)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def one_line(body: dict[str, Any], status: int) -> bool:
+    return body["status"] == status and "\n" not in body["error"] and len(body["error"]) < 200
+
+
+def test_a_stalled_body_gets_a_408_after_body_timeout_without_a_traceback(strict):
+    sock = open_upload(strict.url, 100_000, b"\x00" * 10)
+    start = time.monotonic()
+    with sock:
+        status, body = answer(sock)
+    waited = time.monotonic() - start
+    assert status == 408 and one_line(body, 408) and "--body-timeout" in body["error"], (status, body)
+    assert BODY_TIMEOUT - 0.5 < waited < BODY_TIMEOUT + 5, waited
+    health = wait_until(strict, lambda h: h["busy"] == 0)
+    assert health["failed"] >= 1 and stored_uploads(strict) == [] and strict.proc.poll() is None
+    assert "Traceback" not in strict.log.read_text()
+
+
+def test_a_full_queue_gets_a_503_before_the_upload_is_stored(strict):
+    """1 worker, a queue of 1: an upload trickling in holds the worker slot, a second request waits (its upload not
+    read yet), a third is refused at once; when the first ends, the second is served."""
+    holder = open_upload(strict.url, 1 << 20, b"\x00" * 10)
+    stop = threading.Event()
+
+    def trickle() -> None:  # a byte at a time, never silent for --body-timeout
+        while not stop.wait(0.2):
+            holder.sendall(b"\x00")
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    waiting = ThreadPoolExecutor(1)
+    second = None
+    try:
+        wait_until(strict, lambda h: h["busy"] == 1)
+        assert len(stored_uploads(strict)) == 1  # the slot holder's upload only
+        second = waiting.submit(request, strict.url + "/sync", b"not a video", {"X-Filename": "second.mp4"})
+        wait_until(strict, lambda h: h["waiting"] == 1)
+        start = time.monotonic()
+        status, body = request(strict.url + "/sync", b"x" * 100_000, {"X-Filename": "third.mp4"})
+        assert status == 503 and one_line(body, 503) and "--queue 1" in body["error"], (status, body)
+        assert time.monotonic() - start < 2.5  # refused at once, not after --queue-timeout
+        assert len(stored_uploads(strict)) == 1 and not second.done()  # neither the queued nor the refused upload
+    finally:
+        stop.set()
+        trickler.join()
+        holder.close()  # the holder gives up: its request ends, its slot goes to the one waiting
+        waiting.shutdown()
+    status, body = second.result()
+    assert status == 422 and "cannot open second.mp4" in body["error"], (status, body)
+    health = wait_until(strict, lambda h: h["busy"] == 0)
+    assert health["waiting"] == 0 and health["peak_busy"] == 1 and stored_uploads(strict) == []
+    assert "Traceback" not in strict.log.read_text()
+
+
+def test_a_clip_that_scores_past_clip_timeout_gets_a_504_and_frees_its_worker(strict, slow_folder):
+    before = request(strict.url + "/health")[1]
+    start = time.monotonic()
+    status, body = request(strict.url + "/sync", (slow_folder / "slow.mp4").read_bytes(),
+                           {"Content-Type": "video/mp4", "X-Filename": "slow.mp4"})
+    took = time.monotonic() - start
+    assert status == 504 and one_line(body, 504), (status, body)
+    assert body["error"] == f"slow.mp4 took longer than --clip-timeout {CLIP_TIMEOUT} s to score, so it was stopped"
+    assert CLIP_TIMEOUT <= took < CLIP_TIMEOUT + 5, took
+    health = request(strict.url + "/health")[1]
+    assert health["timed_out"] == before["timed_out"] + 1 and health["busy"] == 0 and stored_uploads(strict) == []
+    status, body = request(strict.url + "/sync", json.dumps({"path": "nowhere.mp4"}).encode(),
+                           {"Content-Type": "application/json"})
+    assert status == 404  # the worker slot is free again: answered at once, no 503
+    assert "Traceback" not in strict.log.read_text() and strict.proc.poll() is None

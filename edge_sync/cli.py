@@ -351,6 +351,11 @@ def sync_command(
         if t is not result.main:
             typer.echo(f"  track {t.track_id} from frame {t.start_frame}: offset {t.result.offset_frames:+d}, "
                        f"confidence {t.result.confidence:.3f}, {t.result.frames} frames")
+    if main.speech is not None:
+        typer.echo(f"  speech in {main.speech.fraction:.0%} of the analysed frames"
+                   + (" (NO SPEECH: the offset is not measured)" if main.no_speech else ""))
+    for warning in result.warnings:
+        typer.echo(f"  warning: {warning}")
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -63,7 +63,8 @@ def speakers_command(
         typer.echo(json.dumps(result.to_dict(per_frame=True)))
         return
     typer.echo(f"{video}: {len(result.tracks)} face track segment(s), {result.num_frames} frames"
-               + ("" if result.fitted else " (no fitted head for this model: raw sync evidence)"))
+               + ("" if result.fitted else " (no fitted head for this model: raw sync evidence)")
+               + (" - NO SPEECH in the soundtrack: nobody speaks" if result.no_speech else ""))
     for t in result.to_dict(per_frame=False)["tracks"]:
         typer.echo(f"  track {t['track_id']} (x~{t['centre_x']:.0f}px) frames {t['start_frame']}-{t['stop_frame']}: "
                    f"speaking {t['speaking_fraction']:.0%} of its frames")
@@ -129,7 +130,8 @@ def score_command(
             typer.echo(json.dumps(s.to_dict()))
             continue
         verdict = "" if s.sync_probability is None else (
-            f", P(in sync) {s.sync_probability:.2f} -> {'in sync' if s.in_sync else 'OUT OF SYNC'} "
+            f", P(in sync) {s.sync_probability:.2f} -> "
+            f"{'NO SPEECH, not judged' if s.no_speech else 'in sync' if s.in_sync else 'OUT OF SYNC'} "
             f"(threshold {s.threshold:.2f})")
         typer.echo(f"{s.path}: LSE-D {s.lse_d:.3f}, LSE-C {s.lse_c:.3f} [{s.scale}], offset {s.offset_frames:+d} "
                    f"frames ({s.audio_delay_ms:+.0f} ms){verdict}")
@@ -152,7 +154,8 @@ def desync_command(
             typer.echo(json.dumps(flag.to_dict()))
             continue
         p = "" if flag.probability is None else f" P(manipulated) {flag.probability:.2f},"
-        typer.echo(f"{video}: {'FLAGGED' if flag.flagged else 'ok'} ({p} offset {flag.offset_frames:+d} frames)"
+        state = "NO SPEECH, not judged" if flag.flagged is None else "FLAGGED" if flag.flagged else "ok"
+        typer.echo(f"{video}: {state} ({p} offset {flag.offset_frames:+d} frames)"
                    + ("".join(f"\n  - {r}" for r in flag.reasons)))
 
 

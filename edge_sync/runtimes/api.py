@@ -14,12 +14,13 @@ import numpy as np
 
 from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
+from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io
 from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.runtimes.windows import run_windows
-from edge_sync.spec import PREPROCESSING, ModelContract, check_pair
+from edge_sync.spec import FRAME_MS, PREPROCESSING, ModelContract, check_pair
 
 log = logging.getLogger(__name__)
 WINDOW_FRAMES = 250  # longer clips run in overlapping windows: bounded memory, same result
@@ -64,11 +65,38 @@ class FileSync:
     audio_level_db: np.ndarray | None = None  # [num_frames] soundtrack loudness per video frame (dBFS)
     width: int = 0
     height: int = 0
+    audio_frames: float | None = None  # how many video frames the decoded soundtrack reaches (None: unknown)
 
     @property
     def main(self) -> TrackSync:
         """The longest segment: the clip-level answer."""
         return max(self.tracks, key=lambda t: t.result.frames)
+
+    @property
+    def audio_coverage(self) -> float | None:
+        """Share of the video's frames the decoded soundtrack covers; the rest was analysed as silence."""
+        if self.audio_frames is None or not self.num_frames:
+            return None
+        return float(min(1.0, self.audio_frames / self.num_frames))
+
+    @property
+    def no_speech(self) -> bool:
+        """The clip-level answer (the main track's span) has too little speech to measure an offset on."""
+        return self.main.result.no_speech
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader of the clip's offset should know: a soundtrack shorter than the video, no or little
+        speech in the main track's span."""
+        out = []
+        cover = self.audio_coverage
+        if cover is not None and self.num_frames - self.audio_frames >= PADDING_NOTICE_FRAMES:
+            seconds = FRAME_MS / 1000.0
+            out.append(f"the soundtrack covers {self.audio_frames * seconds:.1f} s of the "
+                       f"{self.num_frames * seconds:.1f} s video ({cover:.0%}); the rest was padded with silence")
+        speech = self.main.result.speech
+        out += speech.speech_warnings if speech is not None else []
+        return out
 
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
         main = self.main
@@ -76,8 +104,10 @@ class FileSync:
         if per_frame:
             top["frames"] = [{**f, "frame": f["frame"] + main.start_frame}
                              for f in main.result.to_dict(per_frame=True)["frames"]]
+        cover = self.audio_coverage
         return {"path": self.path, **top, "track_id": main.track_id, "start_frame": main.start_frame,
-                "video_frames": self.num_frames, "seconds": round(self.seconds, 3),
+                "video_frames": self.num_frames, "audio_coverage": None if cover is None else round(cover, 4),
+                "warnings": self.warnings, "seconds": round(self.seconds, 3),
                 "frames_without_face": len(self.frames_without_face),
                 "tracks": [{"track_id": t.track_id, "start_frame": t.start_frame,
                             **{k: v for k, v in t.result.to_dict(per_frame=False).items() if k != "seconds"}}
@@ -129,7 +159,9 @@ class Engine:
         start = time.perf_counter()
         probs, corr = run_windows(self._session.run, audio, video_window, frames, self.window_frames,
                                   self.context_frames, self.buckets, f"{self.artifact.path} (the artifact)", ArtifactError)
-        return SyncResult.from_outputs(probs, corr, backend=self.backend, seconds=time.perf_counter() - start)
+        speech = speech_presence(audio) if self.contract.audio_input == "mfcc" else None
+        return SyncResult.from_outputs(probs, corr, backend=self.backend, seconds=time.perf_counter() - start,
+                                       speech=speech)
 
     def run_segment(self, segment) -> SyncResult:
         """A prepared clip segment (uint8 crops normalised window by window, so memory stays bounded)."""

@@ -8,6 +8,7 @@ prepared clip's segments through :meth:`Engine.run_segment`. numpy (+ PyAV and O
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceTracker
 from edge_sync.features.media import iter_frames, read_audio
 from edge_sync.spec import SAMPLES_PER_FRAME
 
+log = logging.getLogger(__name__)
 FILE_HOP_FRAMES = 50  # frames emitted per model call: bounded memory, ~2x the compute of one pass
 TAIL = 240  # samples after a segment's last frame that its last MFCC window reads
 
@@ -133,7 +135,14 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     if not segments:
         raise NoFaceError(f"{path}: no face track of {min_frames}+ consecutive frames was found ({tracker.num_frames} "
                           "frames); check that a frontal, upright, well-lit face is visible")
+    covered = len(audio) / SAMPLES_PER_FRAME  # video frames the decoded soundtrack reaches; past it: silence
+    for _, first, res, _ in segments:
+        if res.speech is not None:
+            res.speech = res.speech.with_coverage(covered - first)
     tracks = [TrackSync(tid, s, res, cues) for tid, s, res, cues in segments]
-    return FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
+    sync = FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
                     time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
-                    info.height or 0)
+                    info.height or 0, audio_frames=covered)
+    for warning in sync.warnings:  # the padding is news about the file; speech presence is in the result too
+        (log.warning if "soundtrack" in warning else log.info)("%s: %s", path, warning)
+    return sync

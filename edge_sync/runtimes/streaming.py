@@ -9,8 +9,8 @@ whole signal). numpy only.
 Each side is bounded on its own too: when one input stops (a muted microphone, a lost face) the other may run
 ahead by at most ``max_lead_frames`` (default :data:`MAX_LEAD_FRAMES`, 30 s: ~4 MB of audio or ~28 MB of crops); a
 push past that is refused with an error and leaves the stream as it was, so the app can catch up or start anew.
-For :meth:`SyncStream.result` the stream also keeps every emitted frame's distributions (about 250 bytes a frame,
-22 MB an hour); an always-on camera passes ``keep_frames`` to keep only the most recent ones (a rolling result).
+For :meth:`SyncStream.result` the stream also keeps every emitted frame's distributions and MFCC steps (about 350
+bytes a frame, 32 MB an hour); an always-on camera passes ``keep_frames`` to keep only the most recent ones.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.mfcc import INT16_SCALE, float_samples, mfcc
+from edge_sync.features.speech import speech_presence
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import AUDIO_RATE, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset_values
 
@@ -115,6 +116,7 @@ class SyncStream:
         self._next_emit = 0
         self._probs: list[np.ndarray] = []  # the kept frames' results, oldest first
         self._corr: list[np.ndarray] = []
+        self._audio: list[np.ndarray] = []  # the kept frames' MFCC steps (float16), for the result's speech presence
         self._kept = 0  # frames in self._probs
         self.keep_frames = None if keep_frames is None else int(keep_frames)
         self._closed = False
@@ -221,24 +223,28 @@ class SyncStream:
         result = self.engine.run(np.ascontiguousarray(audio[None, None]), video)
         probs = result.frame_probs[:, keep_start - start:keep_stop - start]
         corr = result.correlation[:, keep_start - start:keep_stop - start]
-        self._keep_result(probs, corr)
+        steps = slice((keep_start - start) * MFCC_PER_FRAME, (keep_stop - start) * MFCC_PER_FRAME)
+        self._keep_result(probs, corr, audio[:, steps])
         ks = offset_values(self.engine.contract.max_offset)
         return [FrameSync(keep_start + i, int(ks[probs[:, i].argmax()]), float(probs[:, i].max()),
                           probs[:, i].copy(), corr[:, i].copy()) for i in range(probs.shape[1])]
 
-    def _keep_result(self, probs: np.ndarray, corr: np.ndarray) -> None:
-        """Hold a window's results for :meth:`result`, forgetting the oldest beyond ``keep_frames``."""
+    def _keep_result(self, probs: np.ndarray, corr: np.ndarray, audio: np.ndarray) -> None:
+        """Hold a window's results (and its MFCC steps, at the float16 precision the speech measure reads) for
+        :meth:`result`, forgetting the oldest beyond ``keep_frames``."""
         self._probs.append(probs.copy())  # a copy: a view would keep the whole window's outputs alive
         self._corr.append(corr.copy())
+        self._audio.append(audio.astype(np.float16))
         self._kept += probs.shape[1]
         while self.keep_frames is not None and self._kept > self.keep_frames:
             extra = self._kept - self.keep_frames
             oldest = self._probs[0].shape[1]
             if oldest <= extra:
-                del self._probs[0], self._corr[0]
+                del self._probs[0], self._corr[0], self._audio[0]
                 self._kept -= oldest
             else:
                 self._probs[0], self._corr[0] = self._probs[0][:, extra:].copy(), self._corr[0][:, extra:].copy()
+                self._audio[0] = self._audio[0][:, extra * MFCC_PER_FRAME:].copy()
                 self._kept -= extra
 
     def _drop_before(self, frame: int) -> None:
@@ -276,4 +282,5 @@ class SyncStream:
         if not self._probs:
             raise EdgeSyncError("no frame has been emitted yet")
         return SyncResult.from_outputs(np.concatenate(self._probs, axis=1), np.concatenate(self._corr, axis=1),
-                                       backend=self.engine.backend)
+                                       backend=self.engine.backend,
+                                       speech=speech_presence(np.concatenate(self._audio, axis=1)))

@@ -9,6 +9,10 @@ Three kinds of evidence, from one analysis of the clip's main face track:
 
 A logistic head fitted on synthetic manipulations (shifted, drifting, swapped audio, frozen mouth) combines them
 into P(manipulated); the reasons list names the evidence that fired, so a flag can be explained.
+
+With no speech in the main track's span (silence, steady noise; :mod:`edge_sync.features.speech`) there is no
+evidence either way: ``flagged`` is None (neither in nor out of sync), P(manipulated) is None, and the one reason
+given is "no speech".
 """
 from __future__ import annotations
 
@@ -30,17 +34,21 @@ FLAT_CONFIDENCE = 0.03  # LSE-C below this on unit embeddings: no sync evidence 
 @dataclass
 class DesyncFlag:
     path: str
-    flagged: bool
-    probability: float | None  # P(manipulated) from the fitted head (None: no head for this model)
+    flagged: bool | None  # None: no speech, nothing to judge
+    probability: float | None  # P(manipulated) from the fitted head (None: no head for this model, or no speech)
     threshold: float | None
     reasons: list[str]
     features: dict[str, float] = field(default_factory=dict)
     offset_frames: int = 0
+    no_speech: bool = False
+    speech_fraction: float | None = None  # share of the main track's span with speech (None: not measured)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "flagged": self.flagged,
                 "probability": None if self.probability is None else round(self.probability, 4),
                 "threshold": self.threshold, "reasons": self.reasons, "offset_frames": self.offset_frames,
+                "no_speech": self.no_speech,
+                "speech_fraction": None if self.speech_fraction is None else round(self.speech_fraction, 4),
                 "features": {k: round(v, 4) for k, v in self.features.items()}}
 
 
@@ -69,14 +77,22 @@ def decide(feats: dict[str, float], head: LogisticHead | None) -> tuple[bool, fl
 
 def flag_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> DesyncFlag:
     track = sync.main
+    res = track.result
     feats = desync_features(sync, track)
-    reasons = _reasons(feats)
     head = heads.get("desync") if heads else None
+    speech = None if res.speech is None else res.speech.fraction
+    if res.no_speech:
+        why = res.speech.speech_warnings[0] if res.speech is not None and res.speech.speech_warnings else "no speech"
+        return DesyncFlag(sync.path, None, None, None if head is None else head.threshold, [why], feats,
+                          res.offset_frames, no_speech=True, speech_fraction=speech)
+    reasons = _reasons(feats)
     flagged, p = decide(feats, head)
     if flagged and not reasons:
         reasons = ["its temporal statistics look like the manipulated clips the head was fitted on"]
+    if flagged:  # a short soundtrack or little speech weighs on every statistic above: say so beside them
+        reasons += sync.warnings
     return DesyncFlag(sync.path, flagged, p, None if head is None else head.threshold,
-                      reasons if flagged else [], feats, track.result.offset_frames)
+                      reasons if flagged else [], feats, res.offset_frames, speech_fraction=speech)
 
 
 def desync_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> DesyncFlag:

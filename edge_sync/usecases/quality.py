@@ -16,6 +16,11 @@ LSE-D and LSE-C are read at the *best* offset, so a clip whose sound is cleanly 
 as well as an in-sync one (on hold-out clips LSE-C alone separates them with ROC-AUC 0.62): they rate how well
 the mouth matches the voice, not whether it is in time. Read them with ``offset_frames``, or use
 ``sync_probability``, which weighs both (ROC-AUC 1.00 on the same clips; docs/usecases.md).
+
+No speech, no verdict: when the main track's span has too little speech to measure an offset on (silence, steady
+noise: ``no_speech``, see :mod:`edge_sync.features.speech`), LSE-C is 0, ``sync_probability`` is chance (the share
+of the model's offsets that count as in sync, 3 of 31) and ``in_sync`` is None, whatever the head would say.
+``speech_fraction`` and ``audio_coverage`` tell how much of the clip had speech and a soundtrack at all.
 """
 from __future__ import annotations
 
@@ -47,10 +52,13 @@ class QualityScore:
     threshold: float | None = None
     track_id: int = 0
     backend: str = ""
+    no_speech: bool = False  # too little speech to judge: in_sync None, sync_probability at chance
+    speech_fraction: float | None = None  # share of the scored span with speech (None: not measured)
+    audio_coverage: float | None = None  # share of the video the decoded soundtrack covers
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("lse_d", "lse_c", "sync_probability"):
+        for k in ("lse_d", "lse_c", "sync_probability", "speech_fraction", "audio_coverage"):
             if d[k] is not None:
                 d[k] = round(float(d[k]), 4)
         return d
@@ -65,12 +73,23 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
     track = sync.main
     res = track.result
     score = QualityScore(sync.path, res.min_dist, res.confidence, res.offset_frames, res.audio_delay_ms,
-                         res.frames, UNIT_SCALE, track_id=track.track_id, backend=res.backend)
+                         res.frames, UNIT_SCALE, track_id=track.track_id, backend=res.backend,
+                         no_speech=res.no_speech, speech_fraction=None if res.speech is None else res.speech.fraction,
+                         audio_coverage=sync.audio_coverage)
     head = heads.get("quality") if heads else None
     if head is not None:
-        p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
-        score.sync_probability, score.threshold, score.in_sync = p, head.threshold, bool(p >= head.threshold)
+        score.threshold = head.threshold
+        if res.no_speech:  # nothing to judge: chance, and no verdict either way
+            score.sync_probability = in_sync_chance(res.frame_probs.shape[0])
+        else:
+            p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
+            score.sync_probability, score.in_sync = p, bool(p >= head.threshold)
     return score
+
+
+def in_sync_chance(offsets: int) -> float:
+    """P(in sync) with no evidence: the share of a model's 2K+1 offsets that count as in sync (3 of 31)."""
+    return min(1.0, (2 * IN_SYNC_FRAMES + 1) / offsets)
 
 
 def score_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> QualityScore:

@@ -3,6 +3,7 @@
 A face speaks where its mouth agrees with the shared soundtrack at offset ~0 (the sync evidence), its mouth
 moves, and the soundtrack carries voice. A small logistic head fitted on two-person clips with known turns
 weighs the three; without a head (a model nobody fitted one for) the score is the smoothed sync evidence alone.
+A track segment whose span has no speech in the soundtrack (:mod:`edge_sync.features.speech`) speaks nowhere.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class SpeakerTrack:
     start_frame: int
     probability: np.ndarray  # [frames]
     box: np.ndarray  # [frames, 3] centre x, centre y, width (pixels)
+    speech_fraction: float | None = None  # share of the segment's span with speech in the soundtrack
+    no_speech: bool = False  # too little speech in the span: probability 0 throughout
 
     @property
     def stop_frame(self) -> int:
@@ -46,6 +49,11 @@ class Speakers:
     fitted: bool  # False: no head for this model, the probability is the raw sync evidence
     turns: list[dict[str, int]] = field(default_factory=list)  # {"track_id", "start_frame", "stop_frame"}
 
+    @property
+    def no_speech(self) -> bool:
+        """No track's span has speech: nobody speaks, there is nothing to attribute."""
+        return all(t.no_speech for t in self.tracks)
+
     def speaking_matrix(self) -> tuple[list[int], np.ndarray]:
         """(track ids, [tracks, num_frames] probability; NaN where the track is not on screen)."""
         ids = sorted({t.track_id for t in self.tracks})
@@ -63,9 +71,11 @@ class Speakers:
 
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path, "num_frames": self.num_frames, "threshold": self.threshold,
-                             "fitted_head": self.fitted, "turns": self.turns,
+                             "fitted_head": self.fitted, "no_speech": self.no_speech, "turns": self.turns,
                              "tracks": [{"track_id": t.track_id, "start_frame": t.start_frame,
                                          "stop_frame": t.stop_frame, "centre_x": round(t.centre_x, 1),
+                                         "no_speech": t.no_speech, "speech_fraction": None if t.speech_fraction
+                                         is None else round(t.speech_fraction, 3),
                                          "speaking_fraction": round(float((t.probability >= self.threshold).mean()),
                                                                     3)} for t in self.tracks]}
         if per_frame:
@@ -100,8 +110,12 @@ def detect_speakers(sync: FileSync, heads: UsecaseHeads | None = None) -> Speake
         else:  # raw evidence: sync near 0, zeroed where the soundtrack is silent
             prob = feats[:, SPEAKER_FEATURES.index("sync_prob_near_0")] * (
                 feats[:, SPEAKER_FEATURES.index("audio_level_db")] > SPEECH_DB)
+        speech = track.result.speech
+        if track.result.no_speech:
+            prob = np.zeros(track.result.frames)
         box = track.cues.get("box", np.zeros((0, 3), np.float32))
-        tracks.append(SpeakerTrack(track.track_id, track.start_frame, np.asarray(prob, np.float64), box))
+        tracks.append(SpeakerTrack(track.track_id, track.start_frame, np.asarray(prob, np.float64), box,
+                                   None if speech is None else speech.fraction, track.result.no_speech))
     result = Speakers(sync.path, sync.num_frames, tracks, head.threshold if head else 0.5, head is not None)
     result.turns = _turns(result)
     return result

@@ -1,0 +1,130 @@
+"""No speech, no verdict: on a silent or noise-only soundtrack `sync`, `score`, `desync` and `speakers` say "no
+speech" and never put P(in sync) above chance; a soundtrack covering 2 s of a 10 s video is reported as padding;
+a speaking clip keeps its verdicts. The same face video is written with each soundtrack."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME
+
+REAL_CLIPS = Path(__file__).resolve().parents[2].parent / "shared" / "real_clips"
+FRAMES = 250  # 10 s
+CHANCE = 3 / 31  # |offset| <= 1 of the model's 31 offsets
+
+
+@pytest.fixture(scope="module")
+def soundtracks(tmp_path_factory) -> dict[str, Path]:
+    from edge_sync.data.talking_photo import astronaut, mouth_openness, render_frames, speak, write_video
+
+    root = tmp_path_factory.mktemp("soundtracks")
+    voice = speak("The quick brown fox jumps over the lazy dog while seven wizards quietly judge the boxing match.")
+    speech = np.zeros(FRAMES * SAMPLES_PER_FRAME, np.float32)
+    speech[:min(len(voice), len(speech))] = voice[:len(speech)]
+    video = render_frames(astronaut(), mouth_openness(speech, FRAMES))
+    audio = {"speech": speech, "silence": np.zeros_like(speech),
+             "noise": np.random.default_rng(0).normal(0.0, 0.05, len(speech)).astype(np.float32),
+             "2 of 10 s": speech[:2 * AUDIO_RATE]}
+    return {name: write_video(root / f"{name.replace(' ', '_')}.mp4", video, a) for name, a in audio.items()}
+
+
+@pytest.fixture(scope="module")
+def synced(engine, soundtracks):
+    return {name: engine.sync_file(path) for name, path in soundtracks.items()}
+
+
+@pytest.mark.parametrize("name", ["silence", "noise"])
+def test_sync_file_says_no_speech(synced, name) -> None:
+    sync = synced[name]
+    res = sync.main.result
+    assert sync.no_speech and res.no_speech and res.speech.fraction == 0.0
+    assert res.speech.sound_fraction == (0.0 if name == "silence" else 1.0)
+    assert res.confidence == 0.0 and res.probability <= 1 / 31 + 1e-9
+    assert sync.audio_coverage == pytest.approx(1.0, abs=0.01)
+    d = sync.to_dict(per_frame=False)
+    assert d["no_speech"] is True and d["speech"]["no_speech"] is True and d["speech"]["fraction"] == 0.0
+    assert any(w.startswith(("no speech", "no sound")) for w in d["warnings"])
+
+
+def test_a_soundtrack_covering_2_of_10_seconds_is_reported(synced) -> None:
+    sync = synced["2 of 10 s"]
+    assert sync.audio_coverage == pytest.approx(0.2, abs=0.01)
+    assert any("covers 2.0 s of the 10.0 s video" in w and "padded" in w for w in sync.warnings)
+    speech = sync.main.result.speech
+    assert speech.audio_coverage == pytest.approx(0.2, abs=0.01) and speech.padded_frames >= 195
+    assert speech.fraction == pytest.approx(0.2, abs=0.05) and not sync.no_speech
+    d = sync.to_dict(per_frame=False)
+    assert d["audio_coverage"] == pytest.approx(0.2, abs=0.01) and d["speech"]["padded_seconds"] >= 7.8
+
+
+def test_speech_keeps_its_verdicts(synced, engine) -> None:
+    from edge_sync.usecases.desync import flag_sync
+    from edge_sync.usecases.heads import heads_for
+    from edge_sync.usecases.quality import score_sync
+
+    sync = synced["speech"]
+    res = sync.main.result
+    assert not sync.no_speech and res.speech.fraction > 0.5 and res.confidence > 0 and sync.warnings == []
+    heads = heads_for(engine.manifest)
+    score = score_sync(sync, heads)
+    assert score.speech_fraction > 0.5 and not score.no_speech and score.audio_coverage == pytest.approx(1, abs=.01)
+    if heads is not None:
+        assert score.in_sync is True and score.sync_probability > CHANCE
+        assert flag_sync(sync, heads).flagged is False
+
+
+@pytest.mark.parametrize("name", ["silence", "noise"])
+def test_use_cases_call_nothing_in_or_out_of_sync(synced, engine, name) -> None:
+    from edge_sync.usecases.desync import flag_sync
+    from edge_sync.usecases.heads import heads_for
+    from edge_sync.usecases.quality import score_sync
+    from edge_sync.usecases.speakers import detect_speakers
+
+    sync, heads = synced[name], heads_for(engine.manifest)
+    score = score_sync(sync, heads)
+    assert score.no_speech and score.in_sync is None and score.lse_c == 0.0 and score.speech_fraction == 0.0
+    assert score.sync_probability is None or score.sync_probability <= CHANCE
+    assert score.to_dict()["no_speech"] is True
+    flag = flag_sync(sync, heads)
+    assert flag.flagged is None and flag.probability is None and flag.no_speech
+    assert len(flag.reasons) == 1 and flag.reasons[0].startswith(("no speech", "no sound"))
+    speakers = detect_speakers(sync, heads)
+    assert speakers.no_speech and speakers.turns == []
+    assert all(not t.probability.any() for t in speakers.tracks)
+    assert speakers.to_dict(per_frame=False)["no_speech"] is True
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_sync.cli", *args], capture_output=True, text=True)
+
+
+def test_the_command_line_says_no_speech(soundtracks) -> None:
+    out = _cli("sync", str(soundtracks["silence"]), "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["no_speech"] is True and d["probability"] <= 1 / 31 + 1e-4 and d["confidence"] == 0.0
+    assert d["speech"]["fraction"] == 0.0 and d["audio_coverage"] == pytest.approx(1.0, abs=0.01)
+    out = _cli("sync", str(soundtracks["2 of 10 s"]))
+    assert "covers 2.0 s of the 10.0 s video" in out.stdout and "speech in 20%" in out.stdout
+    paths = [str(soundtracks[n]) for n in ("silence", "noise", "speech")]
+    rows = [json.loads(line) for line in _cli("score", *paths, "--json").stdout.splitlines()]
+    assert [r["no_speech"] for r in rows] == [True, True, False]
+    assert all(r["in_sync"] is None and (r["sync_probability"] or 0) <= CHANCE + 1e-4 for r in rows[:2])  # 4 digits
+    flags = [json.loads(line) for line in _cli("desync", *paths, "--json").stdout.splitlines()]
+    assert [f["flagged"] for f in flags[:2]] == [None, None] and flags[2]["no_speech"] is False
+    assert "NO SPEECH" in _cli("desync", paths[0]).stdout
+
+
+@pytest.mark.skipif(not REAL_CLIPS.is_dir(), reason="shared/real_clips is not here")
+def test_a_real_clip_speaks(engine) -> None:
+    path = REAL_CLIPS / "lrs3_s1.mp4"
+    if not path.exists():
+        pytest.skip("lrs3_s1.mp4 is not in shared/real_clips")
+    sync = engine.sync_file(path)
+    assert not sync.no_speech and sync.main.result.speech.fraction > 0.8
+    assert sync.audio_coverage == pytest.approx(1.0, abs=0.02) and sync.warnings == []

@@ -79,6 +79,11 @@ real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its 
   awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
                FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$1/MANIFEST.tsv" |
     while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
+  local extra
+  for extra in ${EXTRA:+${EXTRA//:/ }}; do  # EXTRA=DIR[:DIR]: more in-sync training clips (e.g. docs/extra_real_clips.md)
+    find "$(realpath "$extra")" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) \
+      -exec ln -s {} "$d/" \;
+  done
   echo "$d"
 }
 stage=${1:-}

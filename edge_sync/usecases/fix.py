@@ -59,7 +59,7 @@ import av
 import numpy as np
 
 from edge_sync._atomic import atomic_path
-from edge_sync.errors import MediaError
+from edge_sync.errors import EdgeSyncError, MediaError
 from edge_sync.features.media import _audio_stream, _check_path, _no_stream, _opened, _short, _video_stream
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ def fix_file(path: str | os.PathLike[str], output: str | os.PathLike[str], engin
 
     Raises :class:`~edge_sync.errors.MediaError` (missing, unreadable, no audio or no video stream, output folder
     missing, output naming the input, an output container that cannot be stream-copied into) and
-    :class:`~edge_sync.errors.NoFaceError` (nothing to measure on), each with a one-line message.
+    :class:`~edge_sync.errors.NoFaceError` (nothing to measure on) and :class:`~edge_sync.errors.EdgeSyncError` (no
+    speech in the soundtrack: nothing to measure either), each with a one-line message.
     """
     start = time.perf_counter()
     src = _check_path(path)
@@ -152,6 +153,9 @@ def fix_file(path: str | os.PathLike[str], output: str | os.PathLike[str], engin
                 engine = load()
             sync = engine.sync_file(src)
         result = sync.main.result
+        if result.no_speech:  # the reading is a guess: moving the sound by it would break an intact clip
+            raise EdgeSyncError(f"{src}: no speech in the soundtrack, so there is no offset to measure and correct; "
+                                "pass delay_ms (--delay-ms) to move the sound anyway")
         delay, offset, confidence = float(result.audio_delay_ms), int(result.offset_frames), float(result.confidence)
         limit = getattr(getattr(engine, "contract", None), "max_offset", None)
         if limit is not None and abs(offset) >= limit:

@@ -128,3 +128,14 @@ def test_a_real_clip_speaks(engine) -> None:
     sync = engine.sync_file(path)
     assert not sync.no_speech and sync.main.result.speech.fraction > 0.8
     assert sync.audio_coverage == pytest.approx(1.0, abs=0.02) and sync.warnings == []
+
+
+def test_fix_refuses_to_move_sound_by_a_guess(synced, soundtracks, tmp_path) -> None:
+    from edge_sync.errors import EdgeSyncError
+    from edge_sync.usecases.fix import fix_file
+
+    with pytest.raises(EdgeSyncError, match="no speech in the soundtrack"):
+        fix_file(soundtracks["silence"], tmp_path / "out.mp4", sync=synced["silence"])
+    assert not (tmp_path / "out.mp4").exists()
+    forced = fix_file(soundtracks["silence"], tmp_path / "forced.mp4", delay_ms=0.0)  # a forced delay still works
+    assert forced.output == str(tmp_path / "forced.mp4")

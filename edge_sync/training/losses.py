@@ -279,6 +279,16 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return _masked_mean(per_frame, mask, student_logits)
 
 
+def _taught_frames(valid: torch.Tensor | None, teacher_mask: torch.Tensor | None,
+                   like: torch.Tensor) -> torch.Tensor | None:
+    """The frames distillation learns from: valid ones of samples that have a teacher (``teacher_mask`` [B] is
+    False for synthetic clips mixed into a distillation on cached teacher features)."""
+    if teacher_mask is None:
+        return valid
+    b, _, t = like.shape
+    return _valid_mask(valid, (b, t), like.device) & teacher_mask.to(like.device).bool()[:, None]
+
+
 # --- what the trainer calls ----------------------------------------------------------------------
 @dataclass
 class LossWeights:
@@ -302,6 +312,9 @@ class LossWeights:
     window_ce: float = 0.0  # cross-entropy on window_scores of short windows seen alone (strict context protocol)
     window_min_frames: int = 5
     window_max_frames: int = 15
+    # KL between the teacher's and the student's per-frame correlation over offsets (both / corr_temperature): the
+    # evidence the clip readout averages, taken from a teacher that sees real faces better than the student can
+    corr_distill: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -309,6 +322,7 @@ class LossWeights:
 
 def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                   weights: LossWeights, teacher_logits: torch.Tensor | None = None,
+                  teacher_outputs: Mapping[str, torch.Tensor] | None = None,
                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the enabled losses for one batch.
 
@@ -353,15 +367,24 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
                                      weights.nce_temperature, weights.nce_symmetric)
     if weights.temporal:
         parts["temporal"] = temporal_consistency_loss(logits, valid, weights.temporal_divergence)
+    if teacher_outputs is not None and teacher_logits is None:
+        teacher_logits = teacher_outputs["logits"]
+    taught = _taught_frames(valid, batch.get("teacher_mask"), logits)
     if weights.distill:
         if teacher_logits is None:
             raise ValueError("weights.distill > 0 needs teacher_logits; pass the teacher's logits for this "
                              "batch or set distill=0")
-        parts["distill"] = distillation_kl(logits, teacher_logits.to(logits.device), valid,
+        parts["distill"] = distillation_kl(logits, teacher_logits.to(logits.device), taught,
                                            weights.distill_temperature)
+    if weights.corr_distill:
+        if teacher_outputs is None or "correlation" not in teacher_outputs:
+            raise ValueError("weights.corr_distill > 0 needs the teacher's outputs (its correlation) for this batch")
+        parts["corr_distill"] = distillation_kl(outputs["correlation"] / weights.corr_temperature,
+                                                teacher_outputs["correlation"].to(logits.device) / weights.corr_temperature,
+                                                taught, temperature=1.0)
     if not parts:
         raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, focal, triplet, "
-                         "info_nce, temporal, distill")
+                         "info_nce, temporal, distill, corr_distill")
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     log = {name: float(value.detach()) for name, value in parts.items()}
     log["total"] = float(total.detach())

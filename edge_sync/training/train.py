@@ -60,6 +60,9 @@ class TrainConfig:
     # freeze both trunks and train the rest on their features, computed once per clip of a folder (fast on a CPU;
     # see edge_sync.training.trunk_features)
     trunk_features: bool = False
+    # distillation from a teacher whose trunks' features of each folder clip are computed once (the teacher is frozen
+    # anyway): each step runs only its projections and head, so a Light-ASD teacher costs next to nothing on a CPU
+    teacher_trunk_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,8 +164,10 @@ class MixedDataset(Dataset):
 
     KEYS = ("audio", "video", "offsets", "valid")
 
-    def __init__(self, real: Dataset, synthetic: Dataset, fraction: float, seed: int) -> None:
+    def __init__(self, real: Dataset, synthetic: Dataset, fraction: float, seed: int,
+                 keys: tuple[str, ...] = KEYS) -> None:  # more keys when both kinds carry them
         self.real, self.synthetic, self.fraction, self.seed = real, synthetic, float(fraction), seed
+        self.keys = keys
 
     def __len__(self) -> int:
         return len(self.synthetic)
@@ -172,7 +177,7 @@ class MixedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.synthetic[index] if self.is_synthetic(index) else self.real[index % len(self.real)]
-        return {k: item[k] for k in self.KEYS}
+        return {k: item[k] for k in self.keys}
 
 
 class AugmentedDataset(Dataset):
@@ -246,7 +251,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # --- the loop --------------------------------------------------------------------------------------------
 # TrainConfig fields that decide the stream of batches; runs trained together must agree on them.
 DATA_FIELDS = ("data", "frames", "batch_size", "steps", "seed", "workers", "augment", "device", "cache_dir",
-               "speech_bank", "synthetic_fraction", "trunk_features")
+               "speech_bank", "synthetic_fraction", "trunk_features", "teacher_trunk_features")
 
 
 @dataclass
@@ -288,6 +293,10 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
             p.requires_grad_(False)
         if config.loss.distill == 0:
             config.loss.distill = 1.0
+    if config.teacher_trunk_features:
+        from edge_sync.training.trunk_features import check_teacher_config
+
+        check_teacher_config(config)
     freeze = list(config.freeze)
     if config.trunk_features:
         from edge_sync.training.trunk_features import TRUNKS, OnTrunkFeatures, check_config
@@ -361,6 +370,12 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
             raise ValueError("trunk_features trains one model at a time (its features come from that model's trunks)")
         dataset = TrunkFeatureWindows(dataset.folder, _unwrap(runs[0].model).model, len(dataset), device,
                                       progress=progress and rank == 0)
+    if first.teacher_trunk_features:
+        from edge_sync.training.trunk_features import with_teacher_features
+
+        if len(runs) > 1:
+            raise ValueError("teacher_trunk_features distils one model at a time")
+        dataset = with_teacher_features(dataset, runs[0].teacher, device, progress=progress and rank == 0)
     if first.augment:
         from edge_sync.data.augment import Augment
         augment = Augment.from_config(first.augment)
@@ -420,11 +435,12 @@ def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: f
                              f"--frames {batch['video'].shape[2]} is too short")
         batch = {**batch, **windows}
     outputs = _forward(run.model, batch)
-    teacher_logits = None
+    teacher_outputs = None
     if run.teacher is not None:
         with torch.no_grad():
-            teacher_logits = run.teacher.forward_features(batch["audio"], batch["video"])["logits"]
-    loss, parts = combined_loss(outputs, batch, run.config.loss, teacher_logits=teacher_logits)
+            teacher_outputs = (run.teacher.forward_trunk_features(batch["teacher_audio"], batch["teacher_video"])
+                               if "teacher_video" in batch else run.teacher.forward_features(batch["audio"], batch["video"]))
+    loss, parts = combined_loss(outputs, batch, run.config.loss, teacher_outputs=teacher_outputs)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)

@@ -71,28 +71,31 @@ def _audio_features(trunk: nn.Module, mfcc: Any, device: torch.device) -> torch.
     return trunk(torch.from_numpy(mfcc)[None, None].to(device))[0].float().cpu()
 
 
+def segment_features(folder: Any, model: nn.Module, device: torch.device | str = "cpu", progress: bool = True,
+                     ) -> dict[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """(audio, video) trunk features [C, F] of every segment of every clip of ``folder``, by clip id."""
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    video_trunk, audio_trunk = model.video_encoder, model.audio_encoder
+    modes = [video_trunk.training, audio_trunk.training]
+    video_trunk.eval(), audio_trunk.eval()
+    try:
+        return {clip_id: [(_audio_features(audio_trunk, s.mfcc, device),
+                           _video_features(video_trunk, s.crops, folder.preprocessing, device))
+                          for s in folder.segments(clip_id)]
+                for clip_id in tqdm(range(len(folder.files)), desc="trunk features", unit="clip", disable=not progress)}
+    finally:
+        video_trunk.train(modes[0]), audio_trunk.train(modes[1])
+
+
 class TrunkFeatureWindows(Dataset):
     """``count`` training windows of a folder dataset, as trunk features: audio/video [C, T], offsets, valid."""
 
     def __init__(self, folder: Any, model: nn.Module, count: int, device: torch.device | str = "cpu",
                  progress: bool = True) -> None:
-        from tqdm import tqdm
-
         self.folder, self.count = folder, int(count)
-        device = torch.device(device)
-        video_trunk, audio_trunk = model.video_encoder, model.audio_encoder
-        modes = [video_trunk.training, audio_trunk.training]
-        video_trunk.eval(), audio_trunk.eval()
-        self.features: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        try:
-            for clip_id in tqdm(range(len(folder.files)), desc="trunk features", unit="clip",
-                                disable=not progress):
-                self.features[clip_id] = [
-                    (_audio_features(audio_trunk, s.mfcc, device),
-                     _video_features(video_trunk, s.crops, folder.preprocessing, device))
-                    for s in folder.segments(clip_id)]
-        finally:
-            video_trunk.train(modes[0]), audio_trunk.train(modes[1])
+        self.features = segment_features(folder, model, device, progress)
 
     def __len__(self) -> int:
         return self.count
@@ -104,6 +107,67 @@ class TrunkFeatureWindows(Dataset):
         t = self.folder.frames
         return {"audio": audio[:, s - k:s - k + t], "video": video[:, s:s + t],  # sound late by k, as the folder
                 "offsets": torch.full((t,), k, dtype=torch.int64), "valid": torch.ones(t, dtype=torch.bool)}
+
+
+TEACHER_KEYS = ("teacher_audio", "teacher_video", "teacher_mask")
+
+
+class TeacherFeatureWindows(Dataset):
+    """A folder's fresh windows (raw, for the student) with the frozen teacher's trunk features of the same window.
+
+    Why: distilling from a teacher on pretrained real-face trunks (Light-ASD's cost ~16 ms a frame on a CPU) would
+    spend nearly all of each step in the teacher; its trunks never change, so their features are computed once per
+    clip and each step runs only the teacher's projections and head (:meth:`SyncModel.forward_trunk_features`). The
+    teacher sees the clean crops even when the student's are augmented.
+    """
+
+    def __init__(self, folder: Any, teacher: nn.Module, count: int, device: torch.device | str = "cpu",
+                 progress: bool = True) -> None:
+        self.folder, self.count = folder, int(count)
+        self.features = segment_features(folder, teacher, device, progress)
+        audio, video = next(iter(self.features.values()))[0]
+        self.channels = (audio.shape[0], video.shape[0])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item, epoch = self.folder.on_pass(index)
+        clip_id, seg, s, k = self.folder.window(item, epoch=epoch)
+        audio, video = self.features[clip_id][seg]
+        t = self.folder.frames
+        return {**self.folder.sample(item, epoch=epoch), "teacher_audio": audio[:, s - k:s - k + t],
+                "teacher_video": video[:, s:s + t], "teacher_mask": torch.tensor(True)}
+
+
+class WithoutTeacher(Dataset):
+    """Samples with zero teacher features and ``teacher_mask`` False (synthetic clips mixed into a distillation on
+    cached teacher features train on their labels alone), so they collate with :class:`TeacherFeatureWindows`'."""
+
+    def __init__(self, dataset: Dataset, channels: tuple[int, int], frames: int) -> None:
+        self.dataset, self.channels, self.frames = dataset, channels, frames
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {**self.dataset[index], "teacher_audio": torch.zeros(self.channels[0], self.frames),
+                "teacher_video": torch.zeros(self.channels[1], self.frames), "teacher_mask": torch.tensor(False)}
+
+
+def with_teacher_features(dataset: Any, teacher: nn.Module, device: torch.device | str = "cpu",
+                          progress: bool = True) -> Dataset:
+    """A folder run's dataset (:class:`FreshWindows`, or a :class:`MixedDataset` of it and synthetic clips) with the
+    teacher's cached trunk features added to its real windows."""
+    from edge_sync.training.train import MixedDataset
+
+    mixed = isinstance(dataset, MixedDataset)
+    real = dataset.real if mixed else dataset
+    windows = TeacherFeatureWindows(real.folder, teacher, len(real), device, progress)
+    if not mixed:
+        return windows
+    synthetic = WithoutTeacher(dataset.synthetic, windows.channels, real.folder.frames)
+    return MixedDataset(windows, synthetic, dataset.fraction, dataset.seed, keys=MixedDataset.KEYS + TEACHER_KEYS)
 
 
 def check_config(config: Any) -> None:
@@ -125,4 +189,19 @@ def check_config(config: Any) -> None:
         raise ValueError("trunk_features (training on cached trunk features) needs " + "; ".join(problems))
 
 
-__all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "TRUNKS", "TrunkFeatureWindows", "check_config"]
+def check_teacher_config(config: Any) -> None:
+    """What distilling on the teacher's cached trunk features needs, refused before anything is computed."""
+    problems = []
+    if not config.teacher:
+        problems.append("a teacher (--teacher)")
+    if config.data == "synthetic":
+        problems.append("a folder of videos as --data (synthetic clips are made fresh for every sample)")
+    if config.trunk_features:
+        problems.append("no trunk_features (the student trains on raw windows)")
+    if problems:
+        raise ValueError("teacher_trunk_features (the teacher on cached trunk features) needs " + "; ".join(problems))
+
+
+__all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "TEACHER_KEYS", "TRUNKS", "TeacherFeatureWindows",
+           "TrunkFeatureWindows", "WithoutTeacher", "check_config", "check_teacher_config", "segment_features",
+           "with_teacher_features"]

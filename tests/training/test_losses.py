@@ -474,3 +474,24 @@ def test_window_cross_entropy_by_hand():
     # without windows in the outputs (a model or batch without them) the term is simply absent
     _, parts = combined_loss(_fake_outputs(b=2, t=6), batch, LossWeights(ce=1.0, window_ce=1.0))
     assert "window_ce" not in parts
+
+
+def test_distillation_learns_only_from_samples_that_have_a_teacher():
+    """teacher_mask [B]: synthetic clips mixed into a distillation on cached teacher features carry zeros and False;
+    distill and corr_distill then equal the same losses over the taught samples alone."""
+    out = {**_fake_outputs(b=2, t=6), "correlation": torch.randn(2, 31, 6, requires_grad=True)}
+    teacher = {"logits": torch.randn(2, 31, 6), "correlation": torch.randn(2, 31, 6)}
+    offsets = torch.zeros(2, 6, dtype=torch.int64)
+    w = LossWeights(ce=1.0, distill=1.0, corr_distill=0.5, corr_temperature=0.1)
+    _, parts = combined_loss(out, {"offsets": offsets, "teacher_mask": torch.tensor([True, False])}, w,
+                             teacher_outputs=teacher)
+    first = {k: v[:1] for k, v in out.items()}
+    with torch.no_grad():
+        assert parts["distill"] == pytest.approx(float(distillation_kl(first["logits"], teacher["logits"][:1])), rel=1e-6)
+        expected = distillation_kl(first["correlation"] / 0.1, teacher["correlation"][:1] / 0.1, temperature=1.0)
+    assert parts["corr_distill"] == pytest.approx(float(expected), rel=1e-6)
+    _, untaught = combined_loss(out, {"offsets": offsets, "teacher_mask": torch.tensor([False, False])}, w,
+                                teacher_outputs=teacher)
+    assert untaught["distill"] == 0.0 and untaught["corr_distill"] == 0.0
+    with pytest.raises(ValueError, match="corr_distill"):
+        combined_loss(out, {"offsets": offsets}, LossWeights(corr_distill=1.0))

@@ -201,3 +201,40 @@ def test_training_on_cached_trunk_features_matches_the_raw_windows(tmp_path):
     with pytest.raises(ValueError, match="legacy SyncNet"):
         train(_config(model="legacy", model_config={}, data=str(tmp_path / "videos"), frames=12, trunk_features=True),
               tmp_path / "bad.pt", progress=False)
+
+
+def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
+    """teacher_trunk_features: the student gets the folder's raw window, the teacher its trunks' features of that same
+    window (computed once per clip), and a run distils from them; runs it cannot serve are refused."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+    from edge_sync.training.train import build_dataset
+    from edge_sync.training.trunk_features import TeacherFeatureWindows
+
+    make_talking_photo_clip(tmp_path / "videos" / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
+                            offset_frames=0, size=(256, 192))
+    videos = str(tmp_path / "videos")
+    light = {"video_trunk": "light_asd_visual", "audio_trunk": "light_asd_mfcc", "embed_dim": 16, "head_hidden": 8,
+             "head_dilations": [1, 2]}
+    train(_config(model="teacher", model_config=light, data=videos, frames=20, steps=2, trunk_features=True,
+                  augment=None), tmp_path / "teacher.pt", progress=False)
+    teacher = io.load(tmp_path / "teacher.pt").float().eval()
+    cfg = _config(data=videos, frames=20, steps=3, teacher=str(tmp_path / "teacher.pt"), teacher_trunk_features=True,
+                  augment=None, loss=LossWeights(ce=1.0, distill=1.0, corr_distill=1.0))
+    folder = build_dataset(cfg, world=1).folder
+    data = TeacherFeatureWindows(folder, teacher, count=3 * len(folder), progress=False)
+    for i in (0, len(folder) + 1, 2 * len(folder)):
+        raw, item = folder.sample(i % len(folder), epoch=i // len(folder)), data[i]
+        assert torch.equal(item["video"], raw["video"]) and torch.equal(item["offsets"], raw["offsets"])
+        with torch.no_grad():
+            video = teacher.video_encoder(raw["video"][None])[0]
+            audio = teacher.audio_encoder(raw["audio"][None])[0]
+        inner = slice(6, -6)  # the trunks see 6 frames either side: the window's ends differ from the clip's
+        assert torch.allclose(item["teacher_video"][:, inner], video[:, inner], atol=1e-4)
+        assert torch.allclose(item["teacher_audio"][:, inner], audio[:, inner], atol=1e-4)
+
+    result = train(cfg, tmp_path / "student.pt", progress=False)
+    assert result.steps == 3 and result.history[-1]["distill"] >= 0 and "corr_distill" in result.history[-1]
+    assert io.load(tmp_path / "student.pt").checkpoint_meta["recipe"]["teacher_trunk_features"] is True
+    with pytest.raises(ValueError, match="a teacher"):
+        train(_config(data=videos, frames=20, teacher_trunk_features=True), tmp_path / "bad.pt", progress=False)

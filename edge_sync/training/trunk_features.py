@@ -100,19 +100,26 @@ class TrunkFeatureWindows(Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def window_features(self, index: int) -> tuple[int, int, torch.Tensor, torch.Tensor, int]:
+        """(folder item, pass, audio [C, T], video [C, T], k) of sample ``index``: its window's cached features,
+        the sound late by k as the folder plants it."""
         item, epoch = self.folder.on_pass(index)
         clip_id, seg, s, k = self.folder.window(item, epoch=epoch)
         audio, video = self.features[clip_id][seg]
         t = self.folder.frames
-        return {"audio": audio[:, s - k:s - k + t], "video": video[:, s:s + t],  # sound late by k, as the folder
-                "offsets": torch.full((t,), k, dtype=torch.int64), "valid": torch.ones(t, dtype=torch.bool)}
+        return item, epoch, audio[:, s - k:s - k + t], video[:, s:s + t], k
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        _, _, audio, video, k = self.window_features(index)
+        t = self.folder.frames
+        return {"audio": audio, "video": video, "offsets": torch.full((t,), k, dtype=torch.int64),
+                "valid": torch.ones(t, dtype=torch.bool)}
 
 
 TEACHER_KEYS = ("teacher_audio", "teacher_video", "teacher_mask")
 
 
-class TeacherFeatureWindows(Dataset):
+class TeacherFeatureWindows(TrunkFeatureWindows):
     """A folder's fresh windows (raw, for the student) with the frozen teacher's trunk features of the same window.
 
     Why: distilling from a teacher on pretrained real-face trunks (Light-ASD's cost ~16 ms a frame on a CPU) would
@@ -123,21 +130,14 @@ class TeacherFeatureWindows(Dataset):
 
     def __init__(self, folder: Any, teacher: nn.Module, count: int, device: torch.device | str = "cpu",
                  progress: bool = True) -> None:
-        self.folder, self.count = folder, int(count)
-        self.features = segment_features(folder, teacher, device, progress)
+        super().__init__(folder, teacher, count, device, progress)
         audio, video = next(iter(self.features.values()))[0]
         self.channels = (audio.shape[0], video.shape[0])
 
-    def __len__(self) -> int:
-        return self.count
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item, epoch = self.folder.on_pass(index)
-        clip_id, seg, s, k = self.folder.window(item, epoch=epoch)
-        audio, video = self.features[clip_id][seg]
-        t = self.folder.frames
-        return {**self.folder.sample(item, epoch=epoch), "teacher_audio": audio[:, s - k:s - k + t],
-                "teacher_video": video[:, s:s + t], "teacher_mask": torch.tensor(True)}
+        item, epoch, audio, video, _ = self.window_features(index)
+        return {**self.folder.sample(item, epoch=epoch), "teacher_audio": audio, "teacher_video": video,
+                "teacher_mask": torch.tensor(True)}
 
 
 class WithoutTeacher(Dataset):

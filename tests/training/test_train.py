@@ -160,6 +160,17 @@ def test_a_folder_is_read_with_fresh_windows_on_every_pass(tmp_path):
     assert [key(i) for i in range(n)] == passes[0]  # the same index is the same sample (resume, workers)
 
 
+def _assert_trunk_features_of(model, raw, audio, video) -> None:
+    """``audio``/``video`` [C, T] are ``model``'s trunks on the raw window, away from its ends (the trunks see 6
+    frames either side there: the window's ends differ from the clip's)."""
+    with torch.no_grad():
+        expected_video = model.video_encoder(raw["video"][None])[0]
+        expected_audio = model.audio_encoder(raw["audio"][None])[0]
+    inner = slice(6, -6)
+    assert torch.allclose(video[:, inner], expected_video[:, inner], atol=1e-4)
+    assert torch.allclose(audio[:, inner], expected_audio[:, inner], atol=1e-4)
+
+
 def test_training_on_cached_trunk_features_matches_the_raw_windows(tmp_path):
     """trunk_features: each window is the trunks' output on the folder's own window (same frames, same planted
     shift), the trunks stay as they were, and runs it cannot serve are refused."""
@@ -181,12 +192,7 @@ def test_training_on_cached_trunk_features_matches_the_raw_windows(tmp_path):
     for i in (0, len(folder) + 1, 2 * len(folder)):
         raw, cached = folder.sample(i % len(folder), epoch=i // len(folder)), data[i]
         assert torch.equal(cached["offsets"], raw["offsets"])
-        with torch.no_grad():
-            video = model.video_encoder(raw["video"][None])[0]
-            audio = model.audio_encoder(raw["audio"][None])[0]
-        inner = slice(6, -6)  # the trunks see 6 frames either side: the window's ends differ from the clip's
-        assert torch.allclose(cached["video"][:, inner], video[:, inner], atol=1e-4)
-        assert torch.allclose(cached["audio"][:, inner], audio[:, inner], atol=1e-4)
+        _assert_trunk_features_of(model, raw, cached["audio"], cached["video"])
 
     torch.manual_seed(cfg.seed)  # the initialisation train() gives the run
     before = build_model(cfg).state_dict()
@@ -226,12 +232,7 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
     for i in (0, len(folder) + 1, 2 * len(folder)):
         raw, item = folder.sample(i % len(folder), epoch=i // len(folder)), data[i]
         assert torch.equal(item["video"], raw["video"]) and torch.equal(item["offsets"], raw["offsets"])
-        with torch.no_grad():
-            video = teacher.video_encoder(raw["video"][None])[0]
-            audio = teacher.audio_encoder(raw["audio"][None])[0]
-        inner = slice(6, -6)  # the trunks see 6 frames either side: the window's ends differ from the clip's
-        assert torch.allclose(item["teacher_video"][:, inner], video[:, inner], atol=1e-4)
-        assert torch.allclose(item["teacher_audio"][:, inner], audio[:, inner], atol=1e-4)
+        _assert_trunk_features_of(teacher, raw, item["teacher_audio"], item["teacher_video"])
 
     result = train(cfg, tmp_path / "student.pt", progress=False)
     assert result.steps == 3 and result.history[-1]["distill"] >= 0 and "corr_distill" in result.history[-1]

@@ -64,9 +64,9 @@ def _train_config(model: str, data: str, steps: int, batch_size: int, frames: in
     extra = json.loads(config_json.read_text()) if config_json else {}
     loss = LossWeights(**extra.pop("loss", {}))
     aug = extra.pop("augment", DEFAULT_AUGMENT if augment else None)
-    return TrainConfig(model=model, data=data, steps=steps, batch_size=batch_size, frames=frames, lr=lr, seed=seed,
-                       workers=workers, device=device, augment=aug, loss=loss, teacher=teacher, half_weights=half,
-                       **extra)
+    fields = dict(model=model, data=data, steps=steps, batch_size=batch_size, frames=frames, lr=lr, seed=seed,
+                  workers=workers, device=device, augment=aug, loss=loss, teacher=teacher, half_weights=half)
+    return TrainConfig(**{**fields, **extra})  # the JSON may set any field, e.g. distil into a checkpoint ("model")
 
 
 DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "freq_mask": True}

@@ -21,7 +21,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
@@ -163,6 +163,8 @@ class VideoFolderDataset(Dataset):
             information, and in self-supervision a silent negative equals its positive. 0 disables.
         detector: face detector name for ``prepare_clip`` (part of the cache key).
         max_open: cached files kept decompressed in memory at once (per worker).
+        segments: clips already prepared (name -> segments, e.g. synthetic clips rendered in memory) instead of
+            the videos under ``root``, which then only names them.
 
     Sample (torch tensors): ``audio`` float32 [1, 13, 4T], ``video`` float32 [3, T, S, S], ``clip_id`` int64
     (index into :attr:`files`), ``frame_start`` int64 (first video frame in the file), and
@@ -180,9 +182,9 @@ class VideoFolderDataset(Dataset):
                  offsets: Literal["uniform"] | int = "uniform", labels: bool = True,
                  extensions: tuple[str, ...] = VIDEO_EXTENSIONS, preprocessing: VideoPreprocessing = MOUTH,
                  min_negative_shift: int = 3, min_activity: float = 0.5, draws: int = 8, detector: str = DEFAULT_DETECTOR,
-                 max_open: int = 8) -> None:
+                 max_open: int = 8, segments: Mapping[str, list[CachedSegment]] | None = None) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
+        if segments is None and not self.root.is_dir():
             raise EdgeSyncError(f"video folder not found: {self.root}; pass a folder that contains video files")
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
@@ -206,7 +208,12 @@ class VideoFolderDataset(Dataset):
         self._max_open = max_open
         self._keys: list[str] = []
         self._index: list[tuple[int, int, int]] = []  # (clip_id, segment index, segment frames)
-        self._build(find_videos(self.root, extensions, exclude=self._cache.root if self._cache else None))
+        if segments is None:
+            self._build(find_videos(self.root, extensions, exclude=self._cache.root if self._cache else None))
+        else:  # clips prepared elsewhere (synthetic clips rendered in memory): sampled exactly as a folder's
+            self._cache = None
+            for name, clip_segments in segments.items():
+                self._add(self.root / name, name, clip_segments)
         counts = np.array([max(1, n // frames) for _, _, n in self._index], np.int64)
         self._ends = np.cumsum(counts)
         if not self._index:
@@ -246,7 +253,6 @@ class VideoFolderDataset(Dataset):
         return segments
 
     def _build(self, paths: list[Path]) -> None:
-        need = self._needed_frames()
         for path in paths:
             try:
                 key = self._cache_key(path)
@@ -261,18 +267,23 @@ class VideoFolderDataset(Dataset):
             if isinstance(result, str):
                 self._skip(path, result)
                 continue
-            usable = [(i, s.frames) for i, s in enumerate(result) if s.frames >= need]
-            if not usable:
-                longest = max((s.frames for s in result), default=0)
-                self._skip(path, f"no face segment of >= {need} frames (longest {longest}); use longer clips "
-                                 f"or lower frames/max_offset")
-                continue
-            clip_id = len(self.files)
-            self.files.append(path)
-            self._keys.append(key)
-            self._index.extend((clip_id, i, n) for i, n in usable)
-            if self._cache is None:
-                self._memory[clip_id] = result
+            self._add(path, key, result)
+
+    def _add(self, path: Path, key: str, segments: list[CachedSegment]) -> None:
+        """Index a prepared clip's segments that are long enough for this dataset's windows."""
+        need = self._needed_frames()
+        usable = [(i, s.frames) for i, s in enumerate(segments) if s.frames >= need]
+        if not usable:
+            longest = max((s.frames for s in segments), default=0)
+            self._skip(path, f"no face segment of >= {need} frames (longest {longest}); use longer clips "
+                             f"or lower frames/max_offset")
+            return
+        clip_id = len(self.files)
+        self.files.append(path)
+        self._keys.append(key)
+        self._index.extend((clip_id, i, n) for i, n in usable)
+        if self._cache is None:
+            self._memory[clip_id] = segments
 
     def _skip(self, path: Path, reason: str) -> None:
         log.warning("skipping %s: %s", path, reason)

@@ -63,6 +63,7 @@ class TrainConfig:
     # distillation from a teacher whose trunks' features of each folder clip are computed once (the teacher is frozen
     # anyway): each step runs only its projections and head, so a Light-ASD teacher costs next to nothing on a CPU
     teacher_trunk_features: bool = False
+    synthetic_pool: int = 256  # trunk_features with synthetic_fraction: in-sync synthetic clips rendered once
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -251,7 +252,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # --- the loop --------------------------------------------------------------------------------------------
 # TrainConfig fields that decide the stream of batches; runs trained together must agree on them.
 DATA_FIELDS = ("data", "frames", "batch_size", "steps", "seed", "workers", "augment", "device", "cache_dir",
-               "speech_bank", "synthetic_fraction", "trunk_features", "teacher_trunk_features")
+               "speech_bank", "synthetic_fraction", "trunk_features", "teacher_trunk_features",
+               "synthetic_pool")
 
 
 @dataclass
@@ -364,12 +366,12 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
     augment = None
     dataset = build_dataset(first, world)
     if first.trunk_features:
-        from edge_sync.training.trunk_features import TrunkFeatureWindows
+        from edge_sync.training.trunk_features import trunk_feature_dataset
 
         if len(runs) > 1:
             raise ValueError("trunk_features trains one model at a time (its features come from that model's trunks)")
-        dataset = TrunkFeatureWindows(dataset.folder, _unwrap(runs[0].model).model, len(dataset), device,
-                                      progress=progress and rank == 0)
+        dataset = trunk_feature_dataset(dataset, _unwrap(runs[0].model).model, first, device,
+                                        progress=progress and rank == 0)
     if first.teacher_trunk_features:
         from edge_sync.training.trunk_features import with_teacher_features
 

@@ -170,6 +170,46 @@ def with_teacher_features(dataset: Any, teacher: nn.Module, device: torch.device
     return MixedDataset(windows, synthetic, dataset.fraction, dataset.seed, keys=MixedDataset.KEYS + TEACHER_KEYS)
 
 
+def synthetic_pool(count: int, frames: int, seed: int, bank_size: int | None = None, cache_dir: Any = None,
+                   progress: bool = True) -> dict[str, list[Any]]:
+    """``count`` in-sync synthetic clips of ``frames`` frames as folder segments (name -> [segment]).
+
+    Why: synthetic clips are otherwise made fresh for every sample, which cached trunk features cannot follow; a
+    fixed pool of them, read like a folder (fresh windows and planted offsets on every pass), keeps a head trained on
+    real clips' features right on the synthetic protocol too.
+    """
+    from tqdm import tqdm
+
+    from edge_sync.data.folders import CachedSegment
+    from edge_sync.data.synthetic import make_clip
+
+    pool = {}
+    for i in tqdm(range(count), desc="synthetic pool", unit="clip", disable=not progress):
+        clip = make_clip(seed, i, "train", frames, offset=0, drift_prob=0.0, cache_dir=cache_dir, bank_size=bank_size)
+        pool[f"synthetic_{i:05d}"] = [CachedSegment(0, 0, clip.audio.reshape(clip.audio.shape[-2:]), clip.frames_uint8)]
+    return pool
+
+
+def trunk_feature_dataset(dataset: Any, model: nn.Module, config: Any, device: torch.device | str = "cpu",
+                          progress: bool = True) -> Dataset:
+    """A folder run's dataset (:class:`FreshWindows`, or a :class:`MixedDataset` of it and synthetic clips) as trunk
+    features; synthetic clips come from a :func:`synthetic_pool` of ``config.synthetic_pool`` clips."""
+    from edge_sync.data.folders import VideoFolderDataset
+    from edge_sync.training.train import MixedDataset
+
+    mixed = isinstance(dataset, MixedDataset)
+    real = dataset.real if mixed else dataset
+    windows = TrunkFeatureWindows(real.folder, model, len(real), device, progress)
+    if not mixed:
+        return windows
+    pool = synthetic_pool(config.synthetic_pool, config.frames + 2 * real.folder.max_offset, config.seed,
+                          config.speech_bank, config.cache_dir, progress)
+    folder = VideoFolderDataset("synthetic-pool", frames=config.frames, seed=config.seed, segments=pool,
+                                max_offset=real.folder.max_offset)
+    synthetic = TrunkFeatureWindows(folder, model, len(dataset), device, progress)
+    return MixedDataset(windows, synthetic, dataset.fraction, dataset.seed)
+
+
 def check_config(config: Any) -> None:
     """What training on cached features cannot do, refused before anything is computed."""
     problems = []
@@ -177,8 +217,6 @@ def check_config(config: Any) -> None:
         problems.append("a teacher or student (the legacy SyncNet has no separate trunks to cache)")
     if config.data == "synthetic":
         problems.append("a folder of videos as --data (synthetic clips are made fresh for every sample)")
-    if config.synthetic_fraction:
-        problems.append("no synthetic_fraction")
     if config.augment:
         problems.append("no pixel augmentation (--no-augment)")
     if config.teacher:
@@ -198,10 +236,13 @@ def check_teacher_config(config: Any) -> None:
         problems.append("a folder of videos as --data (synthetic clips are made fresh for every sample)")
     if config.trunk_features:
         problems.append("no trunk_features (the student trains on raw windows)")
+    if (config.augment or {}).get("jitter"):
+        problems.append("no temporal jitter in augment (it moves the student's labels away from the window the "
+                        "teacher saw)")
     if problems:
         raise ValueError("teacher_trunk_features (the teacher on cached trunk features) needs " + "; ".join(problems))
 
 
 __all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "TEACHER_KEYS", "TRUNKS", "TeacherFeatureWindows",
-           "TrunkFeatureWindows", "WithoutTeacher", "check_config", "check_teacher_config", "segment_features",
+           "TrunkFeatureWindows", "WithoutTeacher", "check_config", "check_teacher_config", "segment_features", "synthetic_pool", "trunk_feature_dataset",
            "with_teacher_features"]

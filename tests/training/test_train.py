@@ -239,3 +239,30 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
     assert io.load(tmp_path / "student.pt").checkpoint_meta["recipe"]["teacher_trunk_features"] is True
     with pytest.raises(ValueError, match="a teacher"):
         train(_config(data=videos, frames=20, teacher_trunk_features=True), tmp_path / "bad.pt", progress=False)
+    with pytest.raises(ValueError, match="temporal jitter"):
+        train(_config(data=videos, frames=20, teacher=str(tmp_path / "teacher.pt"), teacher_trunk_features=True,
+                      augment={"jitter": True, "flip": True}), tmp_path / "bad.pt", progress=False)
+
+
+def test_trunk_features_mix_in_a_fixed_pool_of_synthetic_clips(tmp_path):
+    """trunk_features + synthetic_fraction: synthetic clips come from a pool rendered once, in sync, and are read like a
+    folder (their windows are the trunks' output on the pool's own raw windows)."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+    from edge_sync.training.train import MixedDataset, build_dataset, build_model
+    from edge_sync.training.trunk_features import trunk_feature_dataset
+
+    make_talking_photo_clip(tmp_path / "videos" / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
+                            offset_frames=0, size=(256, 192))
+    cfg = _config(data=str(tmp_path / "videos"), frames=12, steps=2, batch_size=4, trunk_features=True, augment=None,
+                  synthetic_fraction=0.5, synthetic_pool=3, speech_bank=8)
+    model = build_model(cfg).eval()
+    data = trunk_feature_dataset(build_dataset(cfg, world=1), model, cfg, progress=False)
+    assert isinstance(data, MixedDataset)
+    pool = data.synthetic.folder
+    assert len(pool.files) == 3 and all(s.frames == 12 + 2 * 15 for c in range(3) for s in pool.segments(c))
+    index = next(i for i in range(len(data)) if data.is_synthetic(i))
+    _, _, audio, video, _ = data.synthetic.window_features(index)
+    item, epoch = pool.on_pass(index)
+    _assert_trunk_features_of(model, pool.sample(item, epoch=epoch), audio, video)
+    assert train(cfg, tmp_path / "mixed.pt", progress=False).steps == 2

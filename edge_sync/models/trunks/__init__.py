@@ -173,7 +173,7 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
 
 # Built-in trunks register themselves on import. They import torch only (transformers is imported lazily
 # inside hf_audio's builders), so importing this package stays cheap.
-_BUILTIN_MODULES = ("syncnet", "x3d", "r3d", "vggish", "hf_audio", "light_asd")
+_BUILTIN_MODULES = ("syncnet", "x3d", "r3d", "vggish", "hf_audio", "light_asd", "stacked")
 
 for _module in _BUILTIN_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

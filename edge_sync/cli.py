@@ -1,20 +1,98 @@
-"""`edge-sync`: a thin command line over the library. Errors print one line on stderr and exit non-zero."""
+"""`edge-sync`: a thin command line over the library. Errors print one line on stderr and exit non-zero.
+
+Conventions every command follows: ``--json`` is a flag that prints JSON on stdout instead of the text (a file is
+written with ``-o/--output``); the same idea has the same option name (``--data``, ``--backend``, ``--model``);
+choices (targets, precisions, backends, detectors) come from the registries and are listed in ``--help``; usage
+errors exit 2 with the usage line, other errors exit 1 with one line; a command that needs an extra names it.
+"""
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
+import typer.core
 
 from edge_sync import __version__, cli_usecases
+from edge_sync._paths import WEIGHTS_DIR
+from edge_sync.cli_options import (BACKEND_HELP, Backend, CalibMethod, Detector, Precision, Preprocessing,
+                                   Target)
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+JSON_PATH_COMMANDS = ("eval", "parity", "bench")  # where --json took a file before it became a flag
+
+
+def _command(args: list[str]) -> str:
+    """The subcommand's name in a command line (the root options are all flags)."""
+    return next((a for a in args if not a.startswith("-")), "")
+
+
+def _json_path_alias(args: list[str]) -> list[str]:
+    """Deprecated: ``--json FILE.json`` (eval, parity, bench) still writes the file, as ``-o FILE.json`` now does."""
+    if _command(args) not in JSON_PATH_COMMANDS:
+        return args
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        value = arg[len("--json="):] if arg.startswith("--json=") else (
+            args[i + 1] if arg == "--json" and i + 1 < len(args) and args[i + 1].endswith(".json") else None)
+        if value is None:
+            out.append(arg)
+            i += 1
+            continue
+        print(f"edge-sync: '--json {value}' is deprecated: write the file with '-o {value}' ('--json' alone prints "
+              "JSON on stdout)", file=sys.stderr)
+        out += ["--output", value]
+        i += 1 if arg.startswith("--json=") else 2
+    return out
+
+
+class _Group(typer.core.TyperGroup):
+    """The root command group; it reads the deprecated ``--json FILE.json`` before typer parses (here, not in
+    main(), so the app called any way, e.g. by typer's CliRunner, keeps the alias)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _json_path_alias(args))
+
+
+app = typer.Typer(cls=_Group, add_completion=True, no_args_is_help=True,
                   help="Lip-sync (SyncNet family) models on edge devices: import, run and prove them.")
 log = logging.getLogger("edge_sync")
+JSON_HELP = "Print JSON on stdout instead of the text."
+
+
+def _print_result(write: Callable[[Optional[Path]], Any], as_json: bool, output: Optional[Path],
+                  text: Callable[[Any], str] = str) -> None:
+    """Run a command's ``write(json_path)`` (the library's writer of its JSON file) and print ``text`` of what it
+    returns, or with --json the JSON it wrote (through a temporary file when there is no -o), so the file and
+    stdout always carry the same JSON."""
+    if not as_json:
+        typer.echo(text(write(output)))
+        return
+    with tempfile.TemporaryDirectory(prefix="edge-sync-") as tmp:
+        path = output or Path(tmp) / "result.json"
+        write(path)
+        typer.echo(path.read_text().rstrip("\n"))
+
+
+BUNDLED_CHECKPOINTS = ("teacher", "student")
+
+
+def _bundled_checkpoints(*names: Optional[str]) -> None:
+    """The bundled PyTorch checkpoints are not in the wheel (a device needs only the ONNX artifact): say where they
+    are before torch is loaded, rather than failing deep in a command."""
+    if importlib.util.find_spec("torch") is None:
+        return  # the command fails first on torch, naming the extra to install
+    for name in names:
+        if name in BUNDLED_CHECKPOINTS and not Path(name).exists() and not (WEIGHTS_DIR / f"{name}.pt").is_file():
+            raise EdgeSyncError(f"the bundled '{name}' PyTorch checkpoint is not in this install (the wheel carries "
+                                "only the runtime artifact): export and train from a source checkout (git clone, "
+                                "then pip install -e '.[export]'), or pass a checkpoint path")
 
 
 @app.command("info")
@@ -88,12 +166,21 @@ def train_command(
     augment: bool = typer.Option(True, help="Jitter, crop, flip, colour, frequency masking."),
     resume: bool = typer.Option(True, help="Continue from OUTPUT.train-state if it exists."),
     half: bool = typer.Option(False, help="Store the final weights in float16 (bundled weights)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a teacher or student; resumable, seeded, runs unchanged under torchrun (DDP)."""
     from edge_sync.training.train import train
 
+    _bundled_checkpoints(model)
     cfg = _train_config(model, data, steps, batch_size, frames, lr, seed, workers, config, device, augment, None, half)
-    result = train(cfg, output, resume=resume)
+    _print_trained(train(cfg, output, resume=resume), as_json)
+
+
+def _print_trained(result: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"checkpoint": str(result.checkpoint), "steps": result.steps,
+                               "seconds": result.seconds, "final_loss": result.final_loss}))
+        return
     typer.echo(f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s "
                f"(final loss {result.final_loss:.3f})")
 
@@ -108,15 +195,15 @@ def distill_command(
     config: Optional[Path] = typer.Option(None, help="JSON with more TrainConfig fields."),
     device: str = typer.Option("auto"), augment: bool = typer.Option(True), resume: bool = typer.Option(True),
     half: bool = typer.Option(False, help="Store the final weights in float16."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Distil the X3D student from a teacher (KL at temperature + the task loss)."""
     from edge_sync.training.train import train
 
+    _bundled_checkpoints(teacher)
     cfg = _train_config("student", data, steps, batch_size, frames, lr, seed, workers, config, device, augment,
                         teacher, half)
-    result = train(cfg, output, resume=resume)
-    typer.echo(f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s "
-               f"(final loss {result.final_loss:.3f})")
+    _print_trained(train(cfg, output, resume=resume), as_json)
 
 
 def _clip_names(spec: str) -> list[str]:
@@ -138,11 +225,12 @@ def eval_command(
                                 "(+ = sound late); the original clip is always scored too."),
     clips: Optional[str] = typer.Option(None, help="--data DIR: only these files: comma-separated names, or a text "
                                         "file with one name per line (# comments), e.g. scripts/real_holdout.txt."),
-    detector: Optional[str] = typer.Option(None, help="--data DIR: face detector (default yunet; haar)."),
+    detector: Optional[Detector] = typer.Option(None, help="--data DIR: face detector (default yunet)."),
     seed: int = typer.Option(1000, help="Hold-out seed (never used for training)."),
     count: int = typer.Option(200, help="Clips to evaluate."),
     frames: int = typer.Option(50, help="Frames per clip."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the metrics as JSON here."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     device: str = typer.Option("cpu"),
     ablation: bool = typer.Option(False, "--ablation", help="The modernisation table instead of --model: legacy "
                                   "baseline, + modern trunk, + attention, distilled student, its INT8 artifact; "
@@ -165,17 +253,18 @@ def eval_command(
     """Accuracy, accuracy@+-1, MAE and temporal consistency per frame and per clip, plus the LRS2 context table;
     with --data DIR, the real-footage protocol (planted shifts of real in-sync clips, per source and clip); with
     --ablation, the modernisation table (legacy -> modern trunk -> attention -> student -> INT8)."""
+    _bundled_checkpoints(*model)
     if not ablation and data != "synthetic":
         from edge_sync.training.evaluate_cli import run_real_eval
 
         shifts = [int(k) for k in planted.split(",") if k.strip()]
         names = _clip_names(clips) if clips else None
-        typer.echo(run_real_eval(model, data, json_out, shifts, detector, names))
+        _print_result(lambda path: run_real_eval(model, data, path, shifts, detector, names), as_json, output)
         return
     if not ablation:
         from edge_sync.training.evaluate_cli import run_eval
 
-        typer.echo(run_eval(model, data, seed, count, frames, json_out, device))
+        _print_result(lambda path: run_eval(model, data, seed, count, frames, path, device), as_json, output)
         return
     from edge_sync.training.ablation import default_rows, run_ablation, write_ablation
 
@@ -197,33 +286,35 @@ def eval_command(
                + "".join(f" --extra '{k}={v}'" for k, v in extras.items())
                + f" --count {count} --frames {frames} --seed {seed}" + (f" --threads {threads}" if threads else "")
                + (f" --repeat {repeat}" if repeat != 10 else "") + (f" --rounds {rounds}" if rounds != 5 else ""))
-    typer.echo(write_ablation(result, report, json_out, command))
+    _print_result(lambda path: write_ablation(result, report, path, command), as_json, output)
 
 
 @app.command("export")
 def export_command(
     model: str = typer.Option("student", help="student, teacher, legacy checkpoint, or a checkpoint path."),
-    target: str = typer.Option("onnx", help="onnx, openvino, coreml, tflite, tensorrt, or all (every installed)."),
-    precision: str = typer.Option("fp32", help="fp32, fp16 or int8."),
+    target: Target = typer.Option("onnx", help="Export target; all: every target whose toolchain is installed."),
+    precision: Precision = typer.Option("fp32", help="Numeric precision of the artifact."),
     output: Path = typer.Option(Path("artifacts"), "-o", "--output", help="Folder for the artifact directories."),
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the model's name)."),
     calib: Optional[Path] = typer.Option(None, help="Calibration set for int8 (edge-sync calibrate); default: "
                                                     "a synthetic set built once and shared."),
-    calib_method: Optional[str] = typer.Option(None, help="int8 calibration for onnx/tensorrt: minmax, entropy or "
-                                                          "percentile (default: minmax for onnx, percentile for "
-                                                          "tensorrt)."),
+    calib_method: Optional[CalibMethod] = typer.Option(None, help="int8 calibration for onnx/tensorrt (default: "
+                                                                  "minmax for onnx, percentile for tensorrt)."),
     min_frames: int = typer.Option(1, help="Shortest clip (video frames) the artifact must take."),
     opt_frames: int = typer.Option(100, help="Clip length to optimise for (TensorRT profile)."),
     max_frames: Optional[int] = typer.Option(None, help="Longest clip per call (TensorRT profile; longer clips "
                                                         "are windowed by the runtime)."),
     buckets: Optional[str] = typer.Option(None, help="tflite: the static clip lengths to export, e.g. 50,250 "
                                                      "(the runtime windows and pads clips to them)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per artifact (path, target, "
+                                 "precision, bytes, quick parity) instead of the table."),
 ) -> None:
     """Export a model to deployable artifacts (a directory per target, with a manifest); prints each directory."""
     from edge_sync.artifact import read_artifact
     from edge_sync.exporters.api import export
     from edge_sync.exporters.common import TimeRange
 
+    _bundled_checkpoints(model)
     if precision == "int8" and calib is None:
         typer.echo("no --calib given: INT8 targets that calibrate use the default synthetic set (built once, then "
                    "reused)", err=True)
@@ -235,10 +326,16 @@ def export_command(
         art = read_artifact(path)
         size = sum(f["bytes"] for f in art.manifest["files"].values())
         quick = art.manifest.get("parity_quick", {})
+        if as_json:
+            typer.echo(json.dumps({"path": str(path), "target": art.target, "precision": art.precision,
+                                   "bytes": size, "parity_quick": quick}, default=float))
+            continue
         err = quick.get("max_abs_err", {}).get("sync_probs")
         rows.append((art.target, art.precision, f"{size / 1e6:.2f} MB",
                      quick.get("status", "-") if err is None else f"{err:.1e}"))
         typer.echo(str(path))
+    if as_json:
+        return
     typer.echo("\n| target | precision | size | max abs err sync_probs vs PyTorch (quick check) |\n|---|---|---|---|")
     for r in rows:
         typer.echo("| " + " | ".join(r) + " |")
@@ -246,19 +343,26 @@ def export_command(
 
 @app.command("calibrate")
 def calibrate_command(
-    source: str = typer.Option("synthetic", help="synthetic, or a folder of your videos (any nesting)."),
+    data: str = typer.Option("synthetic", help="synthetic, or a folder of your videos (any nesting)."),
     output: Path = typer.Option(..., "-o", "--output", help="Calibration set folder to write."),
     count: int = typer.Option(64, help="Clips in the set."),
     frames: int = typer.Option(50, help="Frames per clip."),
     seed: int = typer.Option(4242, help="Seed for the synthetic clips / the order of files."),
-    preprocessing: str = typer.Option("mouth112", help="Crops the model takes: mouth112 (teacher, student) or "
-                                                       "legacy_face224 (imported SyncNet; needs a video folder)."),
+    preprocessing: Preprocessing = typer.Option("mouth112", help="Crops the model takes: mouth112 (teacher, "
+                                                "student) or legacy_face224 (imported SyncNet; needs a video folder)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    source: Optional[str] = typer.Option(None, "--source", hidden=True, help="Old name of --data."),
 ) -> None:
     """Build a versioned calibration set for INT8 export (shared by every target)."""
     from edge_sync.calibration import build_calibration_set, load_calibration_set
 
-    path = build_calibration_set(source, output, count=count, frames=frames, seed=seed, preprocessing=preprocessing)
+    path = build_calibration_set(source or data, output, count=count, frames=frames, seed=seed,
+                                 preprocessing=preprocessing)
     calib = load_calibration_set(path)
+    if as_json:
+        typer.echo(json.dumps({"path": str(path), "id": calib.id, "clips": len(calib), "frames": calib.frames,
+                               "sha256": calib.sha256}))
+        return
     typer.echo(f"{path}: {calib.id} ({len(calib)} clips x {calib.frames} frames, sha256 {calib.sha256[:16]}...)")
 
 
@@ -271,22 +375,31 @@ def parity_command(
                                                "or none (random inputs only)."),
     count: int = typer.Option(100, help="Synthetic hold-out clips."),
     lengths: str = typer.Option("25,100,250", help="Clip lengths for the random-input checks."),
-    backend: str = typer.Option("auto", help="Runtime backend (auto picks per artifact)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the full results as JSON here."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     report: Optional[Path] = typer.Option(None, help="Write the Markdown report here."),
 ) -> None:
-    """Check artifacts against PyTorch: numeric tolerances per precision and task accuracy; exits 1 on a failure."""
+    """Check artifacts against PyTorch: numeric tolerances per precision and task accuracy. Exit code as bench's: 1
+    when an artifact failed, 0 when each passed or was skipped (no backend runs it on this OS)."""
     from edge_sync.parity import parity_markdown, run_parity, write_reports
 
+    _bundled_checkpoints(reference)
     lens = tuple(int(x) for x in lengths.split(",") if x.strip())
     results = run_parity([str(a) for a in artifacts], reference=reference, data=data, count=count, lengths=lens,
                          backend=backend)
-    write_reports(results, json_out, report, {"data": data, "count": count, "lengths": list(lens),
-                                              "reference": reference})
-    typer.echo(parity_markdown(results))
-    failed = [r for r in results if not r.passed]
-    if failed:
-        raise EdgeSyncError("; ".join(f"{Path(r.artifact).name}: {', '.join(r.failures())}" for r in failed))
+    settings = {"data": data, "count": count, "lengths": list(lens), "reference": reference}
+    _print_result(lambda path: write_reports(results, path, report, settings), as_json, output,
+                  lambda _: parity_markdown(results))
+    _exit_on_failures({Path(r.artifact).name: ", ".join(r.failures()) for r in results
+                       if r.status in ("fail", "error")})
+
+
+def _exit_on_failures(failures: dict[str, str]) -> None:
+    """How parity and bench end: exit 1 naming each artifact that failed (could not run, or failed a check); an
+    artifact skipped because no backend runs it on this OS is in the table and is not a failure."""
+    if failures:
+        raise EdgeSyncError("; ".join(f"{name}: {why}" for name, why in failures.items()))
 
 
 @app.command("bench")
@@ -296,19 +409,32 @@ def bench_command(
     batch: str = typer.Option("1,8", help="Batch sizes."),
     threads: Optional[int] = typer.Option(None, help="Threads per backend (default: the backend's choice)."),
     repeat: int = typer.Option(10, help="Timed calls per row (after warm-up)."),
-    backend: str = typer.Option("auto", help="Runtime backend (auto picks per artifact)."),
-    baselines: bool = typer.Option(True, help="Also time the PyTorch teacher, student and the original SyncNet S."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
+    baselines: Optional[bool] = typer.Option(None, "--baselines/--no-baselines", help="Also time the PyTorch "
+                                             "teacher, student and original SyncNet S, and check parity (default: "
+                                             "when torch is installed)."),
     quick: bool = typer.Option(False, help="Smoke run: T 25,100, batch 1, 3 repeats."),
     torch_device: str = typer.Option("cpu", help="Device for the PyTorch baselines (cpu, cuda)."),
     torch_half: bool = typer.Option(False, help="Also time the PyTorch baselines in FP16."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the rows as JSON here."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     report: Optional[Path] = typer.Option(None, help="Write the Markdown table here."),
     plot: Optional[Path] = typer.Option(None, help="Write latency and size/speed plots here (.png)."),
 ) -> None:
-    """Latency matrix: median/p90 latency, frames/s, real-time factor, peak RSS, load time and size per artifact."""
+    """Latency matrix: median/p90 latency, frames/s, real-time factor, peak RSS, load time and size per artifact.
+    Exit code as parity's: 1 when an artifact failed (or failed its parity check), 0 when each was timed or skipped
+    (no backend runs it on this OS)."""
+    from edge_sync._deps import require
     from edge_sync.bench.matrix import QUICK, run_bench
     from edge_sync.bench.report import bench_markdown, plot as plot_rows, write_json
 
+    if plot:
+        require("matplotlib", "bench", "bench --plot")  # before minutes of timing, not after
+    if baselines is None:
+        baselines = importlib.util.find_spec("torch") is not None
+        if not baselines:
+            typer.echo("edge-sync: no torch here: timing the artifacts only (the PyTorch baselines and the parity "
+                       "check need pip install 'edge-sync[export]')", err=True)
     lens = QUICK["lengths"] if quick else [int(x) for x in lengths.split(",") if x.strip()]
     batches = QUICK["batches"] if quick else [int(x) for x in batch.split(",") if x.strip()]
     rep, warm = (QUICK["repeat"], QUICK["warmup"]) if quick else (repeat, 2)
@@ -316,24 +442,24 @@ def bench_command(
                      torch_device=torch_device, torch_half=torch_half)
     table = bench_markdown(rows)
     settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend,
-                "torch_device": torch_device, "torch_half": torch_half}
-    if json_out:
-        write_json(rows, json_out, settings)
+                "baselines": baselines, "torch_device": torch_device, "torch_half": torch_half}
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("# Latency matrix\n\n" + table + "\n")
     if plot:
         plot_rows(rows, plot)
-    typer.echo(table)
+    _print_result(lambda path: write_json(rows, path, settings) if path else None, as_json, output, lambda _: table)
+    _exit_on_failures({r.name: f"{r.status} ({r.detail})" if r.detail else r.status for r in rows
+                       if r.status in ("failed", "parity failed")})
 
 
 @app.command("sync")
 def sync_command(
     video: Path = typer.Argument(..., help="A video file with a visible face and its soundtrack."),
     artifact: Optional[Path] = typer.Option(None, help="Artifact directory (default: bundled student ONNX)."),
-    backend: str = typer.Option("auto", help="auto, or a backend name (onnxruntime ...)."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
-    detector: str = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),
+    detector: Detector = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),
 ) -> None:
     """Measure the audio/video offset of a video file: decode, face tracks, mouth crops, MFCC, model."""
     from edge_sync.runtimes.api import load
@@ -380,17 +506,22 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what 
 # `demo` also draws its clip with scikit-image, which only the dev extra installs.
 TORCH_EXTRA = {"export": "export", "parity": "export", "bench": "export", "import-syncnet": "export",
                "train": "train", "distill": "train", "eval": "train", "calibrate": "train", "demo": "dev"}
+# the extra that brings each other optional module a command imports on its way
+MODULE_EXTRA = {"onnx": "export", "onnxscript": "export", "onnx_ir": "export", "matplotlib": "bench",
+                "psutil": "bench", "skimage": "dev", "transformers": "trunks"}
 
 
-def _missing_torch(exc: ModuleNotFoundError, args: list[str]) -> Optional[MissingExtraError]:
-    """A missing torch as an error a user can act on: the command that needed it and the extra that brings it."""
-    if (exc.name or "").split(".")[0] != "torch":
+def _missing_module(exc: ModuleNotFoundError, args: list[str]) -> Optional[MissingExtraError]:
+    """A missing optional module as an error a user can act on: the command that needed it and the extra that
+    brings it (None for a module no extra provides: a broken install, shown as it is)."""
+    module = (exc.name or "").split(".")[0]
+    command = _command(args)
+    extra = TORCH_EXTRA.get(command, "export") if module == "torch" else MODULE_EXTRA.get(module)
+    if extra is None:
         return None
-    command = next((a for a in args if not a.startswith("-")), "")
-    extra = TORCH_EXTRA.get(command, "export")
     hint = f"install it with: pip install 'edge-sync[{extra}]'" + (
-        ", or time the artifacts alone with --no-baselines" if command == "bench" else "")
-    return MissingExtraError("torch", extra, f"edge-sync {command}".strip(), hint)
+        ", or time the artifacts alone with --no-baselines" if command == "bench" and module == "torch" else "")
+    return MissingExtraError(module, extra, f"edge-sync {command}".strip(), hint)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -410,7 +541,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         show() if show else print(f"edge-sync: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except ModuleNotFoundError as exc:
-        missing = _missing_torch(exc, args)
+        missing = _missing_module(exc, args)
         if missing is None:
             raise
         print(f"edge-sync: error: {missing}", file=sys.stderr)

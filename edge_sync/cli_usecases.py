@@ -7,6 +7,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
+from edge_sync.cli_options import BACKEND_HELP, Backend
+
 ARTIFACT_HELP = "Artifact directory (default: the bundled student ONNX)."
 HEADS_HELP = "Use-case heads JSON (default: the heads fitted for the artifact's model, if any)."
 
@@ -50,7 +52,7 @@ def _each_file(videos: list[Path], analyse: Callable[[Path], Any], as_json: bool
 def speakers_command(
     video: Path = typer.Argument(..., help="A video with one or more faces and their shared soundtrack."),
     artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
-    backend: str = typer.Option("auto", help="auto, or a backend name."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     heads: Optional[Path] = typer.Option(None, help=HEADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object with per-frame probabilities."),
 ) -> None:
@@ -76,7 +78,7 @@ def speakers_command(
 def score_command(
     inputs: list[Path] = typer.Argument(..., help="Video files, or folders of them (scored as a corpus)."),
     artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
-    backend: str = typer.Option("auto", help="auto, or a backend name."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     heads: Optional[Path] = typer.Option(None, help=HEADS_HELP),
     legacy_checkpoint: Optional[Path] = typer.Option(None, help="Score with an original SyncNet checkpoint "
                                                                 "(syncnet_python's own LSE-D/LSE-C; needs torch)."),
@@ -140,7 +142,7 @@ def score_command(
 def desync_command(
     videos: list[Path] = typer.Argument(..., help="Video files to check."),
     artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
-    backend: str = typer.Option("auto", help="auto, or a backend name."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     heads: Optional[Path] = typer.Option(None, help=HEADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video (with the features)."),
 ) -> None:
@@ -164,7 +166,7 @@ def fix_command(
     output: Path = typer.Option(..., "-o", "--output", help="The fixed clip: .mp4, .mov, .m4v or .mkv (its folder "
                                                             "must exist; never the input)."),
     artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
-    backend: str = typer.Option("auto", help="auto, or a backend name."),
+    backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     delay_ms: Optional[float] = typer.Option(None, help="Correct this delay instead of measuring it (ms; > 0: the "
                                                         "sound is late, < 0: early)."),
     audio: str = typer.Option("auto", help="copy: shift the audio packets' timestamps (exact, lossless); reencode: "

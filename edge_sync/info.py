@@ -1,4 +1,5 @@
-"""What `edge-sync info` reports: versions, contract, installed backends, bundled weights (no torch needed)."""
+"""What `edge-sync info` reports: versions, contract, installed backends, bundled weights (no torch needed), and
+which extra to install for what: runtime extras to run artifacts (a device), export extras to make them."""
 from __future__ import annotations
 
 import json
@@ -7,13 +8,17 @@ from importlib import metadata
 from typing import Any
 
 from edge_sync import __version__
-from edge_sync._paths import WEIGHTS_DIR
+from edge_sync._paths import BUNDLED_ARTIFACT, WEIGHTS_DIR
+from edge_sync.runtimes.platforms import platform_name
 from edge_sync.spec import AUDIO_RATE, MAX_OFFSET, MOUTH, SPEC_VERSION, VIDEO_FPS
 
-# distribution name -> the extra that installs it
-BACKEND_DISTRIBUTIONS: dict[str, str] = {
-    "torch": "export", "onnx": "export", "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "openvino",
-    "coremltools": "coreml", "ai-edge-litert": "litert", "tensorrt": "tensorrt", "transformers": "trunks",
+# distribution name -> (the extra that installs it, what it is for). Running an artifact needs one runtime extra;
+# export-only tools (torch, onnx, nncf, the LiteRT converter) live in the export extras, never in a runtime one.
+BACKEND_DISTRIBUTIONS: dict[str, tuple[str, str]] = {
+    "torch": ("export", "export"), "onnx": ("export", "export"), "nncf": ("export", "export"),
+    "litert-torch": ("tflite", "export"), "transformers": ("trunks", "train"),
+    "onnxruntime": ("onnxruntime", "run"), "openvino": ("openvino", "run"), "coremltools": ("coreml", "run"),
+    "ai-edge-litert": ("litert", "run"), "tensorrt": ("tensorrt", "run"),
 }
 
 
@@ -26,7 +31,7 @@ def dist_version(dist: str) -> str | None:
 
 
 def collect_info() -> dict[str, Any]:
-    weights = []
+    weights = []  # PyTorch checkpoints: in a source checkout, not in the wheel (a device needs only the artifact)
     for path in sorted(WEIGHTS_DIR.glob("*.pt")):
         meta_path = path.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -38,15 +43,13 @@ def collect_info() -> dict[str, Any]:
         "numpy": dist_version("numpy"),
         "contract": {"spec_version": SPEC_VERSION, "video_fps": VIDEO_FPS, "audio_rate": AUDIO_RATE,
                      "max_offset": MAX_OFFSET, "video_input": f"{MOUTH.size}x{MOUTH.size} {MOUTH.name}"},
-        "backends": {dist: {"version": dist_version(dist), "extra": extra}
-                     for dist, extra in BACKEND_DISTRIBUTIONS.items()},
+        "backends": {dist: {"version": dist_version(dist), "extra": extra, "for": role}
+                     for dist, (extra, role) in BACKEND_DISTRIBUTIONS.items()},
         "export_targets": _export_targets(),
         "runtime_backends": _runtime_backends(),
+        "bundled_artifact": {"path": str(BUNDLED_ARTIFACT), "installed": BUNDLED_ARTIFACT.is_dir()},
         "bundled_weights": weights,
     }
-
-
-PLATFORM_NAMES = {"darwin": "macOS", "linux": "Linux", "win32": "Windows"}
 
 
 def _export_targets() -> dict[str, Any]:
@@ -66,11 +69,14 @@ def _runtime_backends() -> dict[str, Any]:
             for b in sorted(BACKENDS.values(), key=lambda b: b.preference)}
 
 
+ROLE_WORDS = {"run": "to run artifacts", "export": "to export", "train": "to train"}
+
+
 def format_info(data: dict[str, Any]) -> str:
     lines = [f"edge-sync {data['edge_sync']} (python {data['python']}, {data['platform']}, numpy {data['numpy']})",
-             "contract: " + ", ".join(f"{k}={v}" for k, v in data["contract"].items()), "backends:"]
+             "contract: " + ", ".join(f"{k}={v}" for k, v in data["contract"].items()), "packages:"]
     for dist, b in data["backends"].items():
-        state = b["version"] or f"not installed (pip install 'edge-sync[{b['extra']}]')"
+        state = b["version"] or f"not installed ({ROLE_WORDS[b['for']]}: pip install 'edge-sync[{b['extra']}]')"
         lines.append(f"  {dist:<15} {state}")
     for key, label, what in (("export_targets", "export targets", "precisions"),
                              ("runtime_backends", "runtime backends (auto prefers the first installed)", "targets")):
@@ -78,9 +84,28 @@ def format_info(data: dict[str, Any]) -> str:
         for name, e in data[key].items():
             state = "ready" if e["installed"] else f"needs pip install 'edge-sync[{e['extra']}]'"
             if e["installed"] and not e.get("runs_here", True):
-                state = f"installed; predicts on {', '.join(PLATFORM_NAMES.get(p, p) for p in e['platforms'])} only"
+                state = f"installed; predicts on {', '.join(platform_name(p) for p in e['platforms'])} only"
             lines.append(f"  {name:<15} {state:<45} {what}: {', '.join(e[what])}")
-    lines.append("bundled weights:" if data["bundled_weights"] else "bundled weights: none yet")
+    art = data["bundled_artifact"]
+    lines.append(f"bundled artifact: {art['path']}" + ("" if art["installed"] else " (missing)"))
+    if data["bundled_weights"]:
+        lines.append("bundled PyTorch checkpoints (export, parity, training):")
+    else:
+        lines.append("bundled PyTorch checkpoints: not in this install (the wheel carries the runtime artifact only; "
+                     "export and train from a source checkout)")
     for w in data["bundled_weights"]:
         lines.append(f"  {w['name']:<10} {w['bytes'] / 1e6:.1f} MB  {w['path']}")
-    return "\n".join(lines)
+    return "\n".join(lines + install_advice(data))
+
+
+def install_advice(data: dict[str, Any]) -> list[str]:
+    """Which extra for what, from the registries: one runtime extra per backend to run artifacts (nothing
+    export-only in them), the export extras per target to make artifacts."""
+    run = dict.fromkeys(b["extra"] for b in data["runtime_backends"].values() if b.get("runs_here", True))
+    export = dict.fromkeys(e["extra"] for e in data["export_targets"].values())
+    return ["install:",
+            f"  to run artifacts (a device): pip install 'edge-sync[onnxruntime]'; other runtimes: "
+            + ", ".join(f"[{x}]" for x in run if x != "onnxruntime"),
+            f"  to export: pip install 'edge-sync[export]'; per target: "
+            + ", ".join(f"{t} [{e['extra']}]" for t, e in data["export_targets"].items()),
+            "  to train: pip install 'edge-sync[train]'"]

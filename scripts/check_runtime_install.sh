@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Device install check: a fresh venv with only `edge-sync[onnxruntime]` (no torch, no click) runs the CLI.
 #
-# Installs the working tree (non-editable, from a clean copy of the files git tracks or would track, so a stale
-# build/ cannot leak into the wheel) into a new venv in a temp dir, asserts torch is absent and the CLI does not
-# import click, then runs --version, info --json, sync on a talking clip with a planted offset, bench on the
-# bundled artifact, and the errors a runtime-only install must give (usage error: exit 2; a command that needs
-# torch: one line naming the extra, exit 1). Prints the time of each step.
+# Builds the wheel of the working tree (from a clean copy of the files git tracks or would track, so a stale build/
+# cannot leak into it) and checks what it carries (the runtime artifact, no torch checkpoints), installs it with
+# only [onnxruntime] into a new venv in a temp dir, asserts torch is absent and the CLI does not import click, then
+# runs --version, info --json, sync on a talking clip with a planted offset, bench on the bundled artifact (no
+# torch: timed without baselines) and on an artifact no backend runs here (skipped, exit 0), and the errors a
+# runtime-only install must give (usage error: exit 2; a command that needs torch: one line naming the extra,
+# exit 1). Then adds a second runtime extra, [openvino], and checks it brings nothing export-only (nncf, scipy,
+# scikit-learn, torch). Prints the time of each step and the sizes of the wheel and the venv.
 #
 # Needs: python3 with venv, pip access to the package index, and a python that can make the test clip with the
 # project's demo code (DEV_PYTHON, default .venv/bin/python from scripts/setup.sh: scikit-image's photo,
@@ -39,12 +42,27 @@ expect() {  # expect CODE NAME -- command...: run, keep stdout/stderr in $WORK/N
 }
 no_traceback() { ! grep -q Traceback "$WORK/$1.out" "$WORK/$1.err" || fail "$1 printed a traceback"; }
 
-step "venv + pip install .[onnxruntime]"
+step "wheel: runtime artifact, no torch checkpoints"
 mkdir -p "$WORK/src"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$WORK/src"
 cd "$WORK"  # from here on, `python -c 'import edge_sync'` must find the installed package, not the checkout
 "$PY" -m venv "$V"
-"$V/bin/python" -m pip install -q --disable-pip-version-check "$WORK/src[onnxruntime]" >"$WORK/pip.log" 2>&1 \
+"$V/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$WORK/wheel" "$WORK/src" \
+  >"$WORK/wheel.log" 2>&1 || { cat "$WORK/wheel.log" >&2; fail "building the wheel failed"; }
+WHEEL=$(ls "$WORK"/wheel/edge_sync-*.whl)
+wheel_kb=$(( $(stat -c %s "$WHEEL") / 1024 ))
+"$V/bin/python" - "$WHEEL" <<'EOF' || fail "the wheel carries the wrong files"
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+pt = [n for n in names if n.endswith(".pt")]
+assert not pt, f"torch checkpoints in the runtime wheel: {pt}"
+for need in ("edge_sync/weights/student.onnx-fp32/model.onnx", "edge_sync/weights/student.onnx-fp32/manifest.json"):
+    assert need in names, f"{need} missing from the wheel"
+assert any(n.startswith("edge_sync/features/detectors/") and n.endswith(".onnx") for n in names), "no face detector"
+EOF
+
+step "venv + pip install edge-sync[onnxruntime]"
+"$V/bin/python" -m pip install -q --disable-pip-version-check "$WHEEL[onnxruntime]" >"$WORK/pip.log" 2>&1 \
   || { cat "$WORK/pip.log" >&2; fail "pip install failed"; }
 
 step "no torch, CLI without click"
@@ -76,7 +94,12 @@ info = json.load(open(sys.argv[1]))
 assert info["backends"]["torch"]["version"] is None, "info says torch is installed"
 assert info["backends"]["onnxruntime"]["version"], "info does not see onnxruntime"
 assert info["runtime_backends"]["onnxruntime"]["installed"], "onnxruntime backend not installed"
+assert info["bundled_artifact"]["installed"] and not info["bundled_weights"], "bundled files: wrong set"
+assert info["backends"]["nncf"]["for"] == "export", "nncf is not an export-only package"
 EOF
+expect 0 info_text -- "$ES" info
+grep -q "to run artifacts (a device): pip install 'edge-sync\[onnxruntime\]'" "$WORK/info_text.out" \
+  || fail "info does not recommend the runtime extra for running"
 
 step "edge-sync sync clip.mp4 (planted +$OFFSET)"
 expect 0 sync -- "$ES" sync "$WORK/clip.mp4" --json
@@ -90,24 +113,57 @@ EOF
 expect 0 sync_text -- "$ES" sync "$WORK/clip.mp4"
 grep -q "backend onnxruntime" "$WORK/sync_text.out" || fail "sync did not run on onnxruntime"
 
-step "edge-sync bench (bundled artifact)"
+step "edge-sync bench (bundled; coreml skipped)"
 ART=$("$V/bin/python" -c "from edge_sync._paths import WEIGHTS_DIR; print(WEIGHTS_DIR / 'student.onnx-fp32')")
-expect 0 bench -- "$ES" bench "$ART" --no-baselines --quick
+expect 0 bench -- "$ES" bench "$ART" --quick  # no torch: times the artifact, says the baselines need [export]
 grep -q "| student.onnx-fp32 | onnx | fp32 | onnxruntime | 25 | 1 |.*| ok" "$WORK/bench.out" \
   || { cat "$WORK/bench.out" >&2; fail "bench has no ok row for the bundled artifact"; }
+grep -q "pip install 'edge-sync\[export\]'" "$WORK/bench.err" || fail "bench does not say what the baselines need"
+# the same artifact labelled CoreML: no backend predicts it off macOS, so it is skipped, and the run still passes
+"$V/bin/python" - "$ART" "$WORK/student.coreml-fp32" <<'EOF'
+import json, shutil, sys
+shutil.copytree(sys.argv[1], sys.argv[2])
+manifest = json.load(open(f"{sys.argv[2]}/manifest.json"))
+manifest["target"] = "coreml"
+json.dump(manifest, open(f"{sys.argv[2]}/manifest.json", "w"))
+EOF
+if [ "$(uname)" != Darwin ]; then
+  expect 0 bench_skip -- "$ES" bench "$WORK/student.coreml-fp32" --quick --json
+  "$V/bin/python" -c "import json, sys; rows = json.load(open(sys.argv[1]))['rows']; \
+assert {r['status'] for r in rows} == {'skipped'}, rows" "$WORK/bench_skip.out" || fail "coreml is not skipped"
+fi
 
 step "errors: typo, bare, torch-only commands"
 expect 2 typo -- "$ES" synk; no_traceback typo
 grep -q "No such command 'synk'" "$WORK/typo.err" || fail "a typo does not say 'No such command'"
 expect 2 bare -- "$ES"; no_traceback bare
 grep -q "Usage: edge-sync" "$WORK/bare.out" "$WORK/bare.err" || fail "a bare edge-sync prints no help"
-for cmd in "export" "bench $ART" "parity $ART" "train -o $WORK/x.pt"; do
+for cmd in "export" "bench $ART --baselines" "parity $ART" "train -o $WORK/x.pt"; do
   name=${cmd%% *}
   expect 1 "$name" -- "$ES" $cmd; no_traceback "$name"
   [ "$(wc -l <"$WORK/$name.err")" -eq 1 ] || { cat "$WORK/$name.err" >&2; fail "$name: not one line"; }
   grep -q "pip install 'edge-sync\[" "$WORK/$name.err" || fail "$name does not name the extra"
 done
+
+step "+ [openvino]: nothing export-only"
+"$V/bin/python" -m pip install -q --disable-pip-version-check "$WHEEL[onnxruntime,openvino]" >"$WORK/pip2.log" 2>&1 \
+  || { cat "$WORK/pip2.log" >&2; fail "pip install [openvino] failed"; }
+"$V/bin/python" - <<'EOF' || fail "[openvino] brought export-only packages"
+from importlib import metadata
+present = []
+for dist in ("nncf", "scipy", "scikit-learn", "torch", "onnx"):
+    try:
+        present.append(f"{dist} {metadata.version(dist)}")
+    except metadata.PackageNotFoundError:
+        pass
+assert not present, f"installed by a runtime extra: {present}"
+EOF
+expect 0 info_ov -- "$ES" info --json
+"$V/bin/python" -c "import json, sys; assert json.load(open(sys.argv[1]))['runtime_backends']['openvino']['installed']" \
+  "$WORK/info_ov.out" || fail "info does not see the openvino backend"
+size2_mb=$(du -sm "$V" | cut -f1)
 step ""
 
-printf 'runtime-install: OK in %.0f s (venv %s MB without torch; click: %s)\n' \
-  "$(awk "BEGIN {print $(date +%s.%N) - $t0}")" "$size_mb" "$click"
+printf 'runtime-install: OK in %.0f s (wheel %s KB; venv %s MB with [onnxruntime], %s MB with [onnxruntime,openvino];' \
+  "$(awk "BEGIN {print $(date +%s.%N) - $t0}")" "$wheel_kb" "$size_mb" "$size2_mb"
+printf ' no torch; click: %s)\n' "$click"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.models import io
 from edge_sync.models.legacy import LegacySyncNetFCN, SyncNetS
 from tests.artifact_helpers import edit_manifest, edited_copy, forge_model, set_contract
@@ -137,15 +140,234 @@ def test_bare_command_prints_help_without_traceback():
     assert "Usage: edge-sync" in text and "sync" in text and "Traceback" not in text
 
 
+def without(modules: tuple[str, ...], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The CLI as on an install that lacks ``modules`` (a runtime-only install has no torch): importing them fails."""
+    hide = "".join(f"sys.modules[{m!r}] = None; " for m in modules)
+    code = f"import sys; {hide}from edge_sync.cli import main; main({list(args)!r})"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
 @pytest.mark.parametrize("args, extra", [
     (("export",), "export"),
     (("train", "-o", "x.pt"), "train"),
-    (("bench", "art"), "export"),  # the PyTorch baselines; the message offers --no-baselines
+    (("parity", "art"), "export"),
+    (("bench", "art", "--baselines"), "export"),  # asked for the PyTorch baselines; the message offers --no-baselines
 ])
 def test_a_command_that_needs_torch_names_the_extra(tmp_path, args, extra):
-    # a runtime-only install: `import torch` fails as if torch were absent
-    code = f"import sys; sys.modules['torch'] = None; from edge_sync.cli import main; main({list(args)!r})"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = without(("torch",), *args, cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and f"pip install 'edge-sync[{extra}]'" in lines[0], out.stderr
+
+
+def test_bench_times_an_artifact_without_torch(tmp_path):
+    out = without(("torch",), "bench", str(BUNDLED_ARTIFACT), "--quick", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["rows"]
+    assert {r["status"] for r in rows} == {"ok"} and {r["name"] for r in rows} == {"student.onnx-fp32"}
+    assert all("no torch" in r["detail"] for r in rows)  # no baselines, no parity check: said, not failed
+    assert "pip install 'edge-sync[export]'" in out.stderr
+
+
+def test_bench_plot_without_matplotlib_names_the_extra_before_timing(tmp_path):
+    out = without(("matplotlib",), "bench", str(BUNDLED_ARTIFACT), "--no-baselines", "--plot", "b.png", cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and "pip install 'edge-sync[bench]'" in lines[0], out.stderr
+    assert out.stdout == ""  # refused before any timing
+
+
+def test_a_missing_bundled_checkpoint_says_where_it_comes_from(tmp_path, monkeypatch, capsys):
+    from edge_sync import cli
+
+    monkeypatch.setattr(cli, "WEIGHTS_DIR", tmp_path)  # as in an installed wheel: no .pt files
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", "--model", "student"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and len(err) == 1 and "source checkout" in err[0], err
+
+
+# --- conventions: every command follows them, checked on the command tree itself -----------------------------
+def commands() -> dict:
+    import typer
+
+    from edge_sync.cli import app
+
+    return typer.main.get_command(app).commands
+
+
+def options(command) -> dict[str, object]:
+    return {opt: p for p in command.params for opt in (*p.opts, *getattr(p, "secondary_opts", []))
+            if opt.startswith("-")}
+
+
+def test_json_is_a_flag_everywhere_and_files_go_to_output():
+    cmds = commands()
+    with_json = {name for name, c in cmds.items() if "--json" in options(c)}
+    assert {"info", "export", "calibrate", "eval", "parity", "bench", "train", "distill", "sync", "score"} <= with_json
+    for name in with_json:
+        assert options(cmds[name])["--json"].is_flag, f"{name} --json takes a value"
+    for name in ("eval", "parity", "bench"):  # the JSON file these wrote with --json PATH
+        opts = options(cmds[name])
+        assert opts["-o"] is opts["--output"], name
+
+
+# one name per idea: the names on the left are hidden aliases at most
+ALIASES = {"--source": "--data"}
+
+
+def test_one_option_name_per_idea():
+    for name, command in commands().items():
+        for opt, param in options(command).items():
+            assert opt not in ALIASES or param.hidden, f"{name} shows {opt}; the name is {ALIASES[opt]}"
+
+
+def wide_help(*args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "edge_sync.cli", *args, "--help"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "COLUMNS": "400"})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def choices_in(text: str, option: str) -> list[str]:
+    line = next(line for line in text.splitlines() if re.search(rf"{option}\b", line))
+    return re.search(r"<([\w|-]+)>", line.split(option, 1)[1]).group(1).split("|")
+
+
+def test_help_lists_the_choices_from_the_registries():
+    from edge_sync.exporters import EXPORTERS
+    from edge_sync.features.faces import DETECTORS
+    from edge_sync.runtimes.registry import BACKENDS
+
+    export = wide_help("export")
+    assert choices_in(export, "--target") == [*EXPORTERS, "all"]
+    assert set(choices_in(export, "--precision")) == {p for e in EXPORTERS.values() for p in e.precisions}
+    for command in ("sync", "parity", "bench", "score", "speakers", "desync", "fix"):
+        assert set(choices_in(wide_help(command), "--backend")) == {"auto", *BACKENDS}, command
+    for command in ("sync", "eval"):
+        assert set(choices_in(wide_help(command), "--detector")) == set(DETECTORS), command
+
+
+def test_a_value_outside_the_choices_is_a_usage_error():
+    out = run("export", "--target", "onxx")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "'onxx' is not one of" in out.stderr and "'openvino'" in out.stderr, out.stderr
+
+
+def test_shell_completion_is_on_and_completes_choices():
+    from edge_sync.exporters import EXPORTERS
+
+    assert "--install-completion" in wide_help()
+    shown = run("--show-completion", "bash")
+    assert shown.returncode == 0 and "complete" in shown.stdout
+    env = {**os.environ, "_EDGE_SYNC_COMPLETE": "complete_bash", "COMP_WORDS": "edge-sync export --target ",
+           "COMP_CWORD": "3"}
+    done = subprocess.run([sys.executable, "-m", "edge_sync.cli"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.split() == [*EXPORTERS, "all"], done.stdout
+
+
+# --- --json prints, -o writes, --json PATH still works (deprecated) --------------------------------------------
+def test_json_flag_prints_what_output_writes(tmp_path):
+    out = run("eval", "--model", "student", "--count", "2", "--frames", "36", "--json", "-o", str(tmp_path / "e.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == json.loads((tmp_path / "e.json").read_text())
+    assert json.loads(out.stdout)["models"]["student"]["clip"]["n_clips"] == 2
+
+
+def test_parity_and_bench_print_json(tmp_path):
+    parity = run("parity", str(BUNDLED_ARTIFACT), "--data", "none", "--lengths", "25", "--json")
+    assert parity.returncode == 0, parity.stderr
+    assert json.loads(parity.stdout)["results"][0]["status"] == "pass"
+    bench = run("bench", str(BUNDLED_ARTIFACT), "--quick", "--no-baselines", "--json")
+    assert bench.returncode == 0, bench.stderr
+    assert {r["frames"] for r in json.loads(bench.stdout)["rows"]} == {25, 100}
+
+
+def test_json_with_a_path_is_a_deprecated_output(tmp_path):
+    out = run("bench", str(BUNDLED_ARTIFACT), "--quick", "--no-baselines", "--json", str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["rows"] and "| student.onnx-fp32 |" in out.stdout
+    assert "deprecated" in out.stderr and f"-o {tmp_path / 'b.json'}" in out.stderr
+
+
+def test_calibrate_takes_data_and_the_old_source_name(tmp_path):
+    for i, option in enumerate(("--data", "--source")):
+        out = run("calibrate", option, "synthetic", "--count", "2", "--frames", "10", "-o", str(tmp_path / f"c{i}"),
+                  "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["clips"] == 2
+
+
+# --- an artifact this OS cannot run: skipped in parity and bench, one exit-code rule ---------------------------
+@pytest.fixture()
+def coreml_artifact(tmp_path):
+    """The bundled artifact labelled as CoreML: no backend predicts it off macOS."""
+    return edited_copy(tmp_path / "student.coreml-fp32", lambda m: m.update(target="coreml"))
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="CoreML runs on macOS")
+@pytest.mark.parametrize("command", [("parity", "--data", "none", "--lengths", "25"),
+                                     ("bench", "--quick", "--no-baselines")])
+def test_an_artifact_this_os_cannot_run_is_skipped_not_failed(tmp_path, coreml_artifact, command):
+    name, *opts = command
+    out = run(name, str(coreml_artifact), *opts, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    rows = data["results"] if name == "parity" else data["rows"]
+    assert {r["status"] for r in rows} == {"skipped"}
+    assert all("macOS only" in (r.get("skipped") or r.get("detail")) for r in rows)
+    table = run(name, str(coreml_artifact), *opts)
+    assert "skipped" in table.stdout and "macOS only" in table.stdout
+    # the same rule in both: an artifact that cannot be read fails the run; the skipped one does not
+    failing = run(name, str(coreml_artifact), str(tmp_path / "missing.onnx-fp32"), *opts)
+    lines = failing.stderr.strip().splitlines()
+    assert failing.returncode == 1 and "missing.onnx-fp32" in lines[-1] and "coreml" not in lines[-1]
+
+
+# --- device footprint: runtime extras carry nothing export-only; info says which extra is for what --------------
+EXPORT_ONLY = {"torch", "onnx", "onnxscript", "nncf", "litert-torch", "ai-edge-quantizer", "transformers"}
+
+
+def requirement_names(extra: str, extras: dict[str, list[str]]) -> set[str]:
+    names = set()
+    for req in extras[extra]:
+        name = re.split(r"[<>=\[;! ]", req, maxsplit=1)[0]
+        names |= (set().union(*(requirement_names(e, extras) for e in re.search(r"\[(.*)\]", req).group(1).split(",")))
+                  if name == "edge-sync" else {name})
+    return names
+
+
+def pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+
+
+def test_runtime_extras_carry_nothing_export_only():
+    from edge_sync.runtimes.registry import BACKENDS
+
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    assert not EXPORT_ONLY & {re.split(r"[<>=\[;! ]", r)[0] for r in project["dependencies"]}
+    for backend in BACKENDS.values():
+        assert not EXPORT_ONLY & requirement_names(backend.extra, extras), backend.extra
+    assert "nncf" in requirement_names("export", extras)  # OpenVINO INT8 export: [export,openvino]
+
+
+def test_the_wheel_carries_the_runtime_artifact_not_the_torch_checkpoints():
+    globs = pyproject()["tool"]["setuptools"]["package-data"]["edge_sync"]
+    root = Path(__file__).parents[1] / "edge_sync"
+    shipped = {f for g in globs for f in root.glob(g) if f.is_file()}
+    assert BUNDLED_ARTIFACT / "manifest.json" in shipped and BUNDLED_ARTIFACT / "model.onnx" in shipped
+    assert not [f for f in shipped if f.suffix == ".pt"]
+
+
+def test_info_recommends_runtime_extras_to_run_and_export_extras_to_export():
+    data = json.loads(run("info", "--json").stdout)
+    assert data["backends"]["nncf"]["extra"] == "export" and data["backends"]["nncf"]["for"] == "export"
+    assert {data["backends"][d]["for"] for d in ("onnxruntime", "openvino", "ai-edge-litert")} == {"run"}
+    assert data["bundled_artifact"]["installed"]
+    text = run("info").stdout
+    assert "to run artifacts (a device): pip install 'edge-sync[onnxruntime]'" in text
+    assert "to export: pip install 'edge-sync[export]'" in text and "openvino [export,openvino]" in text

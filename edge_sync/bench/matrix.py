@@ -5,8 +5,10 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from edge_sync.artifact import parse_artifact_dirname
 from edge_sync.bench.measure import BenchRow, measure_artifact, measure_baselines
 from edge_sync.errors import MissingExtraError
+from edge_sync.runtimes.platforms import artifact_skip_reason
 
 log = logging.getLogger(__name__)
 QUICK = {"lengths": [25, 100], "batches": [1], "repeat": 3, "warmup": 1}
@@ -36,6 +38,12 @@ def run_bench(artifacts: list[str | Path], lengths: list[int], batches: list[int
     for job in tqdm(jobs, desc="bench", unit="model", disable=not progress):
         if job == "baselines":
             rows += measure_baselines(lengths, batches, threads, warmup, repeat, torch_device, torch_half)
+            continue
+        reason = artifact_skip_reason(job, backend)
+        if reason:  # no backend runs it on this OS (CoreML off macOS): skipped, as parity reports it
+            target, precision = parse_artifact_dirname(Path(job).name)
+            rows += [BenchRow(Path(job).name, target, precision, backend, t, b, status="skipped", detail=reason)
+                     for t in lengths for b in batches]
             continue
         measured = measure_artifact(job, lengths, batches, threads, warmup, repeat, backend)
         if check_parity and not has_torch:

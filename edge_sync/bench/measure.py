@@ -40,7 +40,7 @@ class BenchRow:
     peak_rss_mb: float = float("nan")
     load_s: float = float("nan")
     size_mb: float = float("nan")
-    status: str = "ok"  # ok | parity failed | failed | n/a
+    status: str = "ok"  # ok | parity failed | failed | n/a | skipped (this OS runs no backend for it)
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

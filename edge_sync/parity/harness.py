@@ -64,14 +64,15 @@ class ArtifactParity:
     task: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None  # why this machine cannot run the artifact at all (not a failure)
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(c.passed for c in self.checks)
+        return self.error is None and self.skipped is None and all(c.passed for c in self.checks)
 
     @property
     def status(self) -> str:
-        return "error" if self.error else ("pass" if self.passed else "fail")
+        return "error" if self.error else "skipped" if self.skipped else ("pass" if self.passed else "fail")
 
     def failures(self) -> list[str]:
         return [self.error] if self.error else [c.message() for c in self.checks if not c.passed]
@@ -79,7 +80,7 @@ class ArtifactParity:
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": self.artifact, "target": self.target, "precision": self.precision,
                 "backend": self.backend, "reference": self.reference, "status": self.status,
-                "numeric": self.numeric, "task": self.task, "error": self.error,
+                "numeric": self.numeric, "task": self.task, "error": self.error, "skipped": self.skipped,
                 "checks": [{"name": c.name, "value": c.value, "limit": c.limit, "passed": c.passed,
                             "detail": c.detail} for c in self.checks]}
 
@@ -227,11 +228,13 @@ def _reference_for(manifest: dict[str, Any], reference: str | None) -> str:
 def run_parity(artifacts: list[str | Path], reference: str | None = None, data: str | None = "synthetic",
                count: int = 100, lengths: tuple[int, ...] = DEFAULT_LENGTHS, backend: str = "auto",
                teacher: str | None = "teacher", progress: bool = True) -> list[ArtifactParity]:
-    """Parity of each artifact; one that cannot load or run is reported with its error, not raised."""
+    """Parity of each artifact; one that cannot load or run is reported with its error, not raised, and one that no
+    backend runs on this OS (CoreML off macOS) is ``skipped`` with the reason."""
     from tqdm import tqdm
 
     from edge_sync.models.io import load as load_model
     from edge_sync.runtimes.api import load as load_engine
+    from edge_sync.runtimes.platforms import artifact_skip_reason
 
     models: dict[str, Any] = {}
 
@@ -242,6 +245,11 @@ def run_parity(artifacts: list[str | Path], reference: str | None = None, data: 
 
     results = []
     for path in artifacts:
+        reason = artifact_skip_reason(path, backend)
+        if reason:
+            target, precision = parse_artifact_dirname(Path(path).name)
+            results.append(ArtifactParity(str(path), target, precision, backend, reference or "-", skipped=reason))
+            continue
         try:
             engine = load_engine(path, backend=backend)
             ref_name = _reference_for(engine.manifest, reference)

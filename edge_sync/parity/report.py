@@ -30,7 +30,8 @@ def parity_markdown(results: list[ArtifactParity]) -> str:
         task = r.task
         acc = f"{task['accuracy']:.1f}% ({task['reference_accuracy']:.1f}%)" if task else "-"
         vs_teacher = f"{task['delta_to_teacher']:+.1f} pt" if "delta_to_teacher" in task else "-"
-        status = r.status if r.passed else f"**{r.status}**: " + "; ".join(r.failures())
+        status = (r.status if r.passed else f"{r.status}: {r.skipped}" if r.skipped
+                  else f"**{r.status}**: " + "; ".join(r.failures()))
         rows.append(f"| {Path(r.artifact).name} | {r.backend} | {_fmt(_worst(r, 'sync_probs_max_abs'), '.1e')} "
                     f"| {_fmt(_worst(r, 'correlation_max_abs'), '.1e')} | {_fmt(_worst(r, 'sync_probs_cosine'), '.6f')} "
                     f"| {_fmt(checks.get('frame offset agreement'), '.2%')} "

@@ -411,8 +411,8 @@ def bench_command(
     repeat: int = typer.Option(10, help="Timed calls per row (after warm-up)."),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     baselines: Optional[bool] = typer.Option(None, "--baselines/--no-baselines", help="Also time the PyTorch "
-                                             "teacher, student and original SyncNet S, and check parity (default: "
-                                             "when torch is installed)."),
+                                             "teacher, student and original SyncNet S (default: when torch is "
+                                             "installed; without torch the parity column is not checked either)."),
     quick: bool = typer.Option(False, help="Smoke run: T 25,100, batch 1, 3 repeats."),
     torch_device: str = typer.Option("cpu", help="Device for the PyTorch baselines (cpu, cuda)."),
     torch_half: bool = typer.Option(False, help="Also time the PyTorch baselines in FP16."),

@@ -117,7 +117,7 @@ class _CalibrationData:
 
 def quantize_int8(model: Any, calib: Any) -> tuple[Any, dict[str, Any]]:
     """NNCF post-training quantisation with the recipe in the module doc; returns the model and its record."""
-    nncf = require("nncf", "openvino", "OpenVINO INT8 export")
+    nncf = require("nncf", "export", "OpenVINO INT8 export")
     keep_float = float_scope(model)
     types = {op.get_friendly_name(): op.get_type_name() for op in model.get_ordered_ops()}
     settings = {"preset": "performance", "target_device": "any", "fast_bias_correction": True,

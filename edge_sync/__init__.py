@@ -1,7 +1,7 @@
 """edge-sync: a SyncNet-family lip-sync model on edge devices, with proof that it still works there."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written: pyproject.toml reads it ([tool.setuptools.dynamic])
 
 from edge_sync.errors import CheckpointError, EdgeSyncError, MediaError, MissingExtraError, NoFaceError
 

@@ -80,9 +80,13 @@ real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its 
                FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$1/MANIFEST.tsv" |
     while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
   local extra
-  for extra in ${EXTRA:+${EXTRA//:/ }}; do  # EXTRA=DIR[:DIR]: more in-sync training clips (e.g. docs/extra_real_clips.md)
-    find "$(realpath "$extra")" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) \
-      -exec ln -s {} "$d/" \;
+  for extra in ${EXTRA:+${EXTRA//:/ }}; do  # EXTRA=DIR[:DIR]: more in-sync clips (scripts/extra_real_clips.sh);
+    extra=$(realpath "$extra")              # with a MANIFEST.tsv only its `real` rows, else every video
+    if [ -f "$extra/MANIFEST.tsv" ]; then
+      awk -F'\t' 'FNR > 1 && $2 == "real" { print $1 }' "$extra/MANIFEST.tsv"
+    else
+      find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) -printf '%f\n'
+    fi | while read -r f; do ln -s "$extra/$f" "$d/$f"; done
   done
   echo "$d"
 }
@@ -116,15 +120,49 @@ case "$stage" in
     f=$(mktemp --suffix .json)
     echo "{\"model_config\": {\"video_trunk\": \"light_asd_visual\", \"audio_trunk\": \"light_asd_mfcc\"," \
          "\"video_trunk_kwargs\": {\"weights\": \"$weights\"}, \"audio_trunk_kwargs\": {\"weights\": \"$weights\"}," \
-         "\"embed_dim\": 64}, \"trunk_features\": true, \"augment\": null, \"checkpoint_every\": 100000," \
+         "\"embed_dim\": 64}, \"cache_dir\": \"runs/real_cache\", \"trunk_features\": true, \"augment\": null, \"checkpoint_every\": 100000," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
     $E train --model teacher --data "$(real_train_dir "$real")" --steps "${STEPS:-2000}" --batch-size 32 --frames 40 \
       --lr 2e-3 --workers 0 --device "${DEVICE:-auto}" --config "$f" -o runs/teacher_real.pt
     $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_real.pt --model student \
-      --json runs/eval_teacher_real.json | tee runs/eval_teacher_real.md ;;
+      -o runs/eval_teacher_real.json | tee runs/eval_teacher_real.md ;;
+  teacher-stacked)  # the bundled teacher's trunks (synthetic mouths) and Light-ASD's (real faces) side by side, both
+                    # frozen; projections and head trained on their features of the real clips and of a pool of
+                    # synthetic ones, so one teacher serves real people and the synthetic protocol
+    weights=${LIGHT_ASD:?set LIGHT_ASD to Light-ASD\'s weight/finetuning_TalkSet.model (github.com/Junhua-Liao/Light-ASD)}
+    real=${REAL:-../shared/real_clips}
+    base=${TEACHER:-edge_sync/weights/teacher.pt}
+    f=$(mktemp --suffix .json)
+    echo "{\"model_config\": {\"video_trunk\": \"stacked\", \"video_trunk_kwargs\": {\"trunks\": [" \
+         "{\"name\": \"syncnet_conv3d\", \"weights\": \"$base\", \"select_prefix\": \"video_encoder.\"}," \
+         "{\"name\": \"light_asd_visual\", \"kwargs\": {\"weights\": \"$weights\"}}]}," \
+         "\"audio_trunk\": \"stacked\", \"audio_trunk_kwargs\": {\"trunks\": [" \
+         "{\"name\": \"syncnet_mfcc\", \"weights\": \"$base\", \"select_prefix\": \"audio_encoder.\"}," \
+         "{\"name\": \"light_asd_mfcc\", \"kwargs\": {\"weights\": \"$weights\"}}]}}," \
+         "\"trunk_features\": true, \"synthetic_fraction\": 0.5, \"synthetic_pool\": ${POOL:-256}," \
+         "\"augment\": null, \"checkpoint_every\": 100000," \
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
+    $E train --model teacher --data "$(real_train_dir "$real")" --steps "${STEPS:-3000}" --batch-size 32 --frames 40 \
+      --lr 2e-3 --workers 0 --device "${DEVICE:-auto}" --config "$f" -o runs/teacher_stacked.pt
+    $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_stacked.pt \
+      -o runs/eval_teacher_stacked.json | tee runs/eval_teacher_stacked.md
+    $E eval --model runs/teacher_stacked.pt --model teacher --count 200 --frames 50 --seed 1000 \
+      -o runs/eval_teacher_stacked_synthetic.json | tee runs/eval_teacher_stacked_synthetic.md ;;
+  student-real)  # the bundled student fine-tuned on the same real clips (+ as many synthetic ones, so it keeps what it
+                 # knew), distilled from runs/teacher_real.pt, whose frozen trunks' features are computed once per clip
+    real=${REAL:-../shared/real_clips}
+    f=$(mktemp --suffix .json)
+    echo "{\"model\": \"${STUDENT:-edge_sync/weights/student.pt}\", \"teacher_trunk_features\": true," \
+         "\"synthetic_fraction\": 0.5, \"checkpoint_every\": 100," \
+         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
+         "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_distill\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
+    $E distill --teacher runs/teacher_real.pt --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" --batch-size 16 \
+      --frames 40 --lr 1e-3 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$f" -o runs/student_real.pt
+    $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/student_real.pt --model student \
+      -o runs/eval_student_real.json | tee runs/eval_student_real.md ;;
   bundle-teacher)
     $E eval --model runs/teacher_window3_five.pt --count 200 --frames 50 --seed 1000 \
-      --json runs/eval_teacher_context.json | tee runs/eval_teacher_context.md
+      -o runs/eval_teacher_context.json | tee runs/eval_teacher_context.md
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher_window3_five.pt \
       --teacher-stages runs/teacher.pt runs/teacher_window_corr.pt runs/teacher_window2_short.pt \
       --eval runs/eval_teacher_context.json ;;
@@ -138,15 +176,15 @@ case "$stage" in
     extra+=(--extra "bundled teacher (+ window fine-tunes)=teacher")
     OMP_NUM_THREADS=$(nproc) $E eval --ablation --legacy runs/legacy_baseline.pt --modern runs/teacher.pt \
       --attention runs/teacher_attention.pt --student student "${extra[@]}" --report docs/ablation.md \
-      --json docs/ablation.json ;;
+      -o docs/ablation.json ;;
   bundle)
     student=${STUDENT:-runs/student_distilled.pt}
     $E eval --model runs/teacher.pt --model "$student" --count 200 --frames 50 --seed 1000 \
-      --json runs/eval_holdout.json | tee runs/eval_holdout.md
+      -o runs/eval_holdout.json | tee runs/eval_holdout.md
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real" >&2
+          "teacher-real | teacher-stacked | student-real" >&2
      exit 2 ;;
 esac

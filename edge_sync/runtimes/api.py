@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Sequence, TypeVar, overload
 
 import numpy as np
 
@@ -17,8 +17,9 @@ from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io
 from edge_sync.runtimes.memory import bound_heap_growth
+from edge_sync.runtimes.onnxruntime_backend import Provider  # numpy-only: onnxruntime is imported on use
 from edge_sync.runtimes.registry import choose_backend
-from edge_sync.runtimes.result import SyncResult
+from edge_sync.runtimes.result import SyncResult, array_summary
 from edge_sync.runtimes.windows import run_windows
 from edge_sync.spec import FRAME_MS, PREPROCESSING, ModelContract, check_pair
 
@@ -40,7 +41,7 @@ def contract_from_manifest(manifest: dict[str, Any]) -> ModelContract:
         raise ArtifactError(f"the manifest's contract is incomplete or unknown ({exc}); re-export the artifact") from exc
 
 
-@dataclass
+@dataclass(repr=False)
 class TrackSync:
     """Sync of one face track's uninterrupted segment of a video."""
 
@@ -54,9 +55,44 @@ class TrackSync:
     def stop_frame(self) -> int:
         return self.start_frame + self.result.frames
 
+    def __repr__(self) -> str:
+        cues = ", ".join(f"{k}={array_summary(v)}" for k, v in self.cues.items())
+        return (f"TrackSync(track_id={self.track_id}, start_frame={self.start_frame}, result={self.result!r}, "
+                f"cues={{{cues}}})")
 
-@dataclass
+
+AnswerT = TypeVar("AnswerT")
+
+
+class MainAnswer(Generic[AnswerT]):
+    """A read-only :class:`FileSync` attribute that reads its main segment's :class:`SyncResult` attribute of the
+    same name (the clip's answer): ``sync.offset_frames`` is ``sync.main.result.offset_frames``. Typed, unlike a
+    property made by a function, and not a dataclass field (no annotation), so ``fields(FileSync)`` is unchanged."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> MainAnswer[AnswerT]: ...
+
+    @overload
+    def __get__(self, obj: FileSync, owner: type | None = None) -> AnswerT: ...
+
+    def __get__(self, obj: FileSync | None, owner: type | None = None) -> AnswerT | MainAnswer[AnswerT]:
+        return self if obj is None else getattr(obj.main.result, self.name)
+
+    def __set__(self, obj: FileSync, value: Any) -> None:
+        raise AttributeError(f"{self.name} is read from the main segment's result (sync.main.result.{self.name})")
+
+
+@dataclass(repr=False)
 class FileSync:
+    """A video file's sync: one :class:`TrackSync` per face-track segment; the clip's answer is ``main``'s, and
+    ``offset_frames``, ``audio_delay_ms``, ``confidence``, ``probability`` and ``no_speech`` read it directly."""
+
     path: str
     num_frames: int
     tracks: list[TrackSync]
@@ -79,10 +115,22 @@ class FileSync:
             return None
         return float(min(1.0, self.audio_frames / self.num_frames))
 
-    @property
-    def no_speech(self) -> bool:
-        """The clip-level answer (the main track's span) has too little speech to measure an offset on."""
-        return self.main.result.no_speech
+    offset_frames = MainAnswer[int]("The clip's offset in video frames (k > 0: the sound comes late).")
+    audio_delay_ms = MainAnswer[float]("The clip's offset in milliseconds (40 ms a frame; > 0: the sound comes late).")
+    confidence = MainAnswer[float]("syncnet_python's confidence of the clip's offset (median - min of the distance "
+                                   "curve; 0 without speech).")
+    probability = MainAnswer[float]("The sync head's frame-averaged probability of the clip's offset (chance "
+                                    "without speech).")
+    no_speech = MainAnswer[bool]("The clip-level answer (the main track's span) has too little speech to measure "
+                                 "an offset on.")
+
+    def __repr__(self) -> str:
+        if not self.tracks:
+            return f"FileSync({self.path!r}, tracks=0, num_frames={self.num_frames})"
+        return (f"FileSync({self.path!r}, offset_frames={self.offset_frames}, audio_delay_ms={self.audio_delay_ms:g}, "
+                f"confidence={self.confidence:.3f}, probability={self.probability:.3f}, no_speech={self.no_speech}, "
+                f"num_frames={self.num_frames}, tracks={len(self.tracks)}, main_track={self.main.track_id}, "
+                f"warnings={len(self.warnings)})")
 
     @property
     def warnings(self) -> list[str]:
@@ -119,7 +167,7 @@ class Engine:
     are; this class keeps no per-call state)."""
 
     def __init__(self, artifact: Artifact, backend: str = "auto", threads: int | None = None,
-                 window_frames: int = WINDOW_FRAMES) -> None:
+                 window_frames: int = WINDOW_FRAMES, providers: str | Sequence[Provider] | None = None) -> None:
         self.artifact = artifact
         self.window_frames = window_frames
         self.context_frames = int(artifact.manifest.get("receptive_field_frames", DEFAULT_CONTEXT_FRAMES))
@@ -136,12 +184,19 @@ class Engine:
             self.window_frames = min(self.window_frames, fit)
         info = choose_backend(artifact, backend)
         self.backend = info.name
-        self._session = info.create(artifact, threads)
+        options = {} if providers is None else {"providers": providers}  # a backend refuses options it lacks
+        self._session = info.create(artifact, threads, **options)
         check_model_io(self.contract, self._session, artifact.path)
 
     @property
     def manifest(self) -> dict[str, Any]:
         return self.artifact.manifest
+
+    def __repr__(self) -> str:
+        c = self.contract
+        return (f"<Engine {self.artifact.path.name}: target={self.artifact.target} precision={self.artifact.precision} "
+                f"backend={self.backend} contract={c.audio_input} audio + {c.video.name} video, offsets "
+                f"-{c.max_offset}..{c.max_offset}>")
 
     def run(self, audio: np.ndarray, video: np.ndarray) -> SyncResult:
         """One clip: audio [1,1,13,4T], video [1,3,T,S,S] float32 per the contract -> SyncResult.
@@ -188,12 +243,32 @@ class Engine:
         return sync_file(self, path, detect_every=detect_every, detector=detector or DEFAULT_DETECTOR)
 
 
-def load(path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
+def load(path: str | Path | None = None, backend: str = "auto", *,
+         providers: str | Sequence[Provider] | None = None, threads: int | None = None,
          window_frames: int = WINDOW_FRAMES, low_memory: bool = True) -> Engine:
-    """Load an artifact directory (default: the bundled student ONNX) on ``backend`` ('auto' picks).
+    """Load an artifact directory into an :class:`Engine` (numpy in, numpy out; never imports torch).
 
-    ``low_memory`` keeps the process's resident memory at its working set on glibc Linux, at 10-40% of file-sync
-    speed (see :mod:`edge_sync.runtimes.memory`); pass False for throughput on a machine with memory to spare.
+    Args:
+        path: an artifact directory ``NAME.<target>-<precision>/`` made by ``edge-sync export``; None loads the
+            bundled student ONNX. Its manifest and every file's hash are checked first.
+        backend: "auto" picks the preferred installed backend that runs the artifact's target (the order
+            ``edge-sync info`` prints; the choice is logged), or name one: "onnxruntime", "openvino", "litert",
+            "coreml", "tensorrt".
+        providers: onnxruntime execution providers in order of preference, e.g.
+            ``["CoreMLExecutionProvider", "CPUExecutionProvider"]`` (also NNAPI, QNN, XNNPACK, CUDA, ...; a
+            ``(name, options)`` pair passes provider options), handed to ``onnxruntime.InferenceSession``. Each must
+            be in ``onnxruntime.get_available_providers()``, else a one-line error lists those. None: TensorRT,
+            CUDA, then CPU, whichever this build has. Other backends refuse it (CoreML picks its compute units
+            from ``$EDGE_SYNC_COREML_COMPUTE_UNITS``).
+        threads: intra-op threads for the backend (None: the backend's own default).
+        window_frames: clips longer than this run in overlapping windows, same result, bounded memory.
+        low_memory: keep the process's resident memory at its working set on glibc Linux, at 10-40% of file-sync
+            speed (see :mod:`edge_sync.runtimes.memory`); False for throughput on a machine with memory to spare.
+
+    Raises:
+        ArtifactError: the artifact is missing, corrupted or made for another contract.
+        MissingExtraError: its backend is not installed (the message names the extra).
+        EdgeSyncError: an unknown backend, one that cannot run this target, or an option it does not take.
     """
     if low_memory:
         bound_heap_growth()
@@ -202,4 +277,5 @@ def load(path: str | Path | None = None, backend: str = "auto", threads: int | N
             raise ArtifactError(f"no bundled artifact at {BUNDLED_ARTIFACT}; pass --artifact DIR "
                                 "(make one with: edge-sync export --target onnx -o DIR)")
         path = BUNDLED_ARTIFACT
-    return Engine(read_artifact(path), backend=backend, threads=threads, window_frames=window_frames)
+    return Engine(read_artifact(path), backend=backend, threads=threads, window_frames=window_frames,
+                  providers=providers)

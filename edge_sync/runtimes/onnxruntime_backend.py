@@ -1,15 +1,51 @@
-"""onnxruntime backend: CPU, plus CUDA / TensorRT execution providers when the installed build has them."""
+"""onnxruntime backend: CPU, plus CUDA / TensorRT execution providers when the installed build has them.
+
+``load(..., providers=[...])`` picks the execution providers instead (CoreML, NNAPI, QNN, XNNPACK, CUDA, ...), in
+the order given, as onnxruntime's own ``providers=`` does; each must be in this install's
+``onnxruntime.get_available_providers()`` (each build ships a different set).
+"""
 from __future__ import annotations
+
+import logging
+from typing import Any, Sequence, TypeAlias
 
 import numpy as np
 
 from edge_sync.artifact import ArtifactError
+from edge_sync.errors import EdgeSyncError
+
+log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+# a provider's name, or (name, its options) as onnxruntime.InferenceSession takes them
+Provider: TypeAlias = str | tuple[str, dict[str, Any]]
+
+
+def provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def resolve_providers(requested: str | Sequence[Provider] | None, available: Sequence[str]) -> list[Provider]:
+    """The providers to pass to onnxruntime: ``requested`` checked against ``available``, or (None) the preferred
+    ones this build has. Refused in one line listing what is available: onnxruntime would otherwise fail deep
+    inside, or (for some builds) quietly run on the CPU."""
+    if requested is None:
+        return [p for p in PREFERRED_PROVIDERS if p in available]
+    chosen: list[Provider] = [requested] if isinstance(requested, str) else list(requested)
+    listed = ", ".join(available)
+    bad = [p for p in chosen if not (isinstance(p, str) or (isinstance(p, tuple) and len(p) == 2
+                                                            and isinstance(p[0], str) and isinstance(p[1], dict)))]
+    if not chosen or bad:
+        raise EdgeSyncError(f"providers must be a non-empty list of onnxruntime execution provider names (or "
+                            f"(name, options) pairs), got {requested!r}; available here: {listed}")
+    missing = [provider_name(p) for p in chosen if provider_name(p) not in available]
+    if missing:
+        raise EdgeSyncError(f"this onnxruntime build has no {', '.join(missing)} (providers=); available: {listed}")
+    return chosen
 
 
 class OrtSession:
-    def __init__(self, path: str, threads: int | None) -> None:
+    def __init__(self, path: str, threads: int | None, providers: str | Sequence[Provider] | None = None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -17,13 +53,18 @@ class OrtSession:
         opts.enable_cpu_mem_arena = False  # the arena keeps the largest window's activations for the whole run
         if threads:
             opts.intra_op_num_threads = threads
-        available = ort.get_available_providers()
-        self.providers = [p for p in PREFERRED_PROVIDERS if p in available]
+        chosen = resolve_providers(providers, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=chosen)
         except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail, ...) derive from Exception only
             reason = " ".join(str(exc).split())[:300]
             raise ArtifactError(f"onnxruntime cannot load {path} ({reason}); re-export the artifact") from exc
+        # what onnxruntime really uses: a provider that fails to initialise is dropped with only its own warning
+        self.providers = list(self.session.get_providers())
+        dropped = [provider_name(p) for p in chosen if provider_name(p) not in self.providers]
+        if providers is not None and dropped:
+            log.warning("onnxruntime could not use %s for %s; running on %s", ", ".join(dropped), path,
+                        ", ".join(self.providers))
 
     def io_shapes(self) -> dict[str, tuple[int | None, ...]]:
         """Each input's and output's shape as the model declares it (None where a dimension is dynamic)."""
@@ -36,5 +77,5 @@ class OrtSession:
         return probs, corr
 
 
-def create(artifact, threads: int | None) -> OrtSession:
-    return OrtSession(str(artifact.file("model")), threads)
+def create(artifact, threads: int | None, providers: str | Sequence[Provider] | None = None) -> OrtSession:
+    return OrtSession(str(artifact.file("model")), threads, providers)

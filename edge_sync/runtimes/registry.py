@@ -35,9 +35,10 @@ class BackendInfo:
     module: str  # what must import for the backend to be usable ("a|b": either will do)
     extra: str  # pip extra that installs it
     preference: int  # lower wins under 'auto'
-    factory: str  # "module:function" creating a Session from (artifact, threads)
+    factory: str  # "module:function" creating a Session from (artifact, threads, **options)
     platforms: tuple[str, ...] = ()  # sys.platform values it predicts on; empty: any
     install_hint: Callable[[], str | None] | None = None  # where pip is the wrong advice (None: pip's is right)
+    options: tuple[str, ...] = ()  # load() options beyond threads that its factory takes (e.g. "providers")
 
     def runs_here(self) -> bool:
         return not self.platforms or sys.platform in self.platforms
@@ -50,12 +51,19 @@ class BackendInfo:
         hint = self.install_hint() if self.install_hint else None
         return MissingExtraError(self.module.replace("|", "' or '"), self.extra, purpose, hint)
 
-    def create(self, artifact: Any, threads: int | None) -> Session:
+    def create(self, artifact: Any, threads: int | None, **options: Any) -> Session:
+        """A session for ``artifact``. ``options`` are load() options meant for one backend: one this backend
+        does not take is refused (never silently dropped), naming the backends that take it."""
+        for name in options:
+            if name not in self.options:
+                takers = [b.name for b in BACKENDS.values() if name in b.options] or ["none"]
+                raise EdgeSyncError(f"the {self.name} backend takes no {name}= option (backends that do: "
+                                    f"{', '.join(takers)}); leave it out, or load with one of those backends")
         if not self.installed():
             raise self.missing(f"the {self.name} backend")
         mod, fn = self.factory.split(":")
         make: Callable[..., Session] = getattr(importlib.import_module(mod), fn)
-        return make(artifact, threads)
+        return make(artifact, threads, **options)
 
 
 BACKENDS: dict[str, BackendInfo] = {}
@@ -88,7 +96,7 @@ def tensorrt_install_hint(root: Path = Path("/")) -> str | None:
 
 # a TensorRT artifact's model.onnx is an ordinary ONNX graph: onnxruntime runs it too (CPU parity checks)
 register_backend(BackendInfo("onnxruntime", ("onnx", "tensorrt"), "onnxruntime", "onnxruntime", 10,
-                             "edge_sync.runtimes.onnxruntime_backend:create"))
+                             "edge_sync.runtimes.onnxruntime_backend:create", options=("providers",)))
 register_backend(BackendInfo("tensorrt", ("tensorrt",), "tensorrt", "tensorrt", 5,
                              "edge_sync.runtimes.tensorrt_backend:create", install_hint=tensorrt_install_hint))
 register_backend(BackendInfo("openvino", ("openvino",), "openvino", "openvino", 20,

@@ -27,7 +27,12 @@ def distance_curve(correlation: np.ndarray) -> np.ndarray:
     return curve
 
 
-@dataclass
+def array_summary(a: np.ndarray | None) -> str:
+    """'float32[31, 250]': what a repr shows of an array instead of its values (6-24 KB for a clip)."""
+    return "None" if a is None else f"{a.dtype}[{', '.join(map(str, a.shape))}]"
+
+
+@dataclass(repr=False)
 class SyncResult:
     """One clip's sync analysis. Offsets k > 0 mean the sound comes late (audio_delay_ms = 40 k)."""
 
@@ -53,6 +58,12 @@ class SyncResult:
         """Too little speech in the span to measure an offset on: ``offset_frames`` is then a guess, and
         ``confidence`` (0) and ``probability`` (chance, 1 / (2K+1)) say so."""
         return self.speech is not None and self.speech.no_speech
+
+    def __repr__(self) -> str:
+        return (f"SyncResult(offset_frames={self.offset_frames}, audio_delay_ms={self.audio_delay_ms:g}, "
+                f"confidence={self.confidence:.3f}, probability={self.probability:.3f}, frames={self.frames}, "
+                f"no_speech={self.no_speech}, backend={self.backend!r}, "
+                f"frame_probs={array_summary(self.frame_probs)}, correlation={array_summary(self.correlation)})")
 
     @classmethod
     def from_outputs(cls, probs: np.ndarray, correlation: np.ndarray, backend: str = "",

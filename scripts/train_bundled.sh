@@ -155,7 +155,7 @@ case "$stage" in
     echo "{\"model\": \"${STUDENT:-edge_sync/weights/student.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": 0.5, \"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
-         "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_distill\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
     $E distill --teacher runs/teacher_real.pt --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" --batch-size 16 \
       --frames 40 --lr 1e-3 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$f" -o runs/student_real.pt
     $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/student_real.pt --model student \

@@ -5,3 +5,12 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED_ARTIFACT = WEIGHTS_DIR / "student.onnx-fp32"
+# Bundled checkpoints by name: one per model kind, plus the real-footage teacher (frozen Light-ASD encoders with a
+# sync head trained on real clips; weights/NOTICE-Light-ASD.md), which is not a kind of its own. Not in the wheel.
+BUNDLED_CHECKPOINTS = {"teacher": "teacher.pt", "student": "student.pt", "legacy": "legacy.pt",
+                       "teacher-real": "teacher_real.pt"}
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """Where the bundled checkpoint ``name`` lives (it may be absent: the wheel carries only the runtime artifact)."""
+    return WEIGHTS_DIR / BUNDLED_CHECKPOINTS.get(name, f"{name}.pt")

@@ -19,7 +19,7 @@ import typer
 import typer.core
 
 from edge_sync import __version__, cli_usecases
-from edge_sync._paths import WEIGHTS_DIR
+from edge_sync._paths import BUNDLED_CHECKPOINTS, WEIGHTS_DIR, bundled_checkpoint
 from edge_sync.cli_options import (BACKEND_HELP, Backend, CalibMethod, Detector, Precision, Preprocessing,
                                    Target)
 from edge_sync.errors import EdgeSyncError, MissingExtraError
@@ -80,7 +80,6 @@ def _print_result(write: Callable[[Optional[Path]], Any], as_json: bool, output:
         typer.echo(path.read_text().rstrip("\n"))
 
 
-BUNDLED_CHECKPOINTS = ("teacher", "student")
 
 
 def _bundled_checkpoints(*names: Optional[str]) -> None:
@@ -89,7 +88,7 @@ def _bundled_checkpoints(*names: Optional[str]) -> None:
     if importlib.util.find_spec("torch") is None:
         return  # the command fails first on torch, naming the extra to install
     for name in names:
-        if name in BUNDLED_CHECKPOINTS and not Path(name).exists() and not (WEIGHTS_DIR / f"{name}.pt").is_file():
+        if name in BUNDLED_CHECKPOINTS and not Path(name).exists() and not bundled_checkpoint(name).is_file():
             raise EdgeSyncError(f"the bundled '{name}' PyTorch checkpoint is not in this install (the wheel carries "
                                 "only the runtime artifact): export and train from a source checkout (git clone, "
                                 "then pip install -e '.[export]'), or pass a checkpoint path")

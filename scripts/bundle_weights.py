@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from edge_sync.exporters.api import export
-from edge_sync.models.io import load, parameter_count, save_checkpoint
+from edge_sync.models.io import bundled_path, load, parameter_count, save_checkpoint
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "edge_sync" / "weights"
 
@@ -21,18 +21,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", help="teacher checkpoint to bundle (omit to keep the bundled one)")
     parser.add_argument("--student", help="student checkpoint to bundle (omit to keep the bundled one)")
-    parser.add_argument("--eval", required=True, help="JSON written by edge-sync eval on the hold-out set")
+    parser.add_argument("--teacher-real", help="real-footage teacher checkpoint to bundle as 'teacher-real'")
+    parser.add_argument("--eval", required=True, help="JSON written by edge-sync eval on the hold-out set (-o)")
+    parser.add_argument("--real-eval", help="JSON written by edge-sync eval --data DIR on the real hold-out (-o): "
+                                            "each bundled model's row is recorded as real_holdout")
     parser.add_argument("--teacher-stages", nargs="*", default=[],
                         help="the checkpoints the teacher was fine-tuned from, first one first: their recipes are "
                              "recorded in teacher.json as 'stages' (a fine-tuned checkpoint records only its last)")
     args = parser.parse_args()
     evaluation = json.loads(Path(args.eval).read_text())
+    real = json.loads(Path(args.real_eval).read_text()) if args.real_eval else None
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    for name, src in (("teacher", args.teacher), ("student", args.student)):
+    for name, src in (("teacher", args.teacher), ("student", args.student), ("teacher-real", args.teacher_real)):
         if src is None:
             continue
         model = load(src)
-        dst = WEIGHTS / f"{name}.pt"
+        dst = bundled_path(name)
         digest = save_checkpoint(model, dst, meta={**model.checkpoint_meta, "bundled_from": Path(src).name}, half=True)
         meta = model.checkpoint_meta
         info = {"kind": model.kind, "sha256": digest, "params": parameter_count(model), "bytes": dst.stat().st_size,
@@ -40,6 +44,10 @@ def main() -> None:
                 "recipe": meta.get("recipe"),
                 "holdout": {k: evaluation[k] for k in ("data", "seed", "count", "frames")}
                 | {"metrics": evaluation["models"].get(src)}}
+        if real is not None:
+            rows = [m for m in real["models"] if str(m["model"]).startswith(src)]
+            info["real_holdout"] = {"data": real["data"], "planted": real["planted"], "detector": real["detector"],
+                                    "overall": rows[0]["overall"] if rows else None}
         if name == "teacher" and args.teacher_stages:
             stages = [load(stage).checkpoint_meta for stage in args.teacher_stages] + [meta]
             info["stages"] = [{"checkpoint": Path(ckpt).name, "recipe": m.get("recipe"), "steps": m.get("steps"),

@@ -16,7 +16,7 @@ from torch import nn
 
 from edge_sync import __version__
 from edge_sync._atomic import atomic_torch_save
-from edge_sync._paths import WEIGHTS_DIR
+from edge_sync._paths import BUNDLED_CHECKPOINTS, bundled_checkpoint
 from edge_sync.errors import CheckpointError
 from edge_sync.models._files import load_torch_file
 from edge_sync.models.legacy import LegacySyncNetFCN
@@ -110,14 +110,14 @@ def _is_public_syncnet(obj: Any) -> bool:
 
 
 def bundled_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.pt"
+    return bundled_checkpoint(name)
 
 
 def load(path_or_name: str | Path = "student") -> nn.Module:
-    """Build a model in eval mode from a checkpoint path, a bundled name ('teacher', 'student'), or a
+    """Build a model in eval mode from a checkpoint path, a bundled name ('teacher', 'student', 'teacher-real'), or a
     syncnet_python public checkpoint (converted on the fly to the FCN form)."""
     candidate = Path(path_or_name)
-    if not candidate.exists() and str(path_or_name) in MODEL_KINDS:
+    if not candidate.exists() and str(path_or_name) in BUNDLED_CHECKPOINTS:
         candidate = bundled_path(str(path_or_name))
         if not candidate.is_file():
             hint = ("legacy weights are not bundled: pass syncnet_python's model file or convert it with "

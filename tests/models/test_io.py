@@ -113,3 +113,18 @@ def test_checkpoint_does_not_depend_on_trunk_weight_files(tmp_path):
     for audio_trunk in ("vggish", "wav2vec2"):
         loaded = io.load(tmp_path / f"{audio_trunk}.pt")
         assert loaded.audio_encoder.audio_input in ("logmel", "waveform")
+
+
+def test_bundled_names_resolve_to_their_files(monkeypatch, tmp_path):
+    """'teacher-real' (the real-footage teacher) is a bundled name besides the model kinds; a missing bundled file is
+    one clear error, not a file-not-found deep in torch."""
+    import edge_sync._paths as paths
+
+    assert io.bundled_path("teacher-real").name == "teacher_real.pt"
+    assert io.bundled_path("student").name == "student.pt"
+    monkeypatch.setattr(paths, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="no bundled 'teacher-real' weights"):
+        io.load("teacher-real")
+    torch.manual_seed(0)
+    io.save_checkpoint(X3DStudent().eval(), tmp_path / "teacher_real.pt")
+    assert isinstance(io.load("teacher-real"), X3DStudent)

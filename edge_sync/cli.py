@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import signal
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 import typer.core
@@ -452,6 +454,38 @@ def bench_command(
                        if r.status in ("failed", "parity failed")})
 
 
+CLIP_TIMEOUT_EXIT = 124  # exit status of a clip stopped by its time limit (timeout(1)'s; score's worker watchdog)
+
+
+class ClipTimeout(BaseException):
+    """Raised in the main thread when a clip runs past ``sync --clip-timeout``. A BaseException, so that no
+    ``except Exception`` on the way (a library's fallback) swallows it."""
+
+
+@contextmanager
+def _clip_time_limit(seconds: Optional[float]) -> Iterator[None]:
+    """Raise :class:`ClipTimeout` in the block once it has run ``seconds`` (None: no limit). A SIGALRM timer
+    (setitimer) whose handler raises in the main thread: decoding, face tracking and the model return to Python
+    every frame or window, where it lands within milliseconds; all of it runs in this process, so nothing is left
+    running when the command exits. The timer is stopped and the previous handler restored on the way out."""
+    if not seconds:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise ClipTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))  # under 1 us would read as 0: no timer at all
+    try:
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:  # even when the alarm lands just before it is stopped
+            signal.signal(signal.SIGALRM, previous)
+
+
 @app.command("sync")
 def sync_command(
     video: Path = typer.Argument(..., help="A video file with a visible face and its soundtrack."),
@@ -459,12 +493,27 @@ def sync_command(
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
     detector: Detector = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),
+    clip_timeout: Optional[float] = typer.Option(
+        None, metavar="SECONDS", help="Stop the clip once decoding, face tracking and scoring have taken this long "
+        f"(one line on stderr, exit {CLIP_TIMEOUT_EXIT}); default: no limit. POSIX only (SIGALRM)."),
 ) -> None:
     """Measure the audio/video offset of a video file: decode, face tracks, mouth crops, MFCC, model."""
     from edge_sync.runtimes.api import load
 
+    if clip_timeout is not None and not 0 < clip_timeout < float("inf"):
+        raise typer.BadParameter(f"must be a number of seconds > 0, got {clip_timeout:g}",
+                                 param_hint="'--clip-timeout'")
+    if clip_timeout is not None and not hasattr(signal, "setitimer"):
+        raise typer.BadParameter("needs POSIX signals (SIGALRM), which this platform (Windows) lacks; run without it "
+                                 "and bound the run from outside", param_hint="'--clip-timeout'")
     engine = load(artifact, backend=backend)
-    result = engine.sync_file(video, detector=detector)
+    try:
+        with _clip_time_limit(clip_timeout):
+            result = engine.sync_file(video, detector=detector)
+    except ClipTimeout:
+        typer.echo(f"edge-sync: error: {video}: decoding, face tracking and scoring took longer than "
+                   f"{clip_timeout:g} s (--clip-timeout), so it was stopped", err=True)
+        raise typer.Exit(CLIP_TIMEOUT_EXIT) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(per_frame=True)))
         return

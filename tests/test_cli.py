@@ -91,6 +91,73 @@ def test_a_bad_artifact_is_one_line_without_traceback(tmp_path, case):
     assert "Traceback" not in out.stderr + out.stdout
 
 
+def test_sync_stops_a_clip_past_clip_timeout(tmp_path):
+    """A 10-minute faceless clip (~17 s of decoding and face search on a quiet 2-core machine, then a no-face error)
+    under a 2 s limit: one line naming the file and the limit, exit 124 (timeout(1)'s, as score's ClipTimeout
+    worker), stopped long before the clip would finish, and no process left working on it."""
+    import shutil
+    import time
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed; scripts/setup.sh installs it")
+    clip = tmp_path / "long.mp4"
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=160x120:r=25:d=600",
+                    "-f", "lavfi", "-i", "sine=f=300:d=600", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+                    "-shortest", str(clip)], check=True)
+    start = time.monotonic()
+    out = run("sync", str(clip), "--clip-timeout", "2")
+    took = time.monotonic() - start
+    assert out.returncode == 124, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"edge-sync: error: {clip}: decoding, face tracking and scoring took longer than 2 s (--clip-timeout), so it "
+        "was stopped"] and out.stdout == ""
+    assert took < 15, took  # start-up + 2 s, not the whole clip
+    still = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(int(pid), str(clip))]
+    assert still == [], still
+
+
+def _cmdline_has(pid: int, text: str) -> bool:
+    try:
+        return text.encode() in (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:  # gone meanwhile, or not ours to read
+        return False
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_sync_clip_timeout_must_be_positive_seconds(value):
+    out = run("sync", "x.mp4", "--clip-timeout", value)
+    assert out.returncode == 2 and "must be a number of seconds > 0" in out.stderr, out.stderr
+
+
+def test_sync_clip_timeout_is_refused_where_there_is_no_sigalrm(monkeypatch, capsys):
+    """Windows has no setitimer: the option is refused in one line rather than silently not limiting anything."""
+    import signal
+
+    from edge_sync.cli import main
+
+    monkeypatch.delattr(signal, "setitimer")
+    with pytest.raises(SystemExit) as stop:
+        main(["sync", "x.mp4", "--clip-timeout", "5"])
+    assert stop.value.code == 2 and "needs POSIX signals (SIGALRM)" in capsys.readouterr().err
+
+
+def test_the_clip_time_limit_is_gone_once_the_clip_is_done():
+    """A clip finished under its limit: no alarm fires later, and the previous SIGALRM handler is back."""
+    import signal
+    import time
+
+    from edge_sync.cli import ClipTimeout, _clip_time_limit
+
+    before = signal.getsignal(signal.SIGALRM)
+    with _clip_time_limit(0.2):
+        pass
+    time.sleep(0.4)
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    with pytest.raises(ClipTimeout), _clip_time_limit(0.1):
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
 def test_demo_runs_the_whole_pipeline(tmp_path):
     out = run("demo", "--offset", "2", "--workdir", str(tmp_path))
     assert out.returncode == 0, out.stderr

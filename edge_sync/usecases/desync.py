@@ -13,6 +13,10 @@ into P(manipulated); the reasons list names the evidence that fired, so a flag c
 With no speech in the main track's span (silence, steady noise; :mod:`edge_sync.features.speech`) there is no
 evidence either way: ``flagged`` is None (neither in nor out of sync), P(manipulated) is None, and the one reason
 given is "no speech".
+
+A soundtrack shorter than the video is judged over the frames it covers only (the padded silence after it would
+read as evidence of a frozen or drifting clip); ``warnings`` says so, and a covered span too short to judge gets no
+verdict either, with that as its reason.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sync.runtimes.api import FileSync
-from edge_sync.usecases.features import DESYNC_FEATURES, desync_features, vector
+from edge_sync.usecases.features import DESYNC_FEATURES, desync_features, judged_track, judged_warnings, vector
 from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, resolve_heads
 
 MAX_SYNC_OFFSET = 1  # frames: beyond this the clip is out of sync whatever the head says
@@ -34,14 +38,16 @@ FLAT_CONFIDENCE = 0.03  # LSE-C below this on unit embeddings: no sync evidence 
 @dataclass
 class DesyncFlag:
     path: str
-    flagged: bool | None  # None: no speech, nothing to judge
+    flagged: bool | None  # None: no speech (or too short a soundtrack), nothing to judge
     probability: float | None  # P(manipulated) from the fitted head (None: no head for this model, or no speech)
     threshold: float | None
     reasons: list[str]
     features: dict[str, float] = field(default_factory=dict)
     offset_frames: int = 0
     no_speech: bool = False
-    speech_fraction: float | None = None  # share of the main track's span with speech (None: not measured)
+    speech_fraction: float | None = None  # share of the judged span with speech (None: not measured)
+    audio_coverage: float | None = None  # share of the video the decoded soundtrack covers
+    warnings: list[str] = field(default_factory=list)  # a short soundtrack, little or no speech
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "flagged": self.flagged,
@@ -49,6 +55,8 @@ class DesyncFlag:
                 "threshold": self.threshold, "reasons": self.reasons, "offset_frames": self.offset_frames,
                 "no_speech": self.no_speech,
                 "speech_fraction": None if self.speech_fraction is None else round(self.speech_fraction, 4),
+                "audio_coverage": None if self.audio_coverage is None else round(self.audio_coverage, 4),
+                "warnings": self.warnings,
                 "features": {k: round(v, 4) for k, v in self.features.items()}}
 
 
@@ -76,23 +84,28 @@ def decide(feats: dict[str, float], head: LogisticHead | None) -> tuple[bool, fl
 
 
 def flag_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> DesyncFlag:
-    track = sync.main
+    """The main face track's flag, judged over the frames its soundtrack covers."""
+    track, too_short = judged_track(sync, sync.main)
     res = track.result
     feats = desync_features(sync, track)
     head = heads.get("desync") if heads else None
+    threshold = None if head is None else head.threshold
     speech = None if res.speech is None else res.speech.fraction
-    if res.no_speech:
-        why = res.speech.speech_warnings[0] if res.speech is not None and res.speech.speech_warnings else "no speech"
-        return DesyncFlag(sync.path, None, None, None if head is None else head.threshold, [why], feats,
-                          res.offset_frames, no_speech=True, speech_fraction=speech)
+    warnings = judged_warnings(sync, track)
+    if res.no_speech or too_short:
+        why = too_short or (res.speech.speech_warnings[0] if res.speech is not None and res.speech.speech_warnings
+                            else "no speech")
+        return DesyncFlag(sync.path, None, None, threshold, [why], feats, res.offset_frames, no_speech=True,
+                          speech_fraction=speech, audio_coverage=sync.audio_coverage,
+                          warnings=warnings + ([too_short] if too_short else []))
     reasons = _reasons(feats)
     flagged, p = decide(feats, head)
     if flagged and not reasons:
         reasons = ["its temporal statistics look like the manipulated clips the head was fitted on"]
     if flagged:  # a short soundtrack or little speech weighs on every statistic above: say so beside them
-        reasons += sync.warnings
-    return DesyncFlag(sync.path, flagged, p, None if head is None else head.threshold,
-                      reasons if flagged else [], feats, res.offset_frames, speech_fraction=speech)
+        reasons += warnings
+    return DesyncFlag(sync.path, flagged, p, threshold, reasons if flagged else [], feats, res.offset_frames,
+                      speech_fraction=speech, audio_coverage=sync.audio_coverage, warnings=warnings)
 
 
 def desync_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> DesyncFlag:

@@ -4,12 +4,21 @@ Per face-track frame (active speakers): how strongly this face's mouth agrees wi
 how much the mouth moves, and how loud the soundtrack is, each averaged over a short window. Per clip (quality,
 desync): syncnet_python's scores, how peaked and how steady the offset evidence is over time, and whether the
 mouth moves while the voice speaks.
+
+Only the frames the decoded soundtrack covers are judged (:func:`judged_track`): a soundtrack that ends before the
+video leaves the rest padded with silence, and statistics over that padding (a 2 s soundtrack on a 10 s video is
+80% silence) are not what the heads were fitted on, so a short but clean clip read as out of sync.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from edge_sync.features.speech import MIN_SPEECH_FRAMES, PADDING_NOTICE_FRAMES, SpeechPresence
 from edge_sync.runtimes.api import FileSync, TrackSync
+from edge_sync.runtimes.result import SyncResult
+from edge_sync.spec import FRAME_MS
 
 SPEAKER_FEATURES = ("sync_prob_near_0", "corr_contrast_0", "mouth_motion", "audio_level_db", "track_sync_prob")
 QUALITY_FEATURES = ("lse_c", "lse_d", "abs_offset", "clip_probability")
@@ -20,11 +29,66 @@ DRIFT_WINDOW = 25  # frames per window when following the offset over time
 SPEECH_DB = -40.0  # a frame louder than this carries voice (the clips' silence sits near -100 dBFS)
 
 
+def covered_frames(sync: FileSync, track: TrackSync) -> int:
+    """How many of a track segment's frames (from its first) the decoded soundtrack covers. All of them when the
+    soundtrack's length is unknown or it falls short by less than PADDING_NOTICE_FRAMES (codec slack, the same
+    tolerance below which :attr:`FileSync.warnings` says nothing), so a normal clip is judged exactly as before."""
+    frames = track.result.frames
+    if sync.audio_frames is None:
+        return frames
+    covered = int(np.clip(np.floor(sync.audio_frames) - track.start_frame, 0, frames))
+    return frames if frames - covered < PADDING_NOTICE_FRAMES else covered
+
+
+def _covered_speech(speech: SpeechPresence, frames: int) -> SpeechPresence:
+    """Speech presence of a span's first ``frames`` frames, all covered by the soundtrack."""
+    mask = speech.speech[:frames]
+    speaking = int(mask.sum()) if len(mask) == frames else min(speech.speech_frames, frames)
+    return replace(speech, frames=frames, speech_frames=speaking, sound_frames=min(speech.sound_frames, frames),
+                   audio_coverage=None if speech.audio_coverage is None else 1.0, speech=mask)
+
+
+def judged_track(sync: FileSync, track: TrackSync) -> tuple[TrackSync, str | None]:
+    """(the part of ``track`` the use cases judge, why it cannot be judged or None).
+
+    The judged part is the frames the soundtrack covers, its result recomputed over them alone (offset, LSE-D/C,
+    probability, speech presence) and its cues cut to them; a fully covered track is returned as it is, so the
+    heads read exactly the numbers they were fitted on. A covered span shorter than the speech a result needs
+    (:data:`~edge_sync.features.speech.MIN_SPEECH_FRAMES`) holds too little to judge: the reason says so."""
+    frames = track.result.frames
+    covered = covered_frames(sync, track)
+    if covered == frames:
+        return track, None
+    seconds = FRAME_MS / 1000.0
+    reason = None if covered >= MIN_SPEECH_FRAMES else (
+        f"the soundtrack covers {covered * seconds:.1f} s of this face's {frames * seconds:.1f} s, too little to "
+        f"judge (under {MIN_SPEECH_FRAMES * seconds:.1f} s); the rest is padded silence")
+    if covered == 0:
+        return track, reason
+    res = track.result
+    cut = SyncResult.from_outputs(res.frame_probs[:, :covered], res.correlation[:, :covered], res.backend,
+                                  res.seconds, None if res.speech is None else _covered_speech(res.speech, covered))
+    cut.extra = dict(res.extra)
+    cues = {k: v[:covered] if len(v) == frames else v for k, v in track.cues.items()}
+    return TrackSync(track.track_id, track.start_frame, cut, cues), reason
+
+
+def judged_warnings(sync: FileSync, judged: TrackSync | None = None) -> list[str]:
+    """What a reader of a use case's verdict should know: the file's news (a soundtrack shorter than the video),
+    then no or little speech in ``judged`` (:func:`judged_track` of the main track; None: the file's news only)."""
+    whole = sync.main.result.speech
+    out = [w for w in sync.warnings if whole is None or w not in whole.speech_warnings]
+    speech = None if judged is None else judged.result.speech
+    return out + (speech.speech_warnings if speech is not None else [])
+
+
 def smooth(x: np.ndarray, half: int) -> np.ndarray:
-    """Centred moving average with the window shrunk at the edges (no zero padding bias)."""
+    """Centred moving average with the window shrunk at the edges (no zero padding bias). The centre of the full
+    convolution, not numpy's "same" mode, which returns the kernel's length for a series shorter than it."""
     x = np.asarray(x, np.float64)
     kernel = np.ones(2 * half + 1)
-    return np.convolve(x, kernel, "same") / np.convolve(np.ones_like(x), kernel, "same")
+    return (np.convolve(x, kernel)[half:half + len(x)]
+            / np.convolve(np.ones_like(x), kernel)[half:half + len(x)])
 
 
 def track_audio_level(sync: FileSync, track: TrackSync) -> np.ndarray:

@@ -21,10 +21,14 @@ No speech, no verdict: when the main track's span has too little speech to measu
 noise: ``no_speech``, see :mod:`edge_sync.features.speech`), LSE-C is 0, ``sync_probability`` is chance (the share
 of the model's offsets that count as in sync, 3 of 31) and ``in_sync`` is None, whatever the head would say.
 ``speech_fraction`` and ``audio_coverage`` tell how much of the clip had speech and a soundtrack at all.
+
+A soundtrack shorter than the video: the scores are read over the frames it covers only (``judged_frames``; the
+rest is padded silence the head was not fitted on), ``warnings`` says so, and a covered span too short to judge is
+treated as no speech.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,7 @@ import numpy as np
 
 from edge_sync.runtimes.api import FileSync
 from edge_sync.spec import FRAME_MS
-from edge_sync.usecases.features import QUALITY_FEATURES, quality_features, vector
+from edge_sync.usecases.features import QUALITY_FEATURES, judged_track, judged_warnings, quality_features, vector
 from edge_sync.usecases.heads import UsecaseHeads, resolve_heads
 
 IN_SYNC_FRAMES = 1  # |offset| <= 1 frame (40 ms) counts as in sync, as in the LRS2 protocol
@@ -52,9 +56,11 @@ class QualityScore:
     threshold: float | None = None
     track_id: int = 0
     backend: str = ""
-    no_speech: bool = False  # too little speech to judge: in_sync None, sync_probability at chance
+    no_speech: bool = False  # too little speech (or soundtrack) to judge: in_sync None, sync_probability at chance
     speech_fraction: float | None = None  # share of the scored span with speech (None: not measured)
     audio_coverage: float | None = None  # share of the video the decoded soundtrack covers
+    judged_frames: int | None = None  # frames the scores are read over: those of ``frames`` the soundtrack covers
+    warnings: list[str] = field(default_factory=list)  # a short soundtrack, little or no speech
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -69,17 +75,20 @@ LEGACY_SCALE = "syncnet_python: Euclidean distance of raw SyncNet embeddings"
 
 
 def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScore:
-    """Scores of the clip's main face track."""
-    track = sync.main
+    """Scores of the clip's main face track, over the frames its soundtrack covers."""
+    track, too_short = judged_track(sync, sync.main)
     res = track.result
-    score = QualityScore(sync.path, res.min_dist, res.confidence, res.offset_frames, res.audio_delay_ms,
-                         res.frames, UNIT_SCALE, track_id=track.track_id, backend=res.backend,
-                         no_speech=res.no_speech, speech_fraction=None if res.speech is None else res.speech.fraction,
-                         audio_coverage=sync.audio_coverage)
+    no_speech = res.no_speech or too_short is not None
+    score = QualityScore(sync.path, res.min_dist, 0.0 if no_speech else res.confidence, res.offset_frames,
+                         res.audio_delay_ms, sync.main.result.frames, UNIT_SCALE, track_id=track.track_id,
+                         backend=res.backend, no_speech=no_speech,
+                         speech_fraction=None if res.speech is None else res.speech.fraction,
+                         audio_coverage=sync.audio_coverage, judged_frames=res.frames,
+                         warnings=judged_warnings(sync, track) + ([too_short] if too_short else []))
     head = heads.get("quality") if heads else None
     if head is not None:
         score.threshold = head.threshold
-        if res.no_speech:  # nothing to judge: chance, and no verdict either way
+        if no_speech:  # nothing to judge: chance, and no verdict either way
             score.sync_probability = in_sync_chance(res.frame_probs.shape[0])
         else:
             p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))

@@ -4,6 +4,8 @@ A face speaks where its mouth agrees with the shared soundtrack at offset ~0 (th
 moves, and the soundtrack carries voice. A small logistic head fitted on two-person clips with known turns
 weighs the three; without a head (a model nobody fitted one for) the score is the smoothed sync evidence alone.
 A track segment whose span has no speech in the soundtrack (:mod:`edge_sync.features.speech`) speaks nowhere.
+Past the end of a soundtrack shorter than the video there is nothing to hear: those frames speak nowhere, the
+frames before are judged on their own (as the heads were fitted), and ``warnings`` says so.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge_sync.runtimes.api import FileSync
-from edge_sync.usecases.features import SPEAKER_FEATURES, SPEECH_DB, speaker_frame_features
+from edge_sync.usecases.features import SPEAKER_FEATURES, SPEECH_DB, judged_track, judged_warnings, \
+    speaker_frame_features
 from edge_sync.usecases.heads import UsecaseHeads, resolve_heads
 
 MIN_TURN_FRAMES = 5  # shorter speaking runs are merged away (0.2 s)
@@ -28,8 +31,8 @@ class SpeakerTrack:
     start_frame: int
     probability: np.ndarray  # [frames]
     box: np.ndarray  # [frames, 3] centre x, centre y, width (pixels)
-    speech_fraction: float | None = None  # share of the segment's span with speech in the soundtrack
-    no_speech: bool = False  # too little speech in the span: probability 0 throughout
+    speech_fraction: float | None = None  # share of the judged span (what the soundtrack covers) with speech
+    no_speech: bool = False  # too little speech (or soundtrack) in the span: probability 0 throughout
 
     @property
     def stop_frame(self) -> int:
@@ -48,6 +51,8 @@ class Speakers:
     threshold: float
     fitted: bool  # False: no head for this model, the probability is the raw sync evidence
     turns: list[dict[str, int]] = field(default_factory=list)  # {"track_id", "start_frame", "stop_frame"}
+    audio_coverage: float | None = None  # share of the video the decoded soundtrack covers
+    warnings: list[str] = field(default_factory=list)  # a soundtrack shorter than the video
 
     @property
     def no_speech(self) -> bool:
@@ -72,6 +77,8 @@ class Speakers:
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path, "num_frames": self.num_frames, "threshold": self.threshold,
                              "fitted_head": self.fitted, "no_speech": self.no_speech, "turns": self.turns,
+                             "audio_coverage": None if self.audio_coverage is None else round(self.audio_coverage, 4),
+                             "warnings": self.warnings,
                              "tracks": [{"track_id": t.track_id, "start_frame": t.start_frame,
                                          "stop_frame": t.stop_frame, "centre_x": round(t.centre_x, 1),
                                          "no_speech": t.no_speech, "speech_fraction": None if t.speech_fraction
@@ -104,19 +111,23 @@ def detect_speakers(sync: FileSync, heads: UsecaseHeads | None = None) -> Speake
     head = heads.get("speakers") if heads else None
     tracks = []
     for track in sync.tracks:
-        feats = speaker_frame_features(sync, track)
+        judged, too_short = judged_track(sync, track)  # the frames the soundtrack covers
+        feats = speaker_frame_features(sync, judged)
         if head is not None:
             prob = head.probability(feats)
         else:  # raw evidence: sync near 0, zeroed where the soundtrack is silent
             prob = feats[:, SPEAKER_FEATURES.index("sync_prob_near_0")] * (
                 feats[:, SPEAKER_FEATURES.index("audio_level_db")] > SPEECH_DB)
-        speech = track.result.speech
-        if track.result.no_speech:
-            prob = np.zeros(track.result.frames)
+        speech = judged.result.speech
+        no_speech = judged.result.no_speech or too_short is not None
+        probability = np.zeros(track.result.frames)  # past the soundtrack nobody is heard
+        if not no_speech:
+            probability[:judged.result.frames] = prob
         box = track.cues.get("box", np.zeros((0, 3), np.float32))
-        tracks.append(SpeakerTrack(track.track_id, track.start_frame, np.asarray(prob, np.float64), box,
-                                   None if speech is None else speech.fraction, track.result.no_speech))
-    result = Speakers(sync.path, sync.num_frames, tracks, head.threshold if head else 0.5, head is not None)
+        tracks.append(SpeakerTrack(track.track_id, track.start_frame, probability, box,
+                                   None if speech is None else speech.fraction, no_speech))
+    result = Speakers(sync.path, sync.num_frames, tracks, head.threshold if head else 0.5, head is not None,
+                      audio_coverage=sync.audio_coverage, warnings=judged_warnings(sync))
     result.turns = _turns(result)
     return result
 

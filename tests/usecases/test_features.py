@@ -12,6 +12,14 @@ def test_smooth_keeps_levels_at_the_edges() -> None:
     np.testing.assert_allclose(smooth(np.array([0, 0, 3.0, 0, 0]), 1), [0, 1, 1, 1, 0])
 
 
+def test_smooth_keeps_the_length_of_a_series_shorter_than_its_window() -> None:
+    """A 5-14 frame track (sync_file keeps tracks from 5 frames) under the 15-frame speaker window: numpy's "same"
+    convolution returned 15 values and speaker features failed to stack."""
+    x = np.arange(8.0)
+    np.testing.assert_allclose(smooth(x, 7), np.full(8, x.mean()))
+    np.testing.assert_allclose(smooth(x, 2)[:2], [1.0, 1.5])
+
+
 def test_each_manipulation_moves_its_feature(desync_clips, desync_synced) -> None:
     f = {k: desync_features(s, s.main) for k, s in desync_synced.items()}
     assert f["shifted"]["abs_offset"] == pytest.approx(abs(desync_clips["shifted"].offset_frames), abs=1)

@@ -99,6 +99,89 @@ def test_use_cases_call_nothing_in_or_out_of_sync(synced, engine, name) -> None:
     assert speakers.to_dict(per_frame=False)["no_speech"] is True
 
 
+COVERS_2_OF_10 = "the soundtrack covers 2.0 s of the 10.0 s video (20%); the rest was padded with silence"
+
+
+def test_use_cases_judge_a_2_of_10_second_soundtrack_on_its_2_seconds(synced, engine) -> None:
+    """The use cases read the 2 s the soundtrack covers, not 8 s of padded silence after it (which read OUT OF
+    SYNC at P 0.48 and a desync flag for a drifting offset): in sync, not flagged, and the padding said."""
+    from edge_sync.usecases.desync import flag_sync
+    from edge_sync.usecases.heads import heads_for
+    from edge_sync.usecases.quality import score_sync
+    from edge_sync.usecases.speakers import detect_speakers
+
+    sync, heads = synced["2 of 10 s"], heads_for(engine.manifest)
+    score = score_sync(sync, heads)
+    assert not score.no_speech and score.in_sync is not False and score.frames == FRAMES
+    assert 50 <= score.judged_frames <= 52 and score.speech_fraction > 0.9
+    assert COVERS_2_OF_10 in score.warnings and score.audio_coverage == pytest.approx(0.2, abs=0.01)
+    assert score.to_dict()["warnings"] == score.warnings and score.to_dict()["judged_frames"] == score.judged_frames
+    flag = flag_sync(sync, heads)
+    assert flag.flagged is False and flag.reasons == [] and COVERS_2_OF_10 in flag.warnings
+    assert flag.to_dict()["audio_coverage"] == pytest.approx(0.2, abs=0.01)
+    if heads is not None:
+        assert score.in_sync is True and score.sync_probability > 0.5 and flag.probability < flag.threshold
+    speakers = detect_speakers(sync, heads)
+    (track,) = speakers.tracks
+    assert COVERS_2_OF_10 in speakers.to_dict(per_frame=False)["warnings"]
+    assert track.probability[score.judged_frames:].max() == 0.0  # nobody is heard past the soundtrack
+    assert [(t["start_frame"], t["track_id"]) for t in speakers.turns] == [(0, track.track_id)]
+
+
+def test_a_covered_span_too_short_to_judge_gets_no_verdict(synced, engine) -> None:
+    """The same clip as if its soundtrack stopped after 8 frames (0.3 s, under the 0.5 s of speech a result
+    needs): no in/out-of-sync verdict and no flag, with the reason, instead of a judgement on 0.3 s."""
+    from dataclasses import replace
+
+    from edge_sync.usecases.desync import flag_sync
+    from edge_sync.usecases.heads import heads_for
+    from edge_sync.usecases.quality import score_sync
+    from edge_sync.usecases.speakers import detect_speakers
+
+    sync, heads = replace(synced["2 of 10 s"], audio_frames=8.0), heads_for(engine.manifest)
+    why = "the soundtrack covers 0.3 s of this face's 10.0 s, too little to judge (under 0.5 s)"
+    score = score_sync(sync, heads)
+    assert score.no_speech and score.in_sync is None and score.lse_c == 0.0 and score.judged_frames == 8
+    assert score.sync_probability is None or score.sync_probability <= CHANCE
+    assert any(w.startswith(why) for w in score.warnings)
+    flag = flag_sync(sync, heads)
+    assert flag.flagged is None and flag.probability is None and flag.no_speech
+    assert len(flag.reasons) == 1 and flag.reasons[0].startswith(why)
+    speakers = detect_speakers(sync, heads)
+    assert speakers.no_speech and speakers.turns == [] and not speakers.tracks[0].probability.any()
+
+
+def test_a_fully_covered_clip_is_judged_exactly_as_before(synced, engine) -> None:
+    """A normal clip (its soundtrack covers the video) is judged on the very numbers the heads were fitted on:
+    the track itself, not a recomputed copy, so every score equals the old whole-track computation exactly."""
+    from edge_sync.usecases.desync import flag_sync
+    from edge_sync.usecases.features import (DESYNC_FEATURES, QUALITY_FEATURES, desync_features, judged_track,
+                                             quality_features, speaker_frame_features, vector)
+    from edge_sync.usecases.heads import heads_for
+    from edge_sync.usecases.quality import score_sync
+    from edge_sync.usecases.speakers import detect_speakers
+
+    sync, heads = synced["speech"], heads_for(engine.manifest)
+    main, res = sync.main, sync.main.result
+    assert judged_track(sync, main) == (main, None)
+    score = score_sync(sync, heads)
+    assert (score.lse_d, score.lse_c, score.offset_frames, score.frames, score.judged_frames) == (
+        res.min_dist, res.confidence, res.offset_frames, res.frames, res.frames)
+    assert score.speech_fraction == res.speech.fraction and score.warnings == sync.warnings == []
+    flag = flag_sync(sync, heads)
+    assert flag.features == desync_features(sync, main) and flag.warnings == []
+    speakers = detect_speakers(sync, heads)
+    if heads is None:
+        return
+    assert score.sync_probability == float(heads.get("quality").probability(vector(quality_features(main),
+                                                                                   QUALITY_FEATURES)))
+    assert flag.probability == float(heads.get("desync").probability(vector(desync_features(sync, main),
+                                                                            DESYNC_FEATURES)))
+    for found, track in zip(speakers.tracks, sync.tracks):
+        np.testing.assert_array_equal(found.probability,
+                                      heads.get("speakers").probability(speaker_frame_features(sync, track)))
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge_sync.cli", *args], capture_output=True, text=True)
 

@@ -244,9 +244,10 @@ def test_bench_plot_without_matplotlib_names_the_extra_before_timing(tmp_path):
 
 
 def test_a_missing_bundled_checkpoint_says_where_it_comes_from(tmp_path, monkeypatch, capsys):
+    import edge_sync._paths as paths
     from edge_sync import cli
 
-    monkeypatch.setattr(cli, "WEIGHTS_DIR", tmp_path)  # as in an installed wheel: no .pt files
+    monkeypatch.setattr(paths, "WEIGHTS_DIR", tmp_path)  # as in an installed wheel: no .pt files
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         cli.main(["export", "--model", "student"])

@@ -73,7 +73,9 @@ def test_clear_errors(tmp_path, monkeypatch):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an edge-sync checkpoint"):
         io.load(tmp_path / "other.pt")
-    monkeypatch.setattr(io, "WEIGHTS_DIR", tmp_path / "empty")
+    import edge_sync._paths as paths
+
+    monkeypatch.setattr(paths, "WEIGHTS_DIR", tmp_path / "empty")
     with pytest.raises(CheckpointError, match="no bundled 'teacher' weights"):
         io.load("teacher")
     with pytest.raises(CheckpointError, match="legacy weights are not bundled"):

@@ -13,6 +13,7 @@ are run in chunks that overlap by :data:`CHUNK_OVERLAP` frames: exact for trunks
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -185,7 +186,8 @@ def synthetic_pool(count: int, frames: int, seed: int, bank_size: int | None = N
 
     pool = {}
     for i in tqdm(range(count), desc="synthetic pool", unit="clip", disable=not progress):
-        clip = make_clip(seed, i, "train", frames, offset=0, drift_prob=0.0, cache_dir=cache_dir, bank_size=bank_size)
+        clip = make_clip(seed, i, "train", frames, offset=0, drift_prob=0.0,
+                         cache_dir=Path(cache_dir) if cache_dir else None, bank_size=bank_size)
         pool[f"synthetic_{i:05d}"] = [CachedSegment(0, 0, clip.audio.reshape(clip.audio.shape[-2:]), clip.frames_uint8)]
     return pool
 

@@ -5,7 +5,9 @@ crop, and the detector's cost per video frame inside the tracker (all detector c
 tracked face, over the clip's frames). The mouth is located independently of the tracker being measured, by YuNet's
 landmarks on every frame (raw detections, no smoothing), so both trackers are judged by the same yardstick. Haar runs
 as the front end did before (a whole-frame pass at every detection frame). Then end-to-end `sync` on the 64.9 s
-640x360 clip with each detector (wall time, x real time).
+640x360 clip with each detector (wall time, x real time). Last, the per-frame cues ``sync`` reports from the landmarks
+(``edge_sync.features.faces.landmark_cues``), read off the same raw YuNet detections: mouth width (mouth corners over
+eye distance) and yaw (nose offset from the eye-mouth midline over the eye-mouth distance), 5th to 95th percentile.
 
 Run: .venv/bin/python benchmarks/faces_cpu.py [--clips ../shared/real_clips] [--report docs/faces_cpu.md]
 """
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from edge_sync.evaluation.real_footage import find_clips
 from edge_sync.errors import NoFaceError
-from edge_sync.features.faces import FaceBox, FaceDetector, get_detector, track_faces
+from edge_sync.features.faces import FaceBox, FaceDetector, get_detector, landmark_cues, track_faces
 from edge_sync.features.media import iter_frames
 from edge_sync.features.video import MOUTH_CENTRE, MOUTH_SIDE
 
@@ -73,17 +75,23 @@ def _jitter(boxes: dict[int, np.ndarray], mouths: dict[int, np.ndarray]) -> floa
     return float(np.median(steps)) if steps else float("nan")
 
 
+def _spread(values: np.ndarray) -> str:
+    """5th..95th percentile of a cue over the frames with a detection."""
+    v = values[np.isfinite(values)]
+    return f"{np.percentile(v, 5):.2f}..{np.percentile(v, 95):.2f}" if v.size else "—"
+
+
 def clip_rows(root: Path) -> tuple[list[dict], dict[str, list[float]]]:
     rows, cost = [], {d: [] for d in DETECTORS}
     reference = get_detector("yunet")
     for path, group, _ in tqdm(find_clips(root), desc="clips", unit="clip"):
         frames = list(iter_frames(path))
-        mouths = {}
+        mouths, best = {}, []
         for i, f in enumerate(frames):
             found = reference.detect(f)
+            best.append(max(found, key=lambda b: b.w) if found else None)
             if found:
-                best = max(found, key=lambda b: b.w)
-                mouths[i] = np.mean(best.landmarks[3:5], axis=0)
+                mouths[i] = np.mean(best[-1].landmarks[3:5], axis=0)
         row = {"clip": path.name, "group": group, "frames": len(frames), "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}"}
         for d in DETECTORS:
             det = TimedDetector(get_detector(d))
@@ -91,6 +99,9 @@ def clip_rows(root: Path) -> tuple[list[dict], dict[str, list[float]]]:
             cost[d].append(det.seconds / len(frames))
             row[f"{d} coverage"] = len(boxes) / len(frames)
             row[f"{d} jitter px"] = _jitter(boxes, mouths)
+        cues = landmark_cues(best)
+        for cue in ("mouth_width", "yaw"):
+            row[cue.replace("_", " ")] = _spread(cues[cue])
         rows.append(row)
     return rows, cost
 
@@ -128,6 +139,11 @@ def main() -> None:
     sync = sync_rows()
     real = [r for r in rows if r["group"] == "real"]
     summary = {}
+    cues = {}
+    for cue in ("mouth width", "yaw"):
+        lo, hi = zip(*(map(float, r[cue].split("..")) for r in real if r[cue] != "—"))
+        cues[cue] = {"median 5th percentile": float(np.median(lo)), "median 95th percentile": float(np.median(hi)),
+                     "lowest": min(lo), "highest": max(hi)}
     for d in DETECTORS:
         summary[d] = {"detector ms per frame": 1000 * float(np.median(cost[d])),
                       "clips >= 98% covered": f"{sum(r[f'{d} coverage'] >= 0.98 for r in real)}/{len(real)}",
@@ -141,14 +157,19 @@ def main() -> None:
             + metrics_table_markdown(summary, name_header="detector") + "\n"
             + "End-to-end `sync` on the 64.9 s 640x360 clip (bundled student, onnxruntime):\n\n"
             + metrics_table_markdown({"sync": sync}) + "\n"
+            + "Landmark cues on the `real` clips (per clip the 5th and 95th percentile over its frames; `sync` reports "
+              "them per frame in `TrackSync.cues`):\n\n"
+            + metrics_table_markdown(cues, name_header="cue") + "\n"
             + "Per clip (coverage: share of the clip's frames in its main face track; jitter: median frame-to-frame "
-              "movement of the mouth, located by YuNet landmarks on every frame, inside the 112 px mouth crop):\n\n"
+              "movement of the mouth, located by YuNet landmarks on every frame, inside the 112 px mouth crop; mouth "
+              "width and yaw: 5th..95th percentile of the cues):\n\n"
             + metrics_table_markdown(table, name_header="clip"))
     print(text)
     if args.report:
         args.report.write_text(text)
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "sync": sync, "clips": rows}, indent=1, default=float))
+        args.json.write_text(json.dumps({"summary": summary, "cues": cues, "sync": sync, "clips": rows}, indent=1,
+                                        default=float))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ from edge_sync.spec import LEGACY_FACE, MOUTH, VideoPreprocessing
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FaceBox", "FaceDetector", "HaarDetector", "YuNetDetector", "aligned_box", "DEFAULT_DETECTOR", "DETECTORS",
+    "FaceBox", "FaceDetector", "HaarDetector", "YuNetDetector", "aligned_box", "landmark_cues", "DEFAULT_DETECTOR",
+    "DETECTORS",
     "register_detector", "get_detector",
     "CropResult", "FaceTracker", "FaceTrack", "FaceTracks", "track_faces",
 ]
@@ -272,6 +273,42 @@ def aligned_box(landmarks: np.ndarray, score: float = 1.0) -> FaceBox:
     return FaceBox(float(mouth[0]) - side / 2.0, float(mouth[1]) - MOUTH_CENTRE[1] * side, side, side, score, marks)
 
 
+def landmark_cues(detections: Sequence[FaceBox | None]) -> dict[str, np.ndarray]:
+    """Per-frame face measures from the detector's own boxes, NaN where a frame had none (the tracker
+    interpolated it) or the detector gives no landmarks (Haar: ``face_size`` only).
+
+    * ``landmarks`` float32 [T, 5, 2]: right eye, left eye, nose tip, right and left mouth corner (as the subject
+      sees them), full-frame pixels, as detected (unsmoothed);
+    * ``mouth_width`` [T]: mouth-corner distance / eye distance. YuNet gives the mouth corners only, so this is how
+      wide the mouth is (spread lips, a smile, "ee" vs "oo"), not how far it is open; both distances shrink alike as
+      the head turns, so it barely moves with yaw. Talking faces in the shared real clips read 0.78-0.91 (5th-95th
+      percentile, docs/faces_cpu.md);
+    * ``yaw`` [T]: the nose tip's offset from the eye-centre-to-mouth-centre midline, over the eye-to-mouth
+      distance (unitless, not degrees; in-plane roll cancels): ~0 for a frontal face, > 0 when the face turns
+      towards the image's right (the subject's left), growing with the turn; the mostly frontal real clips stay
+      within about +-0.2;
+    * ``face_size`` [T]: the detected face's side in pixels (YuNet: the landmark-placed square the crops are cut
+      from before smoothing, i.e. eye-to-mouth distance / 0.42; Haar: the cascade's box).
+    """
+    n = len(detections)
+    marks = np.full((n, 5, 2), np.nan, np.float64)
+    size = np.full(n, np.nan, np.float64)
+    for i, d in enumerate(detections):
+        if d is not None:
+            size[i] = d.size
+            if d.landmarks is not None:
+                marks[i] = d.landmarks
+    eyes, mouth = marks[:, :2].mean(axis=1), marks[:, 3:5].mean(axis=1)
+    axis = mouth - eyes
+    length = np.hypot(axis[:, 0], axis[:, 1])
+    nose = marks[:, 2] - eyes
+    with np.errstate(invalid="ignore", divide="ignore"):
+        width = np.hypot(*(marks[:, 3] - marks[:, 4]).T) / np.hypot(*(marks[:, 0] - marks[:, 1]).T)
+        yaw = (axis[:, 1] * nose[:, 0] - axis[:, 0] * nose[:, 1]) / length ** 2
+    return {"landmarks": marks.astype(np.float32), "mouth_width": width.astype(np.float32),
+            "yaw": yaw.astype(np.float32), "face_size": size.astype(np.float32)}
+
+
 @register_detector("yunet")
 class YuNetDetector(FaceDetector):
     """OpenCV's ``FaceDetectorYN`` with the YuNet model (MIT licence, vendored in ``features/detectors``).
@@ -350,6 +387,9 @@ class CropResult:
     frame_index: int
     box: FaceBox
     crops: dict[str, np.ndarray]
+    # the detector's own box (and landmarks) on this frame, unsmoothed; None where the tracker interpolated the
+    # box between detection frames
+    detection: FaceBox | None = None
 
 
 class _BoxFilter:
@@ -401,7 +441,7 @@ class _Track:
     track_id: int | None = None  # assigned on confirmation
     count: int = 0  # frames with a box
     lost_since: int | None = None  # first frame without a box while the track waits for the face to return
-    pending: list[tuple[int, FaceBox, dict[str, np.ndarray]]] = field(default_factory=list)
+    pending: list[tuple[int, FaceBox, dict[str, np.ndarray], FaceBox | None]] = field(default_factory=list)
 
 
 def _interp(a: FaceBox, b: FaceBox, t: float) -> FaceBox:
@@ -572,7 +612,7 @@ class FaceTracker:
         between = self._buffer[:-1]  # frames after the previous detection frame, before k
         frames = dict(self._buffer)
         dets = self._detect(k, frame_k, full)
-        emitted: list[tuple[_Track, int, FaceBox]] = []
+        emitted: list[tuple[_Track, int, FaceBox, FaceBox | None]] = []  # track, frame, box, detection
 
         active = [t for t in self._tracks if t.lost_since is None]
         lost = [t for t in self._tracks if t.lost_since is not None]
@@ -601,8 +641,8 @@ class FaceTracker:
             if ti in matched:
                 box_k = t.filt.update(matched[ti], k)
                 for j, _ in between:
-                    emitted.append((t, j, _interp(prev_box, box_k, (j - prev_frame) / (k - prev_frame))))
-                emitted.append((t, k, box_k))
+                    emitted.append((t, j, _interp(prev_box, box_k, (j - prev_frame) / (k - prev_frame)), None))
+                emitted.append((t, k, box_k, matched[ti]))
             else:
                 # 3. the face left between detections: find the last frame that still has it
                 t.lost_since = k
@@ -611,7 +651,7 @@ class FaceTracker:
                     if found is None:
                         t.lost_since = j
                         break
-                    emitted.append((t, j, t.filt.update(found, j)))
+                    emitted.append((t, j, t.filt.update(found, j), found))
 
         # 4. unmatched detections: revive a track lost earlier, or start a new one
         claimed = [m for m in matched.values()]
@@ -635,31 +675,32 @@ class FaceTracker:
                 self._tracks.append(t)
                 gap_start = None
             # the face may have appeared before k: walk back through the buffered frames
-            back: list[tuple[int, FaceBox]] = []
+            back: list[tuple[int, FaceBox, FaceBox]] = []
             for j, f in reversed(between):
                 if gap_start is not None and j < gap_start:
                     break
                 found = self._search(f, d)
                 if found is None:
                     break
-                back.append((j, FaceBox(found.cx - d.w / 2, found.cy - d.h / 2, d.w, d.h, found.score, found.landmarks)))
-            for j, b in reversed(back):
-                emitted.append((t, j, b))
+                kept = FaceBox(found.cx - d.w / 2, found.cy - d.h / 2, d.w, d.h, found.score, found.landmarks)
+                back.append((j, kept, found))
+            for j, b, found in reversed(back):
+                emitted.append((t, j, b, found))
             if back:
                 t.first = min(t.first, back[-1][0])
-            emitted.append((t, k, t.filt.box()))
+            emitted.append((t, k, t.filt.box(), d))
 
         # 5. crops for every emitted box, while the frames are still here
         out: list[CropResult] = []
         emitted.sort(key=lambda e: (e[1], e[0].key))
-        for t, j, box in emitted:
+        for t, j, box, det in emitted:
             t.count += 1
             crops = {c.name: c.crop(frames[j], box) for c in self.crop_kinds}
             if t.track_id is not None:
                 self._covered[j] = 1
-                out.append(CropResult(t.track_id, j, box, crops))
+                out.append(CropResult(t.track_id, j, box, crops, det))
             else:
-                t.pending.append((j, box, crops))
+                t.pending.append((j, box, crops, det))
         # 6. confirm long-enough tracks; end tracks lost for longer than max_gap
         for t in sorted(self._tracks, key=lambda t: (t.first, t.key)):
             if t.track_id is None and t.count >= self.min_track:
@@ -681,9 +722,9 @@ class FaceTracker:
 
     def _flush(self, t: _Track) -> list[CropResult]:
         res = []
-        for j, box, crops in t.pending:
+        for j, box, crops, det in t.pending:
             self._covered[j] = 1
-            res.append(CropResult(t.track_id, j, box, crops))
+            res.append(CropResult(t.track_id, j, box, crops, det))
         t.pending = []
         return res
 

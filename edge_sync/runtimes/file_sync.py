@@ -5,26 +5,41 @@ window needs, so memory does not grow with the clip's length (no clip-long crop 
 cut where a track has a gap and dropped below ``min_frames``, exactly as :func:`edge_sync.features.clip.prepare_clip`
 cuts them, and each stream starts with the whole soundtrack's pre-emphasis state, so results equal running the
 prepared clip's segments through :meth:`Engine.run_segment`. numpy (+ PyAV and OpenCV for media and faces) only.
+
+Each segment's :class:`~edge_sync.runtimes.api.TrackSync` also carries per-frame ``cues`` for the use cases:
+``mouth_motion`` (crop change), ``box`` (smoothed centre and width), ``detected`` (the detector measured the face
+on that frame rather than the tracker interpolating it) and, from the detector's own box on those frames (NaN on
+the others), ``landmarks``, ``mouth_width``, ``yaw`` and ``face_size``
+(:func:`~edge_sync.features.faces.landmark_cues` says what each is).
 """
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
-from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceTracker
+from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
 from edge_sync.spec import SAMPLES_PER_FRAME
 
 log = logging.getLogger(__name__)
-FILE_HOP_FRAMES = 50  # frames emitted per model call: bounded memory, ~2x the compute of one pass
+# frames emitted per model call (each call also reads 48 frames of context each side): memory per call grows ~0.4 MB a
+# frame, compute shrinks with longer hops; 45 keeps the stream thread's peak within the 200 MB budget
+FILE_HOP_FRAMES = 45
 TAIL = 240  # samples after a segment's last frame that its last MFCC window reads
+# frames of sound pushed to a stream at once (crops go one by one; the MFCC is exact whatever the chunks): 8 frames a
+# call took a quarter off the stream's own time. Not more: from ~40 MFCC steps a call (> 262,144 multiply-adds) the
+# filterbank product runs on OpenBLAS's threads, which then spin and made the next model call 2x slower on 2 cores.
+AUDIO_BATCH_FRAMES = 8
+DECODE_THREADS = 1  # the stream thread keeps the second core busy; more decoder threads only cost memory
 
 
 @dataclass
@@ -35,9 +50,12 @@ class _Segment:
     start: int
     stream: Any
     next_frame: int
-    pending: dict[int, np.ndarray] = field(default_factory=dict)  # out-of-order crops waiting for their turn
+    audio_to: int  # the stream has the sound of frames before this one (it lags next_frame by < a batch)
+    # out-of-order frames waiting for their turn: crop, smoothed box, the detector's box (None: interpolated)
+    pending: dict[int, tuple[np.ndarray, FaceBox, FaceBox | None]] = field(default_factory=dict)
     motion: list[float] = field(default_factory=list)  # per frame: mean |change| of the mouth crop, 0..255
     centres: list[tuple[float, float, float]] = field(default_factory=list)  # per frame: box cx, cy, width
+    detections: list[FaceBox | None] = field(default_factory=list)  # per frame: the detector's box, or None
     last_crop: np.ndarray | None = None
 
     @property
@@ -57,7 +75,7 @@ class FileSyncer:
         first = frame * SAMPLES_PER_FRAME
         # continue the whole soundtrack's pre-emphasis, as the offline MFCC does
         previous = None if first == 0 else float(self.audio[first - 1]) if first - 1 < len(self.audio) else 0.0
-        return _Segment(track_id, frame, self.engine.stream(FILE_HOP_FRAMES, previous), frame)
+        return _Segment(track_id, frame, self.engine.stream(FILE_HOP_FRAMES, previous), frame, frame)
 
     def _samples(self, lo_frame: int, hi_frame: int, tail: int = 0) -> np.ndarray:
         lo, hi = lo_frame * SAMPLES_PER_FRAME, hi_frame * SAMPLES_PER_FRAME + tail
@@ -73,23 +91,28 @@ class FileSyncer:
             seg = None
         if seg is None:
             seg = self.open[result.track_id] = self._start(result.track_id, result.frame_index)
-        seg.pending[result.frame_index] = (result.crops[self.crop], result.box)
+        seg.pending[result.frame_index] = (result.crops[self.crop], result.box, result.detection)
         while seg.next_frame in seg.pending:
-            crops, box = seg.pending.pop(seg.next_frame)
-            seg.stream.push(audio=self._samples(seg.next_frame, seg.next_frame + 1), crops=crops)
+            crops, box, detection = seg.pending.pop(seg.next_frame)
+            seg.stream.push(crops=crops)
             seg.motion.append(_mouth_motion(seg.last_crop, crops))
             seg.centres.append((box.cx, box.y + box.h / 2.0, box.w))
+            seg.detections.append(detection)
             seg.last_crop = crops
             seg.next_frame += 1
+        if seg.next_frame - seg.audio_to >= AUDIO_BATCH_FRAMES:
+            seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame))
+            seg.audio_to = seg.next_frame
 
     def _close(self, seg: _Segment) -> None:
         del self.open[seg.track_id]
         if seg.frames < self.min_frames:
             return
         # the MFCC of the last frame reads 240 samples past it (real audio where it exists, as offline)
-        seg.stream.push(audio=self._samples(seg.next_frame, seg.next_frame, TAIL))
+        seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame, TAIL))
         seg.stream.flush()
-        cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32)}
+        cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32),
+                "detected": np.array([d is not None for d in seg.detections]), **landmark_cues(seg.detections)}
         self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues))
 
     def finish(self) -> list[tuple[int, int, Any, dict[str, np.ndarray]]]:
@@ -105,6 +128,56 @@ def _mouth_motion(previous: np.ndarray | None, crop: np.ndarray) -> float:
         return 0.0
     step = max(1, crop.shape[0] // 28)
     return float(np.abs(crop[::step, ::step].astype(np.int16) - previous[::step, ::step]).mean())
+
+
+class _Background:
+    """Runs ``handle`` on each submitted item, in order, in one worker thread.
+
+    ``sync_file`` decodes and tracks faces in the calling thread while this thread streams the crops through the
+    model. Decoding, colour conversion, face detection and onnxruntime all release the GIL, but their own threads
+    made a 2-core sync only ~1.2x faster than one thread, so the two halves overlap instead (5.6 -> 4.8 s on the
+    65 s benchmark clip). The queue holds at most ``depth`` items (tracker batches of a few crops): the tracker
+    runs that far ahead, holding its frames while the model runs, so a deeper queue costs peak memory (~1 MB an
+    item) for little speed. An error in the worker is raised by the next :meth:`submit` and by :meth:`close`.
+    """
+
+    _STOP = object()
+
+    def __init__(self, handle: Callable[[Any], None], depth: int = 4, name: str = "edge-sync-stream") -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._loop, args=(handle,), name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self, handle: Callable[[Any], None]) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if self._error is None and not self._cancelled:  # after an error, drain so submit never blocks
+                try:
+                    handle(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                    self._error = exc
+
+    def submit(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Wait for every submitted item; raise the worker's error, if any."""
+        self._queue.put(self._STOP)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> None:
+        """Drop what is queued and stop (the submitting side failed)."""
+        self._cancelled = True
+        self._queue.put(self._STOP)
+        self._thread.join()
 
 
 def audio_level(audio: np.ndarray, frames: int) -> np.ndarray:
@@ -126,11 +199,17 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     # iter_frames hands out a fresh array per frame and nothing here edits one: the tracker need not copy them
     tracker = FaceTracker(detector, detect_every=detect_every, crops=(crop,), copy_frames=False)
     syncer = FileSyncer(engine, audio, crop, min_frames)
-    for frame in iter_frames(path):
-        for result in tracker.push(frame):
-            syncer.add(result)
-    for result in tracker.finish():
-        syncer.add(result)
+    worker = _Background(lambda results: [syncer.add(r) for r in results])
+    try:
+        for frame in iter_frames(path, threads=DECODE_THREADS):
+            results = tracker.push(frame)
+            if results:
+                worker.submit(results)
+        worker.submit(tracker.finish())
+    except BaseException:
+        worker.cancel()
+        raise
+    worker.close()
     segments = syncer.finish()
     if not segments:
         raise NoFaceError(f"{path}: no face track of {min_frames}+ consecutive frames was found ({tracker.num_frames} "

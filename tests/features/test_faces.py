@@ -368,3 +368,46 @@ def test_a_face_that_appears_is_found_by_the_next_whole_frame_pass():
     assert 12 <= first <= 12 + 5  # no track yet, so every detection frame is a whole-frame pass
     with pytest.raises(ValueError, match="full_every"):
         FaceTracker(full_every=0)
+
+
+# --- per-frame landmark cues ---------------------------------------------------------------------------------
+def test_detection_frames_carry_the_detectors_own_box_and_interpolated_frames_none():
+    frames, _ = _moving(40)
+    tracker = FaceTracker("yunet", detect_every=5)
+    res = [r for f in frames for r in tracker.push(f)] + tracker.finish()
+    detected = sorted(r.frame_index for r in res if r.detection is not None)
+    assert detected == list(range(0, 40, 5)) + [39]  # every 5th frame and the last; the rest interpolated
+    for r in res:
+        if r.detection is not None:
+            assert r.detection.landmarks is not None and len(r.detection.landmarks) == 5
+
+
+def _face_marks(yaw_shift: float = 0.0, roll_deg: float = 0.0, mouth_half: float = 18.0) -> FaceBox:
+    """Landmarks of a frontal face (eyes 40 px apart, mouth 45 px below), the nose moved sideways by yaw_shift px,
+    the whole face rolled by roll_deg."""
+    pts = np.array([[-20, 0], [20, 0], [yaw_shift, 22], [-mouth_half, 45], [mouth_half, 45]], float)
+    a = np.deg2rad(roll_deg)
+    pts = pts @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) + [300, 200]
+    return FaceBox(250, 150, 100, 100, 0.9, tuple(map(tuple, pts)))
+
+
+def test_landmark_cues_measure_mouth_width_yaw_and_size_and_are_nan_without_a_detection():
+    from edge_sync.features.faces import aligned_box, landmark_cues
+
+    frontal, turned, rolled = _face_marks(), _face_marks(yaw_shift=9.0), _face_marks(yaw_shift=9.0, roll_deg=30)
+    haar = FaceBox(10, 10, 80, 80, 5.0)  # a box without landmarks
+    cues = landmark_cues([frontal, None, turned, rolled, haar])
+    assert cues["landmarks"].shape == (5, 5, 2) and cues["landmarks"].dtype == np.float32
+    np.testing.assert_allclose(cues["mouth_width"][[0, 2, 3]], 36 / 40, rtol=1e-6)
+    assert cues["yaw"][0] == pytest.approx(0, abs=1e-6)
+    assert cues["yaw"][2] == pytest.approx(9 / 45, rel=1e-5)  # towards the image's right: positive
+    assert cues["yaw"][3] == pytest.approx(cues["yaw"][2], rel=1e-5)  # in-plane roll cancels
+    assert landmark_cues([_face_marks(yaw_shift=-9.0)])["yaw"][0] < 0
+    assert cues["face_size"][0] == 100 and cues["face_size"][4] == 80
+    # a frame the tracker interpolated has no measures; Haar has a size but no landmarks
+    for key in ("mouth_width", "yaw", "face_size"):
+        assert np.isnan(cues[key][1])
+    assert np.isnan(cues["landmarks"][[1, 4]]).all() and np.isnan(cues["yaw"][4])
+    # YuNet's aligned box: face_size is the landmark-placed square the crops come from
+    assert landmark_cues([aligned_box(np.array(frontal.landmarks))])["face_size"][0] == pytest.approx(45 / 0.42)
+    assert {k: v.shape for k, v in landmark_cues([]).items()}["landmarks"] == (0, 5, 2)

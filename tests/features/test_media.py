@@ -609,3 +609,38 @@ def test_fast_colour_conversion_matches_swscale_and_steps_aside_for_full_range(t
             assert diff.mean() < 2.0 and diff.max() <= 12
     frames = list(iter_frames(path))
     assert len(frames) == 5 and frames[0].shape == (120, 160, 3) and frames[0].dtype == np.uint8
+
+
+@pytest.mark.parametrize("width, height", [(160, 120), (150, 106)])  # 150 px: planes padded past their width
+def test_frames_packed_for_opencv_equal_pyavs_own_layout_and_reuse_one_buffer(tmp_path, width, height):
+    """The I420 planes are packed (into one reused buffer) exactly as PyAV's to_ndarray lays them out, so the RGB
+    is the same bytes; decoding with one thread gives the same frames."""
+    import cv2
+
+    from edge_sync.features.media import _fast_rgb
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "p.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(4):
+            img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    staging: list[np.ndarray] = []
+    with av.open(str(path)) as src:
+        for i, frame in enumerate(src.decode(video=0)):
+            got = _fast_rgb(frame, staging)
+            np.testing.assert_array_equal(got, cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420))
+            if i == 0:
+                buffer = staging[0]
+            assert staging[0] is buffer  # one scratch buffer for the whole stream
+    default, single = list(iter_frames(path)), list(iter_frames(path, threads=1))
+    assert len(default) == len(single) == 4
+    for a, b in zip(default, single):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="threads"):
+        iter_frames(path, threads=0)

@@ -55,3 +55,48 @@ def test_long_segments_are_windowed_in_small_steps(engine, gap_clip, monkeypatch
     monkeypatch.setattr(engine._session, "run", spy)
     engine.sync_file(gap_clip)
     assert max(calls) <= file_sync.FILE_HOP_FRAMES + 2 * engine.context_frames  # bounded per call, any clip length
+
+
+def test_segments_carry_per_frame_landmark_cues_nan_where_the_tracker_interpolated(engine, gap_clip):
+    sync = engine.sync_file(gap_clip)
+    for t in sync.tracks:
+        n, cues = t.result.frames, t.cues
+        assert {"mouth_motion", "box", "detected", "landmarks", "mouth_width", "yaw", "face_size"} <= set(cues)
+        assert cues["landmarks"].shape == (n, 5, 2) and cues["detected"].shape == (n,)
+        det = cues["detected"]
+        assert 0.15 < det.mean() < 0.5  # the detector ran on every 5th frame (more where the face came and went)
+        for key in ("mouth_width", "yaw", "face_size"):
+            assert cues[key].shape == (n,)
+            assert np.isfinite(cues[key][det]).all() and np.isnan(cues[key][~det]).all()
+        assert np.isfinite(cues["landmarks"][det]).all() and np.isnan(cues["landmarks"][~det]).all()
+        # the detector's mouth corners sit on the tracked mouth line (the box cue's centre is the face's centre)
+        mouth = cues["landmarks"][det][:, 3:5].mean(axis=1)
+        assert np.median(np.abs(mouth[:, 0] - cues["box"][det][:, 0])) < 0.1 * np.median(cues["box"][:, 2])
+        assert 0.6 < np.median(cues["mouth_width"][det]) < 1.2 and np.abs(np.median(cues["yaw"][det])) < 0.2
+
+
+def test_a_decode_error_midway_stops_the_model_thread_and_is_raised(engine, gap_clip, monkeypatch):
+    import threading
+
+    from edge_sync.errors import MediaError
+
+    def broken(path, **options):
+        for i, frame in enumerate(iter_frames(path, **options)):
+            if i == 70:
+                raise MediaError("corrupt at frame 70")
+            yield frame
+
+    monkeypatch.setattr(file_sync, "iter_frames", broken)
+    before = threading.active_count()
+    with pytest.raises(MediaError, match="frame 70"):
+        engine.sync_file(gap_clip)
+    assert threading.active_count() == before
+
+
+def test_a_model_error_in_the_stream_thread_is_raised_by_sync_file(engine, gap_clip, monkeypatch):
+    def fail(audio, video):
+        raise RuntimeError("backend failed")
+
+    monkeypatch.setattr(engine._session, "run", fail)
+    with pytest.raises(RuntimeError, match="backend failed"):
+        engine.sync_file(gap_clip)

@@ -129,6 +129,11 @@ def probe(checkout: Path, clip: Path, detector: str, mode: str = "sync", *flags:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _commit(checkout: Path) -> str:
+    done = subprocess.run(["git", "-C", str(checkout), "log", "-1", "--format=%h"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def model_rows(args: argparse.Namespace) -> tuple[dict, str]:
     import torch
 
@@ -199,13 +204,14 @@ def main() -> None:
             stages["baseline, yunet"] = probe(args.baseline.resolve(), clip.path, "yunet", "stages")["stages"]
     order = list(next(iter(stages.values())))
     stage_table = {stage: {run: s.get(stage, float("nan")) for run, s in stages.items()} for stage in order}
-    base = (f", baseline: {args.baseline}" if args.baseline is not None else "")
+    base = f", baseline: {args.baseline} at commit {_commit(args.baseline)}" if args.baseline is not None else ""
     lines = [f"onnxruntime ({backend}), T={args.frames}, median of {args.repeat}; one run on this machine"]
     lines += [f"{k:>28}: {v:.2f}" for k, v in rows.items()]
     text = ("# Runtime figures on this CPU\n\nMade by `.venv/bin/python benchmarks/runtime_cpu.py"
             + (f" --baseline {args.baseline}" if args.baseline is not None else "")
             + (" --no-spin-row" if args.no_spin_row else "")
-            + (f" --report {args.report}" if args.report else "") + f"` in one run ({os.cpu_count()} CPUs{base}).\n\n"
+            + (f" --report {args.report}" if args.report else "") + f"` in one run ({os.cpu_count()} CPUs; this "
+            f"checkout at commit {_commit(ROOT)}{base}).\n\n"
             "The bundled student vs the original SyncNet S architecture:\n\n```\n" + "\n".join(lines) + "\n```\n\n"
             f"`sync` end to end on a {seconds:.1f} s 640x360 talking-face clip, each in a fresh process without torch "
             f"(medians of {args.rounds} alternating rounds; warm = the second sync in the process; peak RSS = the "

@@ -11,11 +11,11 @@ Stage times are the seconds spent inside each stage during one warm `sync` (time
 This checkout streams crops through the model in a second thread while the first decodes and tracks, so its stages
 overlap and add up to more than the wall time.
 
-``--no-spin-row`` adds this checkout with onnxruntime's intra-op threads told not to spin while they wait
-(``session.intra_op.allow_spinning=0``, patched into that probe process only): on 2 cores their spinning takes the
-core the decoding thread needs.
+``--spin-row`` adds this checkout with onnxruntime's intra-op threads left spinning while they wait (onnxruntime's
+own default, ``session.intra_op.allow_spinning=1``, set in that probe process only; the library turns it off because
+on 2 cores the spinning takes the core the decoding thread needs).
 
-Run: .venv/bin/python benchmarks/runtime_cpu.py [--repeat 7] [--rounds 3] [--baseline DIR] [--no-spin-row]
+Run: .venv/bin/python benchmarks/runtime_cpu.py [--repeat 7] [--rounds 3] [--baseline DIR] [--spin-row]
      [--report FILE.md] [--json out.json]
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run in a fresh process with PYTHONPATH at the checkout to time: argv = clip, detector, mode ("sync" or "stages"),
-# and "nospin" to create onnxruntime sessions with intra-op spinning off (what --no-spin-row measures).
+# and "spin" to create onnxruntime sessions with intra-op spinning on (what --spin-row measures).
 # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a probe started from this (torch-loaded) process would report
 # the parent's memory.
 PROBE = r"""
@@ -45,14 +45,9 @@ from edge_sync.runtimes import file_sync
 
 clip, detector, mode = sys.argv[1:4]
 seconds = collections.Counter()
-if "nospin" in sys.argv[4:]:
-    import onnxruntime
-    Options = onnxruntime.SessionOptions
-    def no_spin():
-        options = Options()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return options
-    onnxruntime.SessionOptions = no_spin
+if "spin" in sys.argv[4:]:
+    from edge_sync.runtimes import onnxruntime_backend
+    onnxruntime_backend.ALLOW_SPINNING = "1"
 
 def timed(name, fn):
     def wrap(*args, **kwargs):
@@ -179,9 +174,9 @@ def main() -> None:
     parser.add_argument("--artifact", default=None, help="default: the bundled student ONNX")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout to time the same way (a git worktree of an earlier commit)")
-    parser.add_argument("--no-spin-row", action="store_true",
-                        help="also time this checkout with onnxruntime's intra-op thread spinning off "
-                             "(session.intra_op.allow_spinning=0, set in the probe process)")
+    parser.add_argument("--spin-row", action="store_true",
+                        help="also time this checkout with onnxruntime's intra-op threads spinning (its own default, "
+                             "session.intra_op.allow_spinning=1, set in the probe process)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--report", default=None, help="also write the figures as Markdown here")
     args = parser.parse_args()
@@ -194,8 +189,8 @@ def main() -> None:
         clip = make_talking_photo_clip(Path(tmp) / "minute.mp4", text, offset_frames=3, size=(640, 360))
         seconds = clip.frames / 25
         runs = {"this checkout, yunet": (ROOT, "yunet"), "this checkout, haar": (ROOT, "haar")}
-        if args.no_spin_row:
-            runs["this checkout, yunet, onnxruntime spinning off"] = (ROOT, "yunet", "nospin")
+        if args.spin_row:
+            runs["this checkout, yunet, onnxruntime threads spinning"] = (ROOT, "yunet", "spin")
         if args.baseline is not None:
             runs["baseline, yunet"] = (args.baseline.resolve(), "yunet")
         sync = sync_rows(clip.path, seconds, runs, args.rounds)
@@ -209,15 +204,16 @@ def main() -> None:
     lines += [f"{k:>28}: {v:.2f}" for k, v in rows.items()]
     text = ("# Runtime figures on this CPU\n\nMade by `.venv/bin/python benchmarks/runtime_cpu.py"
             + (f" --baseline {args.baseline}" if args.baseline is not None else "")
-            + (" --no-spin-row" if args.no_spin_row else "")
+            + (" --spin-row" if args.spin_row else "")
             + (f" --report {args.report}" if args.report else "") + f"` in one run ({os.cpu_count()} CPUs; this "
             f"checkout at commit {_commit(ROOT)}{base}).\n\n"
             "The bundled student vs the original SyncNet S architecture:\n\n```\n" + "\n".join(lines) + "\n```\n\n"
             f"`sync` end to end on a {seconds:.1f} s 640x360 talking-face clip, each in a fresh process without torch "
             f"(medians of {args.rounds} alternating rounds; warm = the second sync in the process; peak RSS = the "
             "process's VmHWM after its first sync, the highest of the rounds"
-            + ("; 'onnxruntime spinning off': the same code with `session.intra_op.allow_spinning=0` patched into that "
-               "process, which the library does not set" if args.no_spin_row else "") + "):\n\n"
+            + ("; 'onnxruntime threads spinning': the same code with onnxruntime's default "
+               "`session.intra_op.allow_spinning=1` set in that process (the library sets 0)" if args.spin_row else "")
+            + "):\n\n"
             + metrics_table_markdown(sync, name_header="run") + "\n"
             "Seconds spent in each stage during one warm `sync` (yunet). This checkout streams crops through the model "
             "in a second thread while the first decodes and tracks, so its stages overlap:\n\n"

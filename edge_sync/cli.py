@@ -515,7 +515,7 @@ def sync_command(
                    f"{clip_timeout:g} s (--clip-timeout), so it was stopped", err=True)
         raise typer.Exit(CLIP_TIMEOUT_EXIT) from None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(per_frame=True)))
+        typer.echo(result.to_json())
         return
     main = result.main.result
     typer.echo(f"{video}: offset {main.offset_frames:+d} frames ({main.audio_delay_ms:+.0f} ms, sound late if +; "

@@ -62,7 +62,7 @@ def speakers_command(
     engine = _engine(artifact, backend)
     result = detect_speakers(engine.sync_file(video), _heads(engine, heads))
     if as_json:
-        typer.echo(json.dumps(result.to_dict(per_frame=True)))
+        typer.echo(result.to_json())
         return
     typer.echo(f"{video}: {len(result.tracks)} face track segment(s), {result.num_frames} frames"
                + ("" if result.fitted else " (no fitted head for this model: raw sync evidence)")
@@ -112,7 +112,7 @@ def score_command(
         summary = score_corpus(inputs, output, artifact=artifact, backend=backend, workers=workers, runner=runner,
                                scheduler=scheduler, resume=resume, retry_errors=retry_errors, parquet=parquet,
                                threads_per_worker=threads_per_worker, heads=heads, clip_timeout=clip_timeout)
-        typer.echo(json.dumps(summary.to_dict()) if as_json else summary.describe())
+        typer.echo(summary.to_json() if as_json else summary.describe())
         return
     if legacy_checkpoint is not None:
         from edge_sync.usecases.quality import score_legacy_checkpoint
@@ -129,7 +129,7 @@ def score_command(
             return score_sync(engine.sync_file(video), found)
     for _, s in _each_file(inputs, analyse, as_json):
         if as_json:
-            typer.echo(json.dumps(s.to_dict()))
+            typer.echo(s.to_json())
             continue
         verdict = "" if s.sync_probability is None else (
             f", P(in sync) {s.sync_probability:.2f} -> "
@@ -153,7 +153,7 @@ def desync_command(
     found = _heads(engine, heads)
     for video, flag in _each_file(videos, lambda v: flag_sync(engine.sync_file(v), found), as_json):
         if as_json:
-            typer.echo(json.dumps(flag.to_dict()))
+            typer.echo(flag.to_json())
             continue
         p = "" if flag.probability is None else f" P(manipulated) {flag.probability:.2f},"
         state = "NO SPEECH, not judged" if flag.flagged is None else "FLAGGED" if flag.flagged else "ok"
@@ -180,7 +180,7 @@ def fix_command(
     engine = None if delay_ms is not None else _engine(artifact, backend)
     r = fix_file(video, output, engine=engine, delay_ms=delay_ms, audio=audio)
     if as_json:
-        typer.echo(json.dumps(r.to_dict()))
+        typer.echo(r.to_json())
         return
     how = (f"offset {r.offset_frames:+d}, confidence {r.confidence:.3f}" if r.measured else "forced")
     state = "late" if r.audio_delay_ms >= 0 else "early"

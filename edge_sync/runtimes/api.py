@@ -12,6 +12,7 @@ from typing import Any, Generic, Sequence, TypeVar, overload
 
 import numpy as np
 
+from edge_sync._json import JsonResult
 from edge_sync._paths import BUNDLED_ARTIFACT
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
@@ -89,7 +90,7 @@ class MainAnswer(Generic[AnswerT]):
 
 
 @dataclass(repr=False)
-class FileSync:
+class FileSync(JsonResult):
     """A video file's sync: one :class:`TrackSync` per face-track segment; the clip's answer is ``main``'s, and
     ``offset_frames``, ``audio_delay_ms``, ``confidence``, ``probability`` and ``no_speech`` read it directly."""
 

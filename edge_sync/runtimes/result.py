@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sync._json import JsonResult
 from edge_sync.features.speech import SpeechPresence
 from edge_sync.spec import FRAME_MS, legacy_av_offset
 
@@ -33,7 +34,7 @@ def array_summary(a: np.ndarray | None) -> str:
 
 
 @dataclass(repr=False)
-class SyncResult:
+class SyncResult(JsonResult):
     """One clip's sync analysis. Offsets k > 0 mean the sound comes late (audio_delay_ms = 40 k)."""
 
     frame_probs: np.ndarray  # [2K+1, T] softmax over offsets per frame

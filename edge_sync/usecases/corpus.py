@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from edge_sync._atomic import atomic_path
+from edge_sync._json import JsonResult
 from edge_sync._deps import require
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.media import VIDEO_EXTENSIONS, find_videos
@@ -87,7 +88,7 @@ RUNNERS = ("pool", "dask")
 
 
 @dataclass
-class CorpusSummary:
+class CorpusSummary(JsonResult):
     """What one :func:`score_corpus` call did. ``clips_per_second`` counts the clips processed by this call
     (scored + failed) over its wall time, worker start-up included."""
 

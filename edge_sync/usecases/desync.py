@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
 from edge_sync.usecases.features import DESYNC_FEATURES, desync_features, judged_track, judged_warnings, vector
 from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, resolve_heads
@@ -36,7 +37,7 @@ FLAT_CONFIDENCE = 0.03  # LSE-C below this on unit embeddings: no sync evidence 
 
 
 @dataclass
-class DesyncFlag:
+class DesyncFlag(JsonResult):
     path: str
     flagged: bool | None  # None: no speech (or too short a soundtrack), nothing to judge
     probability: float | None  # P(manipulated) from the fitted head (None: no head for this model, or no speech)

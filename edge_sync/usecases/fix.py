@@ -59,6 +59,7 @@ import av
 import numpy as np
 
 from edge_sync._atomic import atomic_path
+from edge_sync._json import JsonResult
 from edge_sync.errors import EdgeSyncError, MediaError
 from edge_sync.features.media import _audio_stream, _check_path, _no_stream, _opened, _short, _video_stream
 
@@ -84,7 +85,7 @@ _STALE_TAGS = ("duration", "number_of_frames", "number_of_bytes", "_statistics",
 
 
 @dataclass
-class FixResult:
+class FixResult(JsonResult):
     """What ``fix_file`` measured and wrote.
 
     ``audio_delay_ms`` is the delay that was corrected (the sound was late by this much; negative: early), measured

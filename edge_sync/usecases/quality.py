@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
 from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import QUALITY_FEATURES, judged_track, judged_warnings, quality_features, vector
@@ -43,7 +44,7 @@ IN_SYNC_FRAMES = 1  # |offset| <= 1 frame (40 ms) counts as in sync, as in the L
 
 
 @dataclass
-class QualityScore:
+class QualityScore(JsonResult):
     path: str
     lse_d: float
     lse_c: float

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
 from edge_sync.usecases.features import SPEAKER_FEATURES, SPEECH_DB, judged_track, judged_warnings, \
     speaker_frame_features
@@ -44,7 +45,7 @@ class SpeakerTrack:
 
 
 @dataclass
-class Speakers:
+class Speakers(JsonResult):
     path: str
     num_frames: int
     tracks: list[SpeakerTrack]

@@ -421,13 +421,16 @@ def bench_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     report: Optional[Path] = typer.Option(None, help="Write the Markdown table here."),
     plot: Optional[Path] = typer.Option(None, help="Write latency and size/speed plots here (.png)."),
+    parity: Optional[Path] = typer.Option(None, metavar="P.json", help="A parity run's JSON (parity --data ... -o "
+                                          "P.json): the plot shows each artifact's clip accuracy from it."),
 ) -> None:
     """Latency matrix: median/p90 latency, frames/s, real-time factor, peak RSS, load time and size per artifact.
     Exit code as parity's: 1 when an artifact failed (or failed its parity check), 0 when each was timed or skipped
     (no backend runs it on this OS)."""
     from edge_sync._deps import require
     from edge_sync.bench.matrix import QUICK, run_bench
-    from edge_sync.bench.report import bench_markdown, plot as plot_rows, write_json
+    from edge_sync.bench.plot import clip_accuracy, plot as plot_rows
+    from edge_sync.bench.report import bench_markdown, write_json
 
     if plot:
         require("matplotlib", "bench", "bench --plot")  # before minutes of timing, not after
@@ -448,7 +451,7 @@ def bench_command(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("# Latency matrix\n\n" + table + "\n")
     if plot:
-        plot_rows(rows, plot)
+        plot_rows(rows, plot, clip_accuracy(parity) if parity else None)
     _print_result(lambda path: write_json(rows, path, settings) if path else None, as_json, output, lambda _: table)
     _exit_on_failures({r.name: f"{r.status} ({r.detail})" if r.detail else r.status for r in rows
                        if r.status in ("failed", "parity failed")})

@@ -1,4 +1,5 @@
-"""The latency matrix as a Markdown table (ratios against the baselines of the same run) and as plots."""
+"""The latency matrix as a Markdown table (ratios against the baselines of the same run) and as JSON (the plot is
+:mod:`edge_sync.bench.plot`)."""
 from __future__ import annotations
 
 import json
@@ -50,32 +51,8 @@ def write_json(rows: list[BenchRow], path: Path, settings: dict[str, Any]) -> No
                                 "rows": [r.to_dict() for r in rows]}, indent=2, default=float))
 
 
-def plot(rows: list[BenchRow], path: Path, accuracy: dict[str, float] | None = None) -> None:
-    """Left: latency vs clip length per model (batch 1). Right: size vs frames/s at the longest common length,
-    labelled with task accuracy where parity measured it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in rows if r.status in ("ok", "parity failed") and r.batch == 1]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for name in dict.fromkeys(r.name for r in ok):
-        pts = sorted((r.frames, r.median_ms) for r in ok if r.name == name)
-        left.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    left.set(xlabel="clip length (frames)", ylabel="median latency (ms, batch 1)", yscale="log",
-             title="Latency vs clip length")
-    left.legend(fontsize=7)
-    longest = max((r.frames for r in ok), default=0)
-    for r in (r for r in ok if r.frames == longest and r.size_mb == r.size_mb):
-        right.scatter(r.size_mb, r.frames_per_s, s=60)
-        label = f"{r.target}-{r.precision}"
-        if accuracy and r.name in accuracy:
-            label += f" ({accuracy[r.name]:.0f}%)"
-        right.annotate(label, (r.size_mb, r.frames_per_s), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    right.set(xlabel="artifact size (MB)", ylabel=f"frames/s at T={longest}", yscale="log",
-              title="Size / speed (clip accuracy in brackets)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def read_json(path: Path) -> list[BenchRow]:
+    """The rows of a bench JSON file (``bench -o``), e.g. to plot a past run again without timing anything."""
+    derived = {"frames_per_s", "real_time_factor"}  # properties, recomputed from the stored fields
+    rows = json.loads(path.read_text())["rows"]
+    return [BenchRow(**{k: v for k, v in row.items() if k not in derived}) for row in rows]

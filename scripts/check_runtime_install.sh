@@ -59,6 +59,8 @@ assert not pt, f"torch checkpoints in the runtime wheel: {pt}"
 for need in ("edge_sync/weights/student.onnx-fp32/model.onnx", "edge_sync/weights/student.onnx-fp32/manifest.json"):
     assert need in names, f"{need} missing from the wheel"
 assert any(n.startswith("edge_sync/features/detectors/") and n.endswith(".onnx") for n in names), "no face detector"
+for need in ("LICENSE", "NOTICE"):  # the vendored weights' licences travel with them
+    assert any(n.endswith(f".dist-info/licenses/{need}") for n in names), f"{need} missing from the wheel"
 EOF
 
 step "venv + pip install edge-sync[onnxruntime]"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fresh-machine set-up: system tools, a virtual environment in .venv, edge-sync with its dev extras.
+# Fresh-machine set-up: system tools, a virtual environment in .venv, edge-sync with its dev and docs extras.
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +21,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i "warning" || true
 # torch is pinned (==2.13.0, a CPU wheel); an unpinned torch would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -i "warning" || true
+.venv/bin/python -m pip install -q -e '.[dev,docs]' 2>&1 | grep -v -i "warning" || true  # docs: the MkDocs site
 .venv/bin/python -c "import edge_sync, torch; print('edge-sync', edge_sync.__version__, '| torch', torch.__version__)"

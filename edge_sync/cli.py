@@ -292,54 +292,94 @@ def eval_command(
 
 @app.command("export")
 def export_command(
+    ctx: typer.Context,
     model: str = typer.Option("student", help="student, teacher, legacy checkpoint, or a checkpoint path."),
     target: Target = typer.Option("onnx", help="Export target; all: every target whose toolchain is installed."),
     precision: Precision = typer.Option("fp32", help="Numeric precision of the artifact."),
     output: Path = typer.Option(Path("artifacts"), "-o", "--output", help="Folder for the artifact directories."),
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the model's name)."),
-    calib: Optional[Path] = typer.Option(None, help="Calibration set for int8 (edge-sync calibrate); default: "
-                                                    "a synthetic set built once and shared."),
-    calib_method: Optional[CalibMethod] = typer.Option(None, help="int8 calibration for onnx/tensorrt (default: "
-                                                                  "minmax for onnx, percentile for tensorrt)."),
-    min_frames: int = typer.Option(1, help="Shortest clip (video frames) the artifact must take."),
-    opt_frames: int = typer.Option(100, help="Clip length to optimise for (TensorRT profile)."),
-    max_frames: Optional[int] = typer.Option(None, help="Longest clip per call (TensorRT profile; longer clips "
-                                                        "are windowed by the runtime)."),
-    buckets: Optional[str] = typer.Option(None, help="tflite: the static clip lengths to export, e.g. 50,250 "
+    calib: Optional[Path] = typer.Option(None, help="int8 only: calibration set (edge-sync calibrate) for onnx, "
+                                                    "openvino, tflite, tensorrt; default: a synthetic set built "
+                                                    "once and shared."),
+    calib_method: Optional[CalibMethod] = typer.Option(None, help="int8, onnx/tensorrt only (default: minmax for "
+                                                                  "onnx, percentile for tensorrt)."),
+    min_frames: Optional[int] = typer.Option(None, help="Shortest clip (video frames) the artifact must take "
+                                                        "(not tflite: see --buckets). Default 1."),
+    opt_frames: Optional[int] = typer.Option(None, help="Clip length to optimise for (TensorRT profile, CoreML "
+                                                        "default shape; not tflite). Default 100."),
+    max_frames: Optional[int] = typer.Option(None, help="Longest clip per call (longer clips are windowed by the "
+                                                        "runtime; not tflite)."),
+    buckets: Optional[str] = typer.Option(None, help="tflite only: the static clip lengths to export, e.g. 50,250 "
                                                      "(the runtime windows and pads clips to them)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per artifact (path, target, "
-                                 "precision, bytes, quick parity) instead of the table."),
+                                 "precision, bytes, seconds, quick parity) instead of the table."),
 ) -> None:
-    """Export a model to deployable artifacts (a directory per target, with a manifest); prints each directory."""
-    from edge_sync.artifact import read_artifact
-    from edge_sync.exporters.api import export
-    from edge_sync.exporters.common import TimeRange
+    """Export a model to deployable artifacts (a directory per target, with a manifest), each target in its own
+    process: one progress line per artifact on stderr (other tools' logs only with -v), the table on stdout. An
+    option the chosen targets do not read is refused (exit 2)."""
+    from edge_sync.exporters.api import check_options, export_targets
+    from edge_sync.exporters.applicable import InapplicableOptionError
+    from edge_sync.exporters.isolated import export_isolated
 
     _bundled_checkpoints(model)
-    if precision == "int8" and calib is None:
-        typer.echo("no --calib given: INT8 targets that calibrate use the default synthetic set (built once, then "
-                   "reused)", err=True)
-    extra = {"buckets": tuple(int(b) for b in buckets.split(",") if b.strip())} if buckets else {}
-    paths = export(model, target, precision, output, name=name, calib=calib, calib_method=calib_method,
-                   time_range=TimeRange(min_frames, opt_frames, max_frames), **extra)
+    frames = {"--min-frames": min_frames, "--opt-frames": opt_frames, "--max-frames": max_frames}
+    options = {"calib": calib, "calib_method": calib_method, "time_range": _time_range(min_frames, opt_frames,
+                                                                                       max_frames),
+               "buckets": _buckets(buckets)}
+    targets = export_targets(target)
+    try:
+        check_options(targets, precision, options,
+                      flag={"calib": "--calib", "calib_method": "--calib-method", "buckets": "--buckets",
+                            "time_range": "/".join(k for k, v in frames.items() if v is not None)})
+    except InapplicableOptionError as exc:
+        raise typer.BadParameter(exc.reason, ctx=ctx, param_hint=f"'{exc.flag}'") from exc
+    verbose = bool((ctx.obj or {}).get("verbose"))  # the root -v
+    done = export_isolated(model, targets, precision, output, name=name, options=options, verbose=verbose,
+                           say=lambda line: typer.echo(line, err=True))
+    _print_exported(done, as_json)
+
+
+def _time_range(min_frames: Optional[int], opt_frames: Optional[int], max_frames: Optional[int]) -> Any:
+    """The TimeRange the user asked for, or None when no frames option was given (each target's own default)."""
+    from edge_sync.exporters.common import TimeRange
+
+    if min_frames is None and opt_frames is None and max_frames is None:
+        return None
+    lo = min_frames or 1
+    opt = opt_frames or max(lo, min(100, max_frames or 100))
+    return TimeRange(lo, opt, max_frames)
+
+
+def _buckets(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if not text:
+        return None
+    try:
+        return tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise typer.BadParameter(f"clip lengths in video frames, e.g. 50,250; got {text!r}",
+                                 param_hint="'--buckets'") from None
+
+
+def _print_exported(done: list[Any], as_json: bool) -> None:
+    """stdout: one JSON object per artifact, or a table of them with the quick parity check's error."""
+    from edge_sync.artifact import read_artifact
+
     rows = []
-    for path in paths:
-        art = read_artifact(path)
-        size = sum(f["bytes"] for f in art.manifest["files"].values())
-        quick = art.manifest.get("parity_quick", {})
+    for d in done:
+        quick = read_artifact(d.path).manifest.get("parity_quick", {})
         if as_json:
-            typer.echo(json.dumps({"path": str(path), "target": art.target, "precision": art.precision,
-                                   "bytes": size, "parity_quick": quick}, default=float))
+            typer.echo(json.dumps({"path": str(d.path), "target": d.target, "precision": d.precision,
+                                   "bytes": d.bytes, "seconds": round(d.seconds, 2), "parity_quick": quick},
+                                  default=float))
             continue
         err = quick.get("max_abs_err", {}).get("sync_probs")
-        rows.append((art.target, art.precision, f"{size / 1e6:.2f} MB",
+        rows.append((str(d.path), d.target, d.precision, f"{d.bytes / 1e6:.2f} MB",
                      quick.get("status", "-") if err is None else f"{err:.1e}"))
-        typer.echo(str(path))
-    if as_json:
-        return
-    typer.echo("\n| target | precision | size | max abs err sync_probs vs PyTorch (quick check) |\n|---|---|---|---|")
-    for r in rows:
-        typer.echo("| " + " | ".join(r) + " |")
+    if rows:
+        typer.echo("| artifact | target | precision | size | max abs err sync_probs vs PyTorch (quick check) |\n"
+                   "|---|---|---|---|---|")
+        for r in rows:
+            typer.echo("| " + " | ".join(r) + " |")
 
 
 @app.command("calibrate")
@@ -547,9 +587,12 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what edge-sync decides."),
+def _root(ctx: typer.Context,
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what edge-sync decides (and, for "
+                                       "export, show the export tools' own logs and warnings)."),
           version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
+    ctx.ensure_object(dict)["verbose"] = verbose  # subcommands read it from their context
     _configure_logging(verbose)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,9 @@ class ExporterInfo:
     export: Callable[..., Path]
     notes: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # the user options it reads (calib, calib_method, time_range, buckets) -> the precisions it reads them at;
+    # any other given option is refused (edge_sync.exporters.applicable), never silently ignored
+    takes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.modules)

@@ -28,6 +28,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
                                         check_precision, quick_parity, resolve_calibration)
 from edge_sync.spec import AUDIO_INPUTS
@@ -365,5 +366,9 @@ def export_coreml(model: Any, out_dir: Path, precision: str = "fp32", name: str 
 
 register_exporter(ExporterInfo(target="coreml", precisions=PRECISIONS, extra="export,coreml",
                                modules=("torch", "coremltools"), export=export_coreml,
+                               # a calibration set is only run on macOS (activation calibration); elsewhere INT8
+                               # is weight-only and a --calib would do nothing
+                               takes={"time_range": PRECISIONS,
+                                      "calib": INT8 if plan_for("int8").calibrate_activations else ()},
                                notes="ML Program (.mlpackage); prediction and INT8 activation calibration "
                                      "need macOS"))

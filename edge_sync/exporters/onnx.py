@@ -10,10 +10,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-
 from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.exporters.applicable import ALL_PRECISIONS, INT8
 from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
 from edge_sync.spec import AUDIO_INPUTS, example_inputs
 
@@ -126,4 +126,5 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
 
 EXPORTER = register_exporter(ExporterInfo(target="onnx", precisions=("fp32", "fp16", "int8"), extra="export",
                                           modules=("torch", "onnx", "onnxscript", "onnxruntime"),
-                                          export=export_onnx))
+                                          export=export_onnx,
+                                          takes={"calib": INT8, "calib_method": INT8, "time_range": ALL_PRECISIONS}))

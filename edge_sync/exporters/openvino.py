@@ -31,6 +31,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
 from edge_sync.exporters.onnx import PARITY_FRAMES, export_onnx_file
 
@@ -183,7 +184,8 @@ def export_openvino(model: Any, out_dir: Path, precision: str = "fp32", name: st
     """Write ``NAME.openvino-PRECISION/`` with model.xml/.bin and a manifest.
 
     Options: ``calib`` (int8: a calibration set folder or CalibrationSet; default the shared synthetic set),
-    ``time_range`` (a TimeRange recorded in the manifest). ``calib_method`` is onnxruntime's and is ignored.
+    ``time_range`` (a TimeRange recorded in the manifest; the runtime windows clips to its max). ``calib_method``
+    is onnxruntime's: :func:`edge_sync.exporters.api.export` refuses it for this target.
     """
     check_precision("openvino", precision, PRECISIONS)
     ov = require("openvino", "openvino", "OpenVINO export")
@@ -209,5 +211,6 @@ def export_openvino(model: Any, out_dir: Path, precision: str = "fp32", name: st
 
 register_exporter(ExporterInfo(target="openvino", precisions=PRECISIONS, extra="export,openvino",
                                modules=("torch", "onnx", "onnxscript", "openvino", "nncf"), export=export_openvino,
+                               takes={"calib": INT8, "time_range": PRECISIONS},  # NNCF calibrates its own way
                                notes="IR from the dynamic-T ONNX; INT8 by NNCF with the cross-modal ops and the "
                                      "audio input layer in float"))

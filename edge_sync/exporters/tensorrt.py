@@ -30,6 +30,7 @@ from edge_sync._deps import available, require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters import onnx as onnx_exporter
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
                                         check_precision, resolve_calibration)
@@ -236,6 +237,7 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
 
 register_exporter(ExporterInfo(target="tensorrt", precisions=PRECISIONS, extra="export",
                                modules=("torch", "onnx", "onnxscript", "onnxruntime"), export=export_tensorrt,
+                               takes={"calib": INT8, "calib_method": INT8, "time_range": PRECISIONS},
                                notes="TensorRT-ready ONNX + build_engine.py; the engine is built on the device"))
 
 

@@ -48,6 +48,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
+from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters.common import TimeRange, base_manifest, check_precision, resolve_calibration
 from edge_sync.runtimes.tflite_backend import INPUTS, OUTPUTS, LiteRTSession
 
@@ -421,4 +422,6 @@ def export_tflite(model: Any, out_dir: Path, precision: str = "fp32", name: str 
 register_exporter(ExporterInfo(target="tflite", precisions=PRECISIONS, extra="tflite",
                                modules=("torch", "litert_torch", "ai_edge_quantizer", "ai_edge_litert"),
                                export=export_tflite,
+                               # static shapes: --buckets, not a time range; ai-edge-quantizer's own calibration
+                               takes={"calib": INT8, "buckets": PRECISIONS},
                                notes="static shapes: one .tflite per time bucket (default 50 and 250 frames)"))

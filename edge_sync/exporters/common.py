@@ -72,6 +72,18 @@ def base_manifest(model: Any, source: dict[str, Any] | None, tools: tuple[str, .
     return out
 
 
+def model_digest(model: Any) -> str:
+    """sha256 of the config and every parameter/buffer: the key under which a conversion can be reused."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(getattr(model, "config_dict", dict)(), sort_keys=True, default=str).encode())
+    for key, tensor in model.state_dict().items():
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 DEFAULT_MAX_FRAMES = 1000  # 40 s per call where a target needs a bound; the runtime windows longer clips
 
 

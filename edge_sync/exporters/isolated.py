@@ -87,7 +87,7 @@ def export_isolated(model: str, targets: list[str], precision: str, out_dir: Pat
     with tempfile.TemporaryDirectory(prefix="edge-sync-export-") as tmp:
         for target in targets:
             job = ExportJob(str(model), target, precision, str(out_dir), name, options_for(target, precision, options),
-                            verbose)
+                            verbose, share_dir=tmp)
             start = time.perf_counter()
             result, log = run_child(job, Path(tmp), verbose)
             seconds = time.perf_counter() - start  # what the user waited: the child's start-up included

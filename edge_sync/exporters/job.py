@@ -24,6 +24,7 @@ class ExportJob:
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
+    share_dir: str | None = None  # where the run's children share work (edge_sync.exporters.onnx.shared_exports)
 
     def to_json(self) -> str:
         opts = dict(self.options)

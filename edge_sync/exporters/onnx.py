@@ -6,7 +6,11 @@ checked against PyTorch at several T, different from the export sample, before t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,8 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import ALL_PRECISIONS, INT8
-from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
+from edge_sync.exporters.common import (base_manifest, check_precision, model_digest, quick_parity,
+                                        resolve_calibration)
 from edge_sync.spec import AUDIO_INPUTS, example_inputs
 
 log = logging.getLogger(__name__)
@@ -30,8 +35,40 @@ def sample_inputs(model: Any, frames: int, batch: int = 1, seed: int = 0):
     return torch.from_numpy(audio), torch.from_numpy(video)
 
 
+_SHARED: list[Path] = []  # the folder set by shared_exports(), if any
+
+
+@contextlib.contextmanager
+def shared_exports(folder: Path) -> Iterator[None]:
+    """Within this block :func:`export_onnx_file` reuses a graph already exported to ``folder`` for the same model
+    (config, weights, sample T, torch version). Why: torch.onnx's dynamo export is the slowest step of the onnx,
+    openvino and tensorrt exports alike (~60% of each); the export runner hands all its child processes one
+    folder, so ``--target all`` pays it once."""
+    _SHARED.append(Path(folder))
+    try:
+        yield
+    finally:
+        _SHARED.pop()
+
+
 def export_onnx_file(model: Any, path: Path, frames: int = EXPORT_FRAMES) -> None:
-    """Trace ``model`` to ``path`` with dynamic batch and time (audio time tied to 4*T)."""
+    """Trace ``model`` to ``path`` with dynamic batch and time (audio time tied to 4*T); inside
+    :func:`shared_exports`, copy the graph exported before for the same model instead."""
+    if not _SHARED:
+        _export_onnx_file(model, path, frames)
+        return
+    torch = require("torch", "export", "ONNX export")
+    cached = _SHARED[-1] / f"{model_digest(model)[:32]}-t{frames}-torch{torch.__version__}.onnx"
+    if not cached.is_file():
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        _export_onnx_file(model, partial, frames)
+        partial.replace(cached)  # atomic: a concurrent reader sees the whole graph or none
+    else:
+        log.info("reusing the ONNX graph exported for this model at %s", cached)
+    shutil.copyfile(cached, path)
+
+
+def _export_onnx_file(model: Any, path: Path, frames: int) -> None:
     torch = require("torch", "export", "ONNX export")
     require("onnxscript", "export", "ONNX export with torch's dynamo exporter")
     model = model.eval()

@@ -49,7 +49,8 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
-from edge_sync.exporters.common import TimeRange, base_manifest, check_precision, resolve_calibration
+from edge_sync.exporters.common import (TimeRange, base_manifest, check_precision, model_digest,
+                                        resolve_calibration)
 from edge_sync.runtimes.tflite_backend import INPUTS, OUTPUTS, LiteRTSession
 
 log = logging.getLogger(__name__)
@@ -137,18 +138,6 @@ def fold_batchnorm(model: Any) -> Any:
             if type(norm) is pairs.get(type(conv)) and norm.running_mean is not None:
                 seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, norm), nn.Identity()
     return folded
-
-
-def model_digest(model: Any) -> str:
-    """sha256 of the config and every parameter/buffer: the key under which a conversion can be reused."""
-    import hashlib
-    import json
-
-    h = hashlib.sha256(json.dumps(getattr(model, "config_dict", dict)(), sort_keys=True, default=str).encode())
-    for key, tensor in model.state_dict().items():
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 _CONVERTED: dict[tuple[str, int], bytes] = {}  # (model digest, T) -> float .tflite; exporting several precisions

@@ -8,6 +8,7 @@ and the child reports back in RESULT.json: the artifact, or the error in one lin
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -43,12 +44,14 @@ def peak_rss_mb() -> float:
 def run_job(job: ExportJob) -> JobResult:
     """Export ``job`` in this process; any failure becomes a one-line error (its traceback goes to the log)."""
     from edge_sync.exporters.api import export
+    from edge_sync.exporters.onnx import shared_exports
 
     kept = _KeepWarnings()
     logging.getLogger("edge_sync").addHandler(kept)
     start = time.perf_counter()
     try:
-        path = export(job.model, job.target, job.precision, job.out_dir, name=job.name, **job.options)[0]
+        with shared_exports(Path(job.share_dir)) if job.share_dir else contextlib.nullcontext():
+            path = export(job.model, job.target, job.precision, job.out_dir, name=job.name, **job.options)[0]
         return JobResult(path=str(path), seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb(),
                          warnings=kept.messages)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, traceback kept in the log

@@ -104,3 +104,24 @@ def test_tampering_is_detected(fp32_artifact, tmp_path):
     (copy / "manifest.json").unlink()
     with pytest.raises(ArtifactError, match="no manifest.json"):
         read_artifact(copy)
+
+
+def test_shared_exports_run_torch_onnx_once_per_model(student_ckpt, fp32_artifact, tmp_path):
+    from edge_sync.exporters import onnx as onnx_exporter
+    from edge_sync.models.io import load
+
+    model, shared = load(student_ckpt), tmp_path / "shared"
+    shared.mkdir()
+    with onnx_exporter.shared_exports(shared):
+        onnx_exporter.export_onnx_file(model, tmp_path / "a.onnx")  # exported, and kept in the shared folder
+        kept = list(shared.iterdir())
+        stamp = kept[0].stat().st_mtime_ns
+        onnx_exporter.export_onnx_file(model, tmp_path / "b.onnx")  # copied from it
+    assert len(kept) == 1 and kept[0].suffix == ".onnx" and kept[0].stat().st_mtime_ns == stamp
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes() == kept[0].read_bytes()
+    # the artifact exported outside the block has the same graph
+    assert (fp32_artifact / "model.onnx").read_bytes() == kept[0].read_bytes()
+    other = X3DStudent()
+    with onnx_exporter.shared_exports(shared):
+        onnx_exporter.export_onnx_file(other.eval(), tmp_path / "c.onnx")  # other weights: a graph of its own
+    assert len(list(shared.iterdir())) == 2

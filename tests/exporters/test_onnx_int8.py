@@ -15,7 +15,7 @@ from edge_sync.calibration import CalibrationError, load_calibration_set  # noqa
 from edge_sync.data.synthetic import make_clip  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.exporters.api import export  # noqa: E402
-from edge_sync.exporters.onnx_int8 import downstream_nodes, quantize_qdq  # noqa: E402
+from edge_sync.exporters.onnx_int8 import chunk_size, downstream_nodes, quantize_qdq  # noqa: E402
 from edge_sync.spec import LEGACY_FACE  # noqa: E402
 
 
@@ -104,3 +104,26 @@ def test_unknown_method_and_mismatched_set_are_refused(artifacts, calib, tmp_pat
     with pytest.raises(CalibrationError, match="legacy_face224"):
         export("student", "onnx", "int8", tmp_path / "art", calib=legacy_set)
     assert not (tmp_path / "art" / "student.onnx-int8").exists()
+
+
+def _scales(path):
+    model = onnx.load(str(path))
+    return {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_scale")}
+
+
+@pytest.mark.parametrize("method, tolerance", [("minmax", 0.0), ("percentile", 2e-3)])
+def test_calibrating_in_chunks_gives_the_one_pass_ranges(artifacts, calib, tmp_path, method, tolerance):
+    # chunks bound onnxruntime's memory (it keeps every intermediate tensor of what it is given): MinMax folds them
+    # exactly; the histograms grow bins as later chunks need, so percentile moves by a fraction of a bin
+    fp32, clips = artifacts[0] / "model.onnx", load_calibration_set(calib)
+    one, chunked = tmp_path / "one.onnx", tmp_path / "chunked.onnx"
+    quantize_qdq(fp32, one, clips, method=method, calib_chunk=len(clips))
+    quantize_qdq(fp32, chunked, clips, method=method, calib_chunk=2)
+    a, b = _scales(one), _scales(chunked)
+    assert a.keys() == b.keys() and len(a) > 50
+    worst = max(float(np.max(np.abs(b[k] - v) / np.abs(v))) for k, v in a.items())
+    assert worst <= tolerance, worst
+
+
+def test_chunks_divide_the_set():
+    assert [chunk_size(n) for n in (64, 8, 6, 7, 1)] == [4, 4, 3, 1, 1]

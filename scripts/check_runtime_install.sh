@@ -4,7 +4,8 @@
 # Builds the wheel of the working tree (from a clean copy of the files git tracks or would track, so a stale build/
 # cannot leak into it) and checks what it carries (the runtime artifact, no torch checkpoints), installs it with
 # only [onnxruntime] into a new venv in a temp dir, asserts torch is absent and the CLI does not import click, then
-# runs --version, info --json, sync on a talking clip with a planted offset, bench on the bundled artifact (no
+# runs --version, info --json, sync on a talking clip with a planted offset (with OpenCV as pip resolves it: 5 has no
+# Haar cascades, so there `--detector haar` must name the [haar] extra), bench on the bundled artifact (no
 # torch: timed without baselines) and on an artifact no backend runs here (skipped, exit 0), and the errors a
 # runtime-only install must give (usage error: exit 2; a command that needs torch: one line naming the extra,
 # exit 1). Then adds a second runtime extra, [openvino], and checks it brings nothing export-only (nncf, scipy,
@@ -115,6 +116,16 @@ EOF
 expect 0 sync_text -- "$ES" sync "$WORK/clip.mp4"
 grep -q "backend onnxruntime" "$WORK/sync_text.out" || fail "sync did not run on onnxruntime"
 
+step "OpenCV as pip resolved it; Haar without it"
+opencv=$("$V/bin/python" -c "import cv2; print(cv2.__version__)")
+if [ "${opencv%%.*}" -ge 5 ]; then  # OpenCV 5 has no cascades: YuNet ran the sync above; Haar names its extra
+  expect 1 haar -- "$ES" sync "$WORK/clip.mp4" --detector haar
+  no_traceback haar
+  grep -q "pip install 'edge-sync\[haar\]'" "$WORK/haar.err" || fail "Haar on OpenCV $opencv does not name [haar]"
+else
+  expect 0 haar -- "$ES" sync "$WORK/clip.mp4" --detector haar
+fi
+
 step "edge-sync bench (bundled; coreml skipped)"
 ART=$("$V/bin/python" -c "from edge_sync._paths import WEIGHTS_DIR; print(WEIGHTS_DIR / 'student.onnx-fp32')")
 expect 0 bench -- "$ES" bench "$ART" --quick  # no torch: times the artifact, says the baselines need [export]
@@ -168,4 +179,4 @@ step ""
 
 printf 'runtime-install: OK in %.0f s (wheel %s KB; venv %s MB with [onnxruntime], %s MB with [onnxruntime,openvino];' \
   "$(awk "BEGIN {print $(date +%s.%N) - $t0}")" "$wheel_kb" "$size_mb" "$size2_mb"
-printf ' no torch; click: %s)\n' "$click"
+printf ' no torch; click: %s; OpenCV %s)\n' "$click" "$opencv"

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from edge_sync.errors import NoFaceError
+from edge_sync.errors import MissingExtraError, NoFaceError
 from edge_sync.features.video import MOUTH_CENTRE, check_frame, get_crop_kind, to_model_input
 from edge_sync.features.yunet import YuNetOnnxRuntime
 from edge_sync.spec import LEGACY_FACE, MOUTH, VideoPreprocessing
@@ -167,7 +167,8 @@ def get_detector(detector: str | FaceDetector = DEFAULT_DETECTOR, **kwargs: Any)
 
 @register_detector("haar")
 class HaarDetector(FaceDetector):
-    """OpenCV's frontal-face Haar cascade (the XML ships inside opencv-python<5 under ``cv2.data``).
+    """OpenCV's frontal-face Haar cascade (the XML ships inside opencv-python<5 under ``cv2.data``; OpenCV 5 has no
+    cascades at all, so this fallback needs ``pip install 'edge-sync[haar]'`` there).
 
     Runs on a grayscale copy downscaled so its longest side is ``detect_size`` pixels (speed: ~4x fewer
     pixels for 640x360), then maps boxes back to full resolution. ``min_face`` is the smallest face in pixels
@@ -178,6 +179,11 @@ class HaarDetector(FaceDetector):
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", detect_size: int = 320,
                  scale_factor: float = 1.1, min_neighbors: int = 5, min_face: int = 24,
                  region_min_neighbors: int = 3, equalize: bool = False) -> None:
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise MissingExtraError("cv2.CascadeClassifier", "haar", "the Haar face detector",
+                                    hint=f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 dropped them): "
+                                         "pip install 'edge-sync[haar]' for OpenCV 4, or use the default detector "
+                                         "(yunet)")
         path = cascade if os.path.isabs(cascade) else os.path.join(_haar_dir(), cascade)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Haar cascade not found at {path}; install opencv-python-headless<5 "

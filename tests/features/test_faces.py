@@ -17,6 +17,9 @@ from edge_sync.features.faces import (DETECTORS, FaceBox, FaceDetector, FaceTrac
 from edge_sync.features.video import crop_region, mouth_box
 
 skdata = pytest.importorskip("skimage.data", reason="tests use scikit-image's bundled astronaut photo")
+# OpenCV 5 has no CascadeClassifier: the Haar fallback is then an extra ([haar] pins OpenCV 4)
+needs_haar = pytest.mark.skipif(not hasattr(cv2, "CascadeClassifier"),
+                                reason="OpenCV 5 has no Haar cascades: pip install 'edge-sync[haar]'")
 
 # Patch of the photo around the head and where things are in the photo (read off the 512x512 image by eye;
 # the Haar cascade finds the face box (177, 66, 95, 95) on the full photo).
@@ -73,6 +76,7 @@ def _iou(a, b) -> float:
 
 
 # --- detector --------------------------------------------------------------------------------------
+@needs_haar
 def test_registry_has_haar_and_rejects_unknown_names():
     assert "haar" in DETECTORS and DETECTORS["haar"] is HaarDetector
     det = get_detector("haar")
@@ -84,6 +88,7 @@ def test_registry_has_haar_and_rejects_unknown_names():
         register_detector("haar")(HaarDetector)
 
 
+@needs_haar
 def test_registered_detector_is_usable_by_name():
     @register_detector("haar_alt2_test")
     class HaarAlt2(HaarDetector):
@@ -99,6 +104,7 @@ def test_registered_detector_is_usable_by_name():
         DETECTORS.pop("haar_alt2_test")
 
 
+@needs_haar
 def test_haar_finds_the_real_face_in_the_photo():
     found = HaarDetector().detect(_photo())
     assert len(found) == 1
@@ -106,6 +112,7 @@ def test_haar_finds_the_real_face_in_the_photo():
     assert found[0].score >= 1
 
 
+@needs_haar
 @pytest.mark.parametrize("scale", [0.55, 1.0, 1.3])
 def test_detection_maps_boxes_back_to_full_resolution(scale):
     frame = _background().copy()
@@ -117,6 +124,7 @@ def test_detection_maps_boxes_back_to_full_resolution(scale):
     assert not HaarDetector().detect(_background())
 
 
+@needs_haar
 def test_detector_rejects_bad_frames_clearly():
     det = HaarDetector()
     with pytest.raises(ValueError, match="grayscale"):
@@ -160,6 +168,7 @@ def test_tracker_follows_motion_and_mouth_crops_are_centred():
     assert x.shape == (1, 3, 60, 112, 112) and x.dtype == np.float32
 
 
+@needs_haar
 def test_interpolated_frames_lie_between_detections():
     frames, _ = _moving(40)
     tracker = FaceTracker("haar", detect_every=5, cut_threshold=None)
@@ -222,6 +231,7 @@ def test_two_faces_give_two_stable_tracks():
     assert res.largest_track() is by_side[0]  # same length, the left face is bigger
 
 
+@needs_haar
 def test_buffer_is_bounded_and_results_stream_out():
     tracker = FaceTracker("haar", detect_every=5, crops=("mouth",))
     bg = _background()
@@ -290,7 +300,15 @@ def test_yunet_is_the_default_detector_and_haar_stays_registered():
     from edge_sync.features.faces import DEFAULT_DETECTOR, YuNetDetector
 
     assert DEFAULT_DETECTOR == "yunet" and isinstance(get_detector(), YuNetDetector)
-    assert isinstance(get_detector("haar"), HaarDetector)
+    assert DETECTORS["haar"] is HaarDetector
+
+
+@pytest.mark.skipif(hasattr(cv2, "CascadeClassifier"), reason="OpenCV 4 has the Haar cascades")
+def test_haar_on_opencv_5_names_the_extra():
+    from edge_sync.errors import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=r"edge-sync\[haar\]"):
+        get_detector("haar")
 
 
 def test_yunet_finds_the_photo_face_with_landmarks_and_centres_the_mouth_crop():

@@ -78,6 +78,8 @@ def test_legacy_crop_matches_syncnet_style_padding(box):
 
 @pytest.fixture(scope="module")
 def astronaut_face():
+    if not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip("OpenCV 5 has no Haar cascades, which place this face box: pip install 'edge-sync[haar]'")
     img = skdata.astronaut()
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")

@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--teacher-stages", nargs="*", default=[],
                         help="the checkpoints the teacher was fine-tuned from, first one first: their recipes are "
                              "recorded in teacher.json as 'stages' (a fine-tuned checkpoint records only its last)")
+    parser.add_argument("--student-stages", nargs="*", default=[],
+                        help="the same for the student: the checkpoints it was fine-tuned from, first one first")
     args = parser.parse_args()
     evaluation = json.loads(Path(args.eval).read_text())
     real = json.loads(Path(args.real_eval).read_text()) if args.real_eval else None
@@ -48,11 +50,12 @@ def main() -> None:
             rows = [m for m in real["models"] if str(m["model"]).startswith(src)]
             info["real_holdout"] = {"data": real["data"], "planted": real["planted"], "detector": real["detector"],
                                     "overall": rows[0]["overall"] if rows else None}
-        if name == "teacher" and args.teacher_stages:
-            stages = [load(stage).checkpoint_meta for stage in args.teacher_stages] + [meta]
+        earlier = {"teacher": args.teacher_stages, "student": args.student_stages}.get(name)
+        if earlier:
+            stages = [load(stage).checkpoint_meta for stage in earlier] + [meta]
             info["stages"] = [{"checkpoint": Path(ckpt).name, "recipe": m.get("recipe"), "steps": m.get("steps"),
                                "train_seconds": m.get("train_seconds"), "device": m.get("device")}
-                              for ckpt, m in zip([*args.teacher_stages, src], stages)]
+                              for ckpt, m in zip([*earlier, src], stages)]
             info["train_seconds_total"] = round(sum(st["train_seconds"] or 0 for st in info["stages"]), 1)
         dst.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
         print(f"bundled {dst} ({dst.stat().st_size / 1e6:.2f} MB)")

@@ -148,11 +148,12 @@ case "$stage" in
       -o runs/eval_teacher_stacked.json | tee runs/eval_teacher_stacked.md
     $E eval --model runs/teacher_stacked.pt --model teacher --count 200 --frames 50 --seed 1000 \
       -o runs/eval_teacher_stacked_synthetic.json | tee runs/eval_teacher_stacked_synthetic.md ;;
-  student-real)  # the bundled student fine-tuned on the same real clips (+ as many synthetic ones, so it keeps what it
-                 # knew), distilled from runs/teacher_real.pt, whose frozen trunks' features are computed once per clip
+  student-real)  # the synthetic student (`distill`) fine-tuned on the same real clips (+ as many synthetic ones, so it
+                 # keeps what it knew), distilled from runs/teacher_real.pt, whose frozen trunks' features are computed
+                 # once per clip
     real=${REAL:-../shared/real_clips}
     f=$(mktemp --suffix .json)
-    echo "{\"model\": \"${STUDENT:-edge_sync/weights/student.pt}\", \"teacher_trunk_features\": true," \
+    echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": 0.5, \"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
@@ -183,8 +184,15 @@ case "$stage" in
       -o runs/eval_holdout.json | tee runs/eval_holdout.md
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
+  bundle-student-real)  # runs/student_real.pt becomes the bundled student (its ONNX artifact re-exported), its
+                        # use-case heads fitted on synthetic clips and on the real clips outside the hold-out
+    real=${REAL:-../shared/real_clips}
+    $E eval --model runs/student_real.pt --count 200 --frames 50 --seed 1000 -o runs/eval_student_real_synthetic.json
+    .venv/bin/python scripts/bundle_weights.py --student runs/student_real.pt --student-stages "${STUDENT:-runs/student_distilled.pt}" \
+      --eval runs/eval_student_real_synthetic.json --real-eval runs/eval_student_real.json
+    .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real | teacher-stacked | student-real" >&2
+          "teacher-real | teacher-stacked | student-real | bundle-student-real" >&2
      exit 2 ;;
 esac

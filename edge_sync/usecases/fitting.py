@@ -1,4 +1,5 @@
-"""Fit and evaluate the use-case heads for one artifact's model on synthetic clips with known answers.
+"""Fit and evaluate the use-case heads for one artifact's model on synthetic clips with known answers, and on
+clips of real people as published and with their sound moved (:class:`RealClips`).
 
 Train clips use the speech bank's training voices and sentences, hold-out clips the hold-out ones (and other
 seeds), so the reported figures are on speech the heads never saw. Each clip is analysed once through the real
@@ -11,12 +12,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from edge_sync.data.scenes import DESYNC_KINDS, make_desync_clip, make_speakers_clip
+from edge_sync.errors import MediaError
+from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import DESYNC_FEATURES, QUALITY_FEATURES, SPEAKER_FEATURES, desync_features, \
     speaker_frame_features, vector
 from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_path
@@ -60,6 +63,69 @@ def desync_examples(engine: Any, split: str, per_kind: int, workdir: Path, progr
         labels.append(int(kind != "genuine"))
         groups.append(kind)
     return Examples(np.stack(rows), np.asarray(labels), np.asarray(groups))
+
+
+@dataclass(frozen=True)
+class RealClips:
+    """In-sync clips of real people (a folder like ``shared/real_clips``), split by name into clips the heads are fitted
+    on and an identity-disjoint hold-out they are judged on. Each clip counts as published (``real genuine``) and
+    with its sound moved by each of ``shifts`` frames (``real shifted``): the synthetic clips alone left the heads
+    reading a real clip's weak evidence as out of sync and a 5-frame offset as in sync."""
+
+    root: Path
+    train: tuple[str, ...]
+    holdout: tuple[str, ...]
+    shifts: tuple[int, ...] = (-8, -4, 4, 8)
+
+
+def real_clips(root: str | Path, holdout: Sequence[str], group: str = "real") -> RealClips:
+    """The manifest's ``group`` clips under ``root``: those named in ``holdout`` on one side, the rest on the other."""
+    from edge_sync.evaluation.real_footage import find_clips
+
+    names = sorted(p.name for p, _, _ in find_clips(Path(root), groups=(group,)))
+    held = set(holdout)
+    return RealClips(Path(root), tuple(n for n in names if n not in held), tuple(n for n in names if n in held))
+
+
+def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, progress: bool = True) -> Examples:
+    """One row per (clip, shift): DESYNC_FEATURES; label 1 (manipulated) for a moved soundtrack; group ``real
+    genuine`` or ``real shifted``. A shifted copy is the clip re-muxed with its sound late by that many frames
+    (:func:`edge_sync.usecases.fix.fix_file`: video stream-copied), analysed like any file a user brings."""
+    from edge_sync.usecases.fix import fix_file
+
+    names = clips.train if split == "train" else clips.holdout
+    rows, labels, groups = [], [], []
+    jobs = [(name, shift) for name in names for shift in (0, *clips.shifts)]
+    for name, shift in tqdm(jobs, desc=f"real clips ({split})", disable=not progress, unit="clip"):
+        src = clips.root / name
+
+        def make() -> dict[str, np.ndarray]:
+            if shift == 0:
+                return {"x": vector(desync_features(sync := engine.sync_file(src), sync.main), DESYNC_FEATURES)}
+            moved = workdir / "clips" / f"real-{src.stem}-{shift:+d}.mkv"
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            fix_file(src, moved, delay_ms=-shift * FRAME_MS)  # fix moves the sound earlier by delay_ms
+            try:
+                sync = engine.sync_file(moved)
+            finally:
+                moved.unlink(missing_ok=True)
+            return {"x": vector(desync_features(sync, sync.main), DESYNC_FEATURES)}
+
+        try:
+            data = _cached(workdir / "features" / f"real-{src.stem}-{shift:+d}.npz", make)
+        except MediaError as err:  # e.g. a moved copy of an MP4 whose edit list hides its first frames
+            log.warning("leaving out %s moved by %+d frames: %s", name, shift, str(err).splitlines()[0])
+            continue
+        rows.append(data["x"])
+        labels.append(int(shift != 0))
+        groups.append("real shifted" if shift else "real genuine")
+    return Examples(np.stack(rows), np.asarray(labels), np.asarray(groups))
+
+
+def _joined(*sets: Examples | None) -> Examples:
+    kept = [e for e in sets if e is not None]
+    return Examples(np.concatenate([e.x for e in kept]), np.concatenate([e.y for e in kept]),
+                    np.concatenate([e.group for e in kept]))
 
 
 def speaker_examples(engine: Any, split: str, count: int, workdir: Path, progress: bool = True) -> Examples:
@@ -118,17 +184,33 @@ def evaluate_desync(head: LogisticHead, ex: Examples) -> dict[str, Any]:
     p = head.probability(ex.x)
     flagged = np.array([decide(dict(zip(DESYNC_FEATURES, row)), head)[0] for row in ex.x])
     report = {"all": _binary_report(ex.y, p, head.threshold, flagged)}
-    for kind in DESYNC_KINDS[1:]:
-        keep = (ex.group == kind) | (ex.group == "genuine")
-        report[f"genuine vs {kind}"] = _binary_report(ex.y[keep], p[keep], head.threshold, flagged[keep])
+    pairs = [("genuine", kind) for kind in DESYNC_KINDS[1:]] + [("real genuine", "real shifted")]
+    for genuine, kind in pairs:
+        keep = (ex.group == kind) | (ex.group == genuine)
+        if (ex.group == kind).any():
+            name = f"genuine vs {kind}" if genuine == "genuine" else "real: genuine vs shifted"
+            report[name] = _binary_report(ex.y[keep], p[keep], head.threshold, flagged[keep])
     return report
 
 
 def quality_subset(ex: Examples) -> Examples:
-    """In sync (genuine) vs constant offsets: what a sync-quality score must separate."""
-    keep = np.isin(ex.group, ("genuine", "shifted"))
+    """In sync (genuine) vs constant offsets, synthetic and real: what a sync-quality score must separate."""
+    keep = np.isin(ex.group, ("genuine", "shifted", "real genuine", "real shifted"))
     x = ex.x[keep][:, [DESYNC_FEATURES.index(n) for n in QUALITY_FEATURES]]
-    return Examples(x, (ex.group[keep] == "genuine").astype(int), ex.group[keep])
+    return Examples(x, np.isin(ex.group[keep], ("genuine", "real genuine")).astype(int), ex.group[keep])
+
+
+def _quality_report(head: LogisticHead, ex: Examples) -> dict[str, Any]:
+    report = {}
+    for name, groups in (("in sync vs shifted", ("genuine", "shifted")),
+                         ("real: in sync vs shifted", ("real genuine", "real shifted"))):
+        keep = np.isin(ex.group, groups)
+        if keep.any():
+            report[name] = _binary_report(ex.y[keep], head.probability(ex.x[keep]), 0.5)
+            lse_c = ex.x[keep][:, 0]
+            report[name.replace("in sync vs shifted", "lse_c alone")] = _binary_report(
+                ex.y[keep], lse_c, float(np.median(lse_c)))
+    return report
 
 
 def evaluate_speakers(head: LogisticHead, ex: Examples) -> dict[str, Any]:
@@ -140,14 +222,18 @@ def evaluate_speakers(head: LogisticHead, ex: Examples) -> dict[str, Any]:
 
 def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kind: int = 12,
                  speaker_clips: int = 16, holdout_speaker_clips: int = 12, out: Path | None = None,
-                 progress: bool = True) -> UsecaseHeads:
-    """Fit the quality, desync and speaker heads for ``engine``'s model; evaluate on hold-out clips; write them."""
+                 progress: bool = True, real: RealClips | None = None) -> UsecaseHeads:
+    """Fit the quality, desync and speaker heads for ``engine``'s model (on synthetic clips, and on ``real``'s
+    training clips where given); evaluate on hold-out clips of each; write them."""
     sha = (engine.manifest.get("source") or {}).get("checkpoint_sha256")
     if not sha:
         raise ValueError("the artifact's manifest names no source checkpoint_sha256; re-export it with edge-sync")
     workdir = Path(workdir) / sha[:16]
     train_d = desync_examples(engine, "train", per_kind, workdir, progress)
     test_d = desync_examples(engine, "holdout", holdout_per_kind, workdir, progress)
+    if real is not None:
+        train_d = _joined(train_d, real_examples(engine, real, "train", workdir, progress))
+        test_d = _joined(test_d, real_examples(engine, real, "holdout", workdir, progress))
     train_s = speaker_examples(engine, "train", speaker_clips, workdir, progress)
     test_s = speaker_examples(engine, "holdout", holdout_speaker_clips, workdir, progress)
     desync = fit_head(train_d.x, train_d.y, DESYNC_FEATURES)
@@ -157,10 +243,11 @@ def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kin
     evaluation = {
         "recipe": {"per_kind": per_kind, "holdout_per_kind": holdout_per_kind, "speaker_clips": speaker_clips,
                    "holdout_speaker_clips": holdout_speaker_clips, "backend": engine.backend,
-                   "artifact": engine.manifest.get("name"), "precision": engine.manifest.get("precision")},
+                   "artifact": engine.manifest.get("name"), "precision": engine.manifest.get("precision"),
+                   "real": None if real is None else {"root": str(real.root), "train": list(real.train),
+                                                      "holdout": list(real.holdout), "shifts": list(real.shifts)}},
         "desync": evaluate_desync(desync, test_d),
-        "quality": {"in sync vs shifted": _binary_report(test_q.y, quality.probability(test_q.x), 0.5),
-                    "lse_c alone": _binary_report(test_q.y, test_q.x[:, 0], float(np.median(test_q.x[:, 0])))},
+        "quality": _quality_report(quality, test_q),
         "speakers": evaluate_speakers(speakers, test_s),
     }
     heads = UsecaseHeads(sha, {"desync": desync, "quality": quality, "speakers": speakers}, evaluation)

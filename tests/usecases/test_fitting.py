@@ -1,0 +1,45 @@
+"""Fitting the use-case heads on real clips: the hold-out split, and the moved-sound copies each clip adds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_sync.usecases.features import DESYNC_FEATURES
+from edge_sync.usecases.fitting import Examples, RealClips, quality_subset, real_clips, real_examples
+
+pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+
+
+def test_real_clips_keep_the_holdout_apart_and_only_the_real_group(tmp_path):
+    rows = [("a.mp4", "real"), ("b.mp4", "real"), ("c.mp4", "real"), ("late.mp4", "real-suspect")]
+    (tmp_path / "MANIFEST.tsv").write_text("file\tgroup\n" + "".join(f"{f}\t{g}\n" for f, g in rows))
+    for name, _ in rows:
+        (tmp_path / name).write_bytes(b"")
+    clips = real_clips(tmp_path, ["b.mp4"])
+    assert clips.train == ("a.mp4", "c.mp4") and clips.holdout == ("b.mp4",)
+
+
+def test_real_examples_label_each_moved_soundtrack_and_measure_its_shift(tmp_path, engine):
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    make_talking_photo_clip(root / "talk.mp4", "We check the sound against the mouth, one two three four.")
+    clips = RealClips(root, ("talk.mp4",), (), shifts=(-6, 5))
+    work = tmp_path / "work"
+    ex = real_examples(engine, clips, "train", work, progress=False)
+    assert ex.y.tolist() == [0, 1, 1]
+    assert ex.group.tolist() == ["real genuine", "real shifted", "real shifted"]
+    offsets = ex.x[:, DESYNC_FEATURES.index("abs_offset")]
+    assert offsets[0] <= 1 and abs(offsets[1] - 6) <= 1 and abs(offsets[2] - 5) <= 1, offsets
+    assert not list((work / "clips").glob("*.mkv"))  # the moved copies are analysed, then removed
+    again = real_examples(engine, clips, "train", work, progress=False)  # from the feature cache
+    np.testing.assert_array_equal(again.x, ex.x)
+
+
+def test_quality_subset_counts_real_in_sync_clips_as_in_sync():
+    groups = np.array(["genuine", "shifted", "swapped", "real genuine", "real shifted"])
+    ex = Examples(np.arange(5 * len(DESYNC_FEATURES), dtype=float).reshape(5, -1), np.array([0, 1, 1, 0, 1]), groups)
+    q = quality_subset(ex)
+    assert q.group.tolist() == ["genuine", "shifted", "real genuine", "real shifted"]
+    assert q.y.tolist() == [1, 0, 1, 0]

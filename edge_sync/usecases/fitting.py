@@ -102,7 +102,8 @@ def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, prog
         def make() -> dict[str, np.ndarray]:
             if shift == 0:
                 return {"x": vector(desync_features(sync := engine.sync_file(src), sync.main), DESYNC_FEATURES)}
-            moved = workdir / "clips" / f"real-{src.stem}-{shift:+d}.mkv"
+            iso = src.suffix.lower() in (".mp4", ".m4v", ".mov")  # keeps an edit list, which Matroska cannot
+            moved = workdir / "clips" / f"real-{src.stem}-{shift:+d}{src.suffix.lower() if iso else '.mkv'}"
             moved.parent.mkdir(parents=True, exist_ok=True)
             fix_file(src, moved, delay_ms=-shift * FRAME_MS)  # fix moves the sound earlier by delay_ms
             try:

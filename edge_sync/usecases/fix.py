@@ -330,6 +330,10 @@ def _remux_once(src: Path, tmp: str, fmt: str, shift_s: float, mode: str) -> dic
                 if packet.dts is None and packet.pts is None:
                     continue  # the demuxer's end-of-stream flush packets
                 if packet.stream is v:
+                    if fmt == "matroska" and packet.pts is not None and packet.pts * packet.time_base < -1e-3:
+                        raise MediaError(  # the muxer would move every stream later to make it non-negative
+                            f"{src} starts its video {float(-packet.pts * packet.time_base):.2f} s into the coded "
+                            "stream (an edit list), which Matroska cannot keep; name the output .mp4 or .mov")
                     if packet.pts is None:
                         raise MediaError(
                             f"{src} has video packets without timestamps (a raw stream, or AVI), which cannot be "

@@ -7,6 +7,7 @@ import hashlib
 import subprocess
 import sys
 import wave
+from pathlib import Path
 
 import av
 import numpy as np
@@ -217,3 +218,16 @@ def test_no_face_to_measure(engine, bad_files, tmp_path):
 def test_bad_arguments(clips, tmp_path, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         fix_file(clips[4], tmp_path / "out.mp4", **kwargs)
+
+
+EDIT_LIST_CLIP = Path(__file__).resolve().parents[2].parent / "shared" / "real_clips" / "lrdl_sample.mp4"
+
+
+@pytest.mark.skipif(not EDIT_LIST_CLIP.is_file(), reason="shared/real_clips/lrdl_sample.mp4 is not here")
+def test_an_mp4_edit_list_is_kept_in_mp4_and_refused_in_matroska(engine, tmp_path):
+    """Its video starts 1.84 s into the coded stream: Matroska would move every stream 1.84 s later."""
+    with pytest.raises(MediaError, match="edit list.*name the output .mp4"):
+        fix_file(EDIT_LIST_CLIP, tmp_path / "moved.mkv", delay_ms=-160.0)
+    assert not (tmp_path / "moved.mkv").exists()
+    fix_file(EDIT_LIST_CLIP, tmp_path / "moved.mp4", delay_ms=-160.0)  # the sound 4 frames late
+    assert engine.sync_file(tmp_path / "moved.mp4").offset_frames in (3, 4, 5)

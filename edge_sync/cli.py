@@ -311,8 +311,10 @@ def export_command(
                                                         "runtime; not tflite)."),
     buckets: Optional[str] = typer.Option(None, help="tflite only: the static clip lengths to export, e.g. 50,250 "
                                                      "(the runtime windows and pads clips to them)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Targets exported side by side, each in its own "
+                             "process (targets that share work run one after another)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per artifact (path, target, "
-                                 "precision, bytes, seconds, quick parity) instead of the table."),
+                                 "precision, bytes, seconds, peak memory, quick parity) instead of the table."),
 ) -> None:
     """Export a model to deployable artifacts (a directory per target, with a manifest), each target in its own
     process: one progress line per artifact on stderr (other tools' logs only with -v), the table on stdout. An
@@ -335,7 +337,7 @@ def export_command(
         raise typer.BadParameter(exc.reason, ctx=ctx, param_hint=f"'{exc.flag}'") from exc
     verbose = bool((ctx.obj or {}).get("verbose"))  # the root -v
     done = export_isolated(model, targets, precision, output, name=name, options=options, verbose=verbose,
-                           say=lambda line: typer.echo(line, err=True))
+                           say=lambda line: typer.echo(line, err=True), jobs=jobs)
     _print_exported(done, as_json)
 
 
@@ -369,7 +371,8 @@ def _print_exported(done: list[Any], as_json: bool) -> None:
         quick = read_artifact(d.path).manifest.get("parity_quick", {})
         if as_json:
             typer.echo(json.dumps({"path": str(d.path), "target": d.target, "precision": d.precision,
-                                   "bytes": d.bytes, "seconds": round(d.seconds, 2), "parity_quick": quick},
+                                   "bytes": d.bytes, "seconds": round(d.seconds, 2),
+                                   "peak_rss_mb": round(d.peak_rss_mb), "parity_quick": quick},
                                   default=float))
             continue
         err = quick.get("max_abs_err", {}).get("sync_probs")

@@ -63,7 +63,7 @@ def test_verbose_shows_the_tools_own_logs(tmp_path):
     assert foreign(out.stderr), out.stderr  # the child's own logging and torch.onnx's lines come through
     assert sum(bool(PROGRESS.match(line)) for line in out.stderr.splitlines()) == 1
     row = json.loads(out.stdout)  # stdout stays the result alone
-    assert row["target"] == "onnx" and row["bytes"] > 0 and row["seconds"] > 0
+    assert row["target"] == "onnx" and row["bytes"] > 0 and row["seconds"] > 0 and row["peak_rss_mb"] > 100
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_all_int8_is_quiet_and_writes_what_each_exporter_writes(tmp_path, tiny_c
     assert foreign(out.stderr) == [], out.stderr
     targets = export_targets("all")
     shown = [PROGRESS.match(line).groups() for line in out.stderr.splitlines() if PROGRESS.match(line)]
-    assert [(t, p) for t, p, _ in shown] == [(t, "int8") for t in targets]
+    assert sorted((t, p) for t, p, _ in shown) == sorted((t, "int8") for t in targets)  # in the order they finish
     alone = export("student", "all", "int8", tmp_path / "alone", calib=tiny_calib_path)  # one process, as before
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(p.name for p in alone)
     for path in alone:

@@ -29,6 +29,9 @@ class ExporterInfo:
     # the user options it reads (calib, calib_method, time_range, buckets) -> the precisions it reads them at;
     # any other given option is refused (edge_sync.exporters.applicable), never silently ignored
     takes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # work it reuses from other targets of one run ("onnx-graph": torch.onnx's export, see
+    # exporters.onnx.shared_exports); the export runner runs targets that share work one after another
+    shares: str = ""
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.modules)

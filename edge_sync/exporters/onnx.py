@@ -163,5 +163,5 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
 
 EXPORTER = register_exporter(ExporterInfo(target="onnx", precisions=("fp32", "fp16", "int8"), extra="export",
                                           modules=("torch", "onnx", "onnxscript", "onnxruntime"),
-                                          export=export_onnx,
+                                          export=export_onnx, shares="onnx-graph",
                                           takes={"calib": INT8, "calib_method": INT8, "time_range": ALL_PRECISIONS}))

@@ -211,6 +211,7 @@ def export_openvino(model: Any, out_dir: Path, precision: str = "fp32", name: st
 
 register_exporter(ExporterInfo(target="openvino", precisions=PRECISIONS, extra="export,openvino",
                                modules=("torch", "onnx", "onnxscript", "openvino", "nncf"), export=export_openvino,
+                               shares="onnx-graph",
                                takes={"calib": INT8, "time_range": PRECISIONS},  # NNCF calibrates its own way
                                notes="IR from the dynamic-T ONNX; INT8 by NNCF with the cross-modal ops and the "
                                      "audio input layer in float"))

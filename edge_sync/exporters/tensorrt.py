@@ -237,6 +237,7 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
 
 register_exporter(ExporterInfo(target="tensorrt", precisions=PRECISIONS, extra="export",
                                modules=("torch", "onnx", "onnxscript", "onnxruntime"), export=export_tensorrt,
+                               shares="onnx-graph",
                                takes={"calib": INT8, "calib_method": INT8, "time_range": PRECISIONS},
                                notes="TensorRT-ready ONNX + build_engine.py; the engine is built on the device"))
 

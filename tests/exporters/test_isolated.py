@@ -50,3 +50,12 @@ def test_the_parent_imports_no_toolchain():
             "'litert_torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_targets_that_share_work_run_in_one_lane_in_order():
+    from edge_sync.exporters.isolated import lanes
+
+    everything = ["onnx", "openvino", "coreml", "tflite", "tensorrt"]
+    assert lanes(everything, 2) == [["onnx", "openvino", "tensorrt"], ["coreml", "tflite"]]
+    assert lanes(everything, 1) == [everything[:2] + ["tensorrt", "coreml", "tflite"]]
+    assert lanes(["tflite"], 4) == [["tflite"]]

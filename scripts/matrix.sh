@@ -13,7 +13,8 @@ OUT=${OUT:-out/matrix}
 mkdir -p "$OUT"
 [ -f "$OUT/calib/manifest.json" ] || $E calibrate --data synthetic --count 64 --frames 50 -o "$OUT/calib"
 for precision in fp32 fp16 int8; do
-  $E export --model student --target all --precision "$precision" --calib "$OUT/calib" -o "$OUT/artifacts" \
+  calib=(); [ "$precision" = int8 ] && calib=(--calib "$OUT/calib")  # export refuses --calib where it is not read
+  $E export --model student --target all --precision "$precision" "${calib[@]}" -o "$OUT/artifacts" \
     | tee "$OUT/export-$precision.md"
 done
 count=100; bench_args=(--lengths 25,100,250 --batch 1,8 --repeat 10)

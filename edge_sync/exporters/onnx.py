@@ -125,8 +125,12 @@ def onnx_parity(model: Any, path: Path, frames: tuple[int, ...] = PARITY_FRAMES)
 
 
 def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
-                     calib_method: str = "minmax", symmetric_activations: bool = False) -> dict[str, Any]:
-    """The graph for ``precision`` at ``path``; returns manifest fields (opset, quantization recipe)."""
+                     calib_method: str = "minmax", symmetric_activations: bool = True) -> dict[str, Any]:
+    """The graph for ``precision`` at ``path``; returns manifest fields (opset, quantization recipe).
+
+    INT8 activations are symmetric INT8: for the real-face student, UINT8 asymmetric activations (onnxruntime's
+    faster x86 path: 23 vs 34 ms at T=100 here) kept only 89.5% of FP32's frame answers on synthetic hold-out clips
+    and failed parity; symmetric kept 97.3% (frame accuracy 95.5% vs FP32's 96.3%)."""
     out: dict[str, Any] = {}
     fp32 = path.with_name(path.stem + ".fp32.onnx")
     export_onnx_file(model, fp32)

@@ -2,8 +2,9 @@
 
 Recipe (measured on the bundled student; README "INT8"):
 - ``quant_pre_process`` with ``skip_symbolic_shape=True`` (symbolic shape inference fails on the dynamic T graph);
-- weights INT8 per channel and symmetric; activations UINT8 (onnxruntime's fast x86 path) or, for TensorRT,
-  INT8 with zero points of 0 (``symmetric_activations``);
+- weights INT8 per channel and symmetric; activations INT8 with zero points of 0 (``symmetric_activations``, the
+  onnx and tensorrt targets' choice: UINT8 asymmetric activations, onnxruntime's faster x86 path, lost 10% of the
+  real-face student's frame answers) or UINT8;
 - the encoders are quantized end to end (convs and the ops between them, see QUANTIZED_OPS); the cosine
   correlation and Softmax stay float, because similarities and probabilities span ranges one INT8 scale would
   crush; the sync head's convs are INT8 by default (no loss measured on the hold-out set);

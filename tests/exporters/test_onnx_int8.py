@@ -58,10 +58,9 @@ def test_int8_graph_is_qdq_with_int8_weights_and_float_similarity_part(artifacts
 
 
 def test_int8_keeps_clip_offsets_of_fp32_on_hold_out_clips(artifacts):
-    """Clip offsets agree on 11 of 12 synthetic hold-out clips; frame argmaxes on at least 85% of frames. The
-    real-face student's per-frame distributions are flatter on synthetic clips than the synthetic-only student's
-    (frame accuracy 97.6% vs 99.2%), so INT8 flips more near-tie frames: 90.0% agreed with this 8-clip calibration
-    set, and 89.7% vs 96.3% frame accuracy (the clip answers are what the runtime reports)."""
+    """Clip offsets agree on 11 of 12 synthetic hold-out clips, frame argmaxes on at least 90% of frames. With UINT8
+    asymmetric activations the real-face student's INT8 kept only 90.0% here (89.7% vs 96.3% frame accuracy); with
+    the symmetric INT8 activations the onnx target now uses, about 97%."""
     fp32, int8 = (_session(p) for p in artifacts)
     agree, frame_agree = [], []
     for i in range(12):
@@ -72,7 +71,7 @@ def test_int8_keeps_clip_offsets_of_fp32_on_hold_out_clips(artifacts):
         agree.append(p32.mean(-1).argmax() == p8.mean(-1).argmax())
         frame_agree.append((p32.argmax(0) == p8.argmax(0)).mean())
     assert np.mean(agree) >= 11 / 12
-    assert np.mean(frame_agree) >= 0.85
+    assert np.mean(frame_agree) >= 0.9
 
 
 def test_int8_runs_at_other_lengths(artifacts):

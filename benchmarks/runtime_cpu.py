@@ -46,8 +46,8 @@ from edge_sync.runtimes import file_sync
 clip, detector, mode = sys.argv[1:4]
 seconds = collections.Counter()
 if "spin" in sys.argv[4:]:
-    from edge_sync.runtimes import onnxruntime_backend
-    onnxruntime_backend.ALLOW_SPINNING = "1"
+    from edge_sync import _ort
+    _ort.ALLOW_SPINNING = "1"
 
 def timed(name, fn):
     def wrap(*args, **kwargs):

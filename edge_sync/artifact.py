@@ -206,6 +206,11 @@ class Artifact:
     def precision(self) -> str:
         return self.manifest["precision"]
 
+    @property
+    def bytes(self) -> int:
+        """Size of the files the manifest lists: what a device receives."""
+        return int(sum(int(f["bytes"]) for f in self.manifest["files"].values()))
+
     def file(self, role: str = "model") -> Path:
         """The file the manifest names for ``role`` (e.g. 'model'), never one outside the artifact."""
         rel = self.manifest.get("entry", {}).get(role)

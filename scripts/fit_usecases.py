@@ -37,7 +37,7 @@ def suspect_table(engine, root: Path) -> str:
     lines = ["The folder's `real-suspect` clips (published out of sync, by the manifest's rough mouth-vs-loudness "
              "check; not ground truth):", "",
              "| clip | manifest's note | offset | P(in sync) | quality says | desync says |", "|---|---|---|---|---|---|"]
-    for path, _, _ in find_clips(root, groups=("real-suspect",)):
+    for path, _, _ in find_clips(root, notes, groups=("real-suspect",)):
         sync = engine.sync_file(path)
         q, d = score_sync(sync, heads), flag_sync(sync, heads)
         note = notes.get(path.name, {}).get("description", "")

@@ -92,7 +92,7 @@ def _measure_artifact_child(path: str, lengths: list[int], batches: list[int], t
     engine = load(path, backend=backend, threads=threads)
     load_s = time.perf_counter() - start
     art = engine.artifact
-    size = sum(f["bytes"] for f in art.manifest["files"].values()) / 1e6
+    size = art.bytes / 1e6
     rows = []
     # smallest calls first, RSS read after each: a row's peak RSS is what the process needed up to that size
     for frames, batch in sorted(((t, b) for t in lengths for b in batches), key=lambda tb: tb[0] * tb[1]):

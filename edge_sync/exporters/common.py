@@ -73,15 +73,15 @@ def base_manifest(model: Any, source: dict[str, Any] | None, tools: tuple[str, .
 
 
 def model_digest(model: Any) -> str:
-    """sha256 of the config and every parameter/buffer: the key under which a conversion can be reused."""
+    """sha256 of the config and the weights (:func:`edge_sync.models.io.state_hash`): the key under which a
+    conversion can be reused."""
     import hashlib
     import json
 
-    h = hashlib.sha256(json.dumps(getattr(model, "config_dict", dict)(), sort_keys=True, default=str).encode())
-    for key, tensor in model.state_dict().items():
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    from edge_sync.models.io import state_hash
+
+    config = json.dumps(getattr(model, "config_dict", dict)(), sort_keys=True, default=str)
+    return hashlib.sha256(f"{config}|{state_hash(model.state_dict())}".encode()).hexdigest()
 
 
 DEFAULT_MAX_FRAMES = 1000  # 40 s per call where a target needs a bound; the runtime windows longer clips

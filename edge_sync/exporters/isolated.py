@@ -49,13 +49,6 @@ class Done:
     peak_rss_mb: float
 
 
-def artifact_bytes(path: Path) -> int:
-    """Size of the files an artifact's manifest lists (what a device receives)."""
-    from edge_sync.artifact import read_artifact
-
-    return sum(int(f["bytes"]) for f in read_artifact(path).manifest["files"].values())
-
-
 def progress_line(done: Done) -> str:
     """``exported onnx int8 -> artifacts/student.onnx-int8 (0.43 MB, 21.4 s)``: the one line per artifact."""
     return (f"exported {done.target} {done.precision} -> {done.path} ({done.bytes / 1e6:.2f} MB, "
@@ -108,6 +101,8 @@ def export_isolated(model: str, targets: list[str], precision: str, out_dir: Pat
     :func:`lanes`); ``say`` gets one progress line per artifact as it is written and each distinct edge-sync warning
     once. Returns the artifacts in the order of ``targets``. Raises :class:`ExportFailedError` for the first target
     that fails (no new target starts after it; the artifacts already written stay)."""
+    from edge_sync.artifact import read_artifact
+
     options, say = options or {}, say or log.info
     done: dict[str, Done] = {}
     warned: set[str] = set()
@@ -134,7 +129,7 @@ def export_isolated(model: str, targets: list[str], precision: str, out_dir: Pat
                                                     + ("" if verbose else f" (full log: {_keep(log_file)})")))
                     return
                 path = Path(result.path)
-                done[target] = Done(target, precision, path, artifact_bytes(path), seconds, result.peak_rss_mb)
+                done[target] = Done(target, precision, path, read_artifact(path).bytes, seconds, result.peak_rss_mb)
                 say(progress_line(done[target]))
 
     with tempfile.TemporaryDirectory(prefix="edge-sync-export-") as tmp:

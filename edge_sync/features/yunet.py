@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_sync._ort import session_options
+
 STRIDES = (8, 16, 32)
 DIVISOR = 32
 
@@ -25,12 +27,9 @@ class YuNetOnnxRuntime:
     def __init__(self, model: str | Path, score_threshold: float, nms_threshold: float, top_k: int) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # one small image: a second thread costs more than it gives, and the model
-        opts.inter_op_num_threads = 1  # of the sync itself runs beside the tracker
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.enable_cpu_mem_arena = False
-        self._session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+        # one thread: for one small image a second costs more than it gives, and the sync's model runs beside it
+        self._session = ort.InferenceSession(str(model), sess_options=session_options(1, 1),
+                                             providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]
         self.score_threshold = float(score_threshold)

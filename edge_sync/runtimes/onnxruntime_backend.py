@@ -11,6 +11,7 @@ from typing import Any, Sequence, TypeAlias
 
 import numpy as np
 
+from edge_sync._ort import session_options
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
 
@@ -44,22 +45,11 @@ def resolve_providers(requested: str | Sequence[Provider] | None, available: Seq
     return chosen
 
 
-# Idle intra-op threads sleep instead of spinning ("0"; onnxruntime's default is "1"): on a device the model shares its
-# cores with decoding, the face tracker and the app, and spinning threads took those cores (on 2 cores: sync 13.2x ->
-# 15.3x real time; a model call beside another busy process 2600 -> 3750 frames/s; docs/runtime_cpu.md).
-ALLOW_SPINNING = "0"
-
-
 class OrtSession:
     def __init__(self, path: str, threads: int | None, providers: str | Sequence[Provider] | None = None) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.enable_cpu_mem_arena = False  # the arena keeps the largest window's activations for the whole run
-        opts.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = session_options(threads)
         chosen = resolve_providers(providers, ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(path, sess_options=opts, providers=chosen)

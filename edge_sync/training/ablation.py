@@ -128,12 +128,6 @@ def time_artifact(path: str, frames: int, threads: int, warmup: int, repeat: int
     return {"median_ms": row.median_ms, "p90_ms": row.p90_ms, "backend": row.backend}
 
 
-def artifact_bytes(path: str) -> int:
-    from edge_sync.artifact import read_artifact
-
-    return int(sum(f["bytes"] for f in read_artifact(path).manifest["files"].values()))
-
-
 def _recipe_summary(meta: dict[str, Any]) -> str:
     """How a checkpoint was trained, from the recipe its meta carries."""
     r = meta.get("recipe")
@@ -302,7 +296,7 @@ def _prepare_rows(rows: list[AblationRow], tmp: str, calib: str | Path | None) -
             if calib_set.get("id"):
                 method = (manifest.get("quantization") or {}).get("method")
                 trained += f", calibrated on {calib_set['id']}" + (f" ({method})" if method else "")
-            p.update(params=None, kind=f"{art.target}-{art.precision}", size=artifact_bytes(row.source),
+            p.update(params=None, kind=f"{art.target}-{art.precision}", size=art.bytes,
                      size_what="artifact bytes", backend="", trained=trained)
         else:
             raise ValueError(f"row {row.name!r}: kind must be {CHECKPOINT!r} or {ARTIFACT!r}, got {row.kind!r}")

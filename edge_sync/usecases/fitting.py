@@ -101,15 +101,16 @@ def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, prog
 
         def make() -> dict[str, np.ndarray]:
             if shift == 0:
-                return {"x": vector(desync_features(sync := engine.sync_file(src), sync.main), DESYNC_FEATURES)}
-            iso = src.suffix.lower() in (".mp4", ".m4v", ".mov")  # keeps an edit list, which Matroska cannot
-            moved = workdir / "clips" / f"real-{src.stem}-{shift:+d}{src.suffix.lower() if iso else '.mkv'}"
-            moved.parent.mkdir(parents=True, exist_ok=True)
-            fix_file(src, moved, delay_ms=-shift * FRAME_MS)  # fix moves the sound earlier by delay_ms
-            try:
-                sync = engine.sync_file(moved)
-            finally:
-                moved.unlink(missing_ok=True)
+                sync = engine.sync_file(src)
+            else:
+                iso = src.suffix.lower() in (".mp4", ".m4v", ".mov")  # keeps an edit list, which Matroska cannot
+                moved = workdir / "clips" / f"real-{src.stem}-{shift:+d}{src.suffix.lower() if iso else '.mkv'}"
+                moved.parent.mkdir(parents=True, exist_ok=True)
+                fix_file(src, moved, delay_ms=-shift * FRAME_MS)  # fix moves the sound earlier by delay_ms
+                try:
+                    sync = engine.sync_file(moved)
+                finally:
+                    moved.unlink(missing_ok=True)
             return {"x": vector(desync_features(sync, sync.main), DESYNC_FEATURES)}
 
         try:
@@ -123,10 +124,8 @@ def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, prog
     return Examples(np.stack(rows), np.asarray(labels), np.asarray(groups))
 
 
-def _joined(*sets: Examples | None) -> Examples:
-    kept = [e for e in sets if e is not None]
-    return Examples(np.concatenate([e.x for e in kept]), np.concatenate([e.y for e in kept]),
-                    np.concatenate([e.group for e in kept]))
+def _joined(a: Examples, b: Examples) -> Examples:
+    return Examples(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), np.concatenate([a.group, b.group]))
 
 
 def speaker_examples(engine: Any, split: str, count: int, workdir: Path, progress: bool = True) -> Examples:

@@ -4,7 +4,8 @@
         --run legacy:legacy.json:runs/legacy_baseline.pt --run teacher:attention.json:runs/teacher_attention.pt
 
 Each ``--run MODEL:CONFIG_JSON:OUTPUT`` is what ``edge-sync train --model MODEL --config CONFIG_JSON -o OUTPUT``
-would train with the shared options (CONFIG_JSON may be empty: ``MODEL::OUTPUT``); every model gets the batches,
+would train with the shared options (CONFIG_JSON may be empty: ``MODEL::OUTPUT``; its fields override the shared
+options for that run); every model gets the batches,
 initialisation and recipe of that command, and the batches are made once.
 """
 from __future__ import annotations
@@ -34,9 +35,11 @@ def run_config(model: str, config_json: Path | None, args: argparse.Namespace) -
     extra = json.loads(config_json.read_text()) if config_json else {}
     loss = LossWeights(**extra.pop("loss", {}))
     augment = extra.pop("augment", DEFAULT_AUGMENT if args.augment else None)
-    return TrainConfig(model=model, data=args.data, steps=args.steps, batch_size=args.batch_size, frames=args.frames,
-                       lr=args.lr, seed=args.seed, workers=args.workers, device=args.device, augment=augment,
-                       loss=loss, teacher=None, half_weights=args.half, **extra)
+    shared = dict(model=model, data=args.data, steps=args.steps, batch_size=args.batch_size, frames=args.frames,
+                  lr=args.lr, seed=args.seed, workers=args.workers, device=args.device, half_weights=args.half)
+    # the JSON may override a shared option for its run (a lower lr to fine-tune pretrained trunks, say); options that
+    # shape the batches must still agree across runs (train_together checks)
+    return TrainConfig(**{**shared, **extra}, augment=augment, loss=loss, teacher=None)
 
 
 def main(argv: list[str] | None = None) -> None:

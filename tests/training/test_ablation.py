@@ -100,6 +100,9 @@ def test_together_command_builds_the_config_edge_sync_train_builds(tmp_path):
     ours = together.run_config("teacher", cfg, args)
     theirs = cli._train_config("teacher", "synthetic", 30, 4, 40, 2e-3, 0, 2, cfg, "cpu", True, None, True)
     assert ours.to_dict() == theirs.to_dict()
+    cfg.write_text(json.dumps({"lr": 3e-4, "warmup_steps": 10}))  # a run's own learning rate beats the shared one
+    own = together.run_config("teacher", cfg, args)
+    assert (own.lr, own.warmup_steps, own.steps) == (3e-4, 10, 30)
     assert together.parse_run("legacy::runs/l.pt") == ("legacy", None, tmp_path.__class__("runs/l.pt"))
     with pytest.raises(argparse.ArgumentTypeError):
         together.parse_run("legacy:runs/l.pt")

@@ -62,6 +62,24 @@ def test_summary_counts_originals_and_planted_separately():
     assert s["confidence_right"] == pytest.approx(0.45) and s["confidence_wrong"] == pytest.approx(0.1)
 
 
+def test_shift_tracking_and_clips_read_consistently_off():
+    """A model that reads clip a at +2 and every copy 2 frames late tracked each shift but got every case wrong on
+    the absolute protocol; the report names the clip and its reading, and never names a clip read right."""
+    from edge_sync.evaluation.real_footage import CaseResult
+    from edge_sync.evaluation.tables import render
+
+    shifts = (-8, -4, 4, 8)
+    cases = ([CaseResult("a", "real", "s", k, k + 2, 0.1, 0.5, 90) for k in (0, *shifts)]
+             + [CaseResult("b", "real", "s", k, k, 0.1, 0.5, 90) for k in (0, *shifts)]
+             + [CaseResult("c", "real", "s", k, 5, 0.1, 0.5, 90) for k in (0, *shifts)])  # reads +5 whatever comes
+    report = RealFootageReport("m", cases)
+    s = report.overall()
+    assert (s["planted_right"], s["tracked_right"], s["tracked"]) == (0 + 4 + 1, 4 + 4 + 0, 12)  # c: +5 for +4
+    assert report.read_off() == {"a": 2}
+    text = render([report], shifts)
+    assert "- a: +2 frames (m)" in text and "8/12 (67%)" in text
+
+
 @pytest.fixture(scope="module")
 def talking_dir(tmp_path_factory) -> Path:
     """A folder with one in-sync clip: a real face photo whose jaw follows real espeak-ng speech (the domain the

@@ -79,6 +79,8 @@ real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its 
   awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
                FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$1/MANIFEST.tsv" |
     while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
+  # the clips measured late or early as published are realigned (scripts/real_published_offsets.tsv)
+  { printf 'file\toffset_frames\n'; grep -v '^#' scripts/real_published_offsets.tsv | tail -n +2; } > "$d/MANIFEST.tsv"
   local extra
   for extra in ${EXTRA:+${EXTRA//:/ }}; do  # EXTRA=DIR[:DIR]: more in-sync clips (scripts/extra_real_clips.sh);
     extra=$(realpath "$extra")              # with a MANIFEST.tsv only its `real` rows, else every video

@@ -35,7 +35,7 @@ from edge_sync.features.media import VIDEO_EXTENSIONS, find_videos
 from edge_sync.spec import MAX_OFFSET, MFCC_PER_FRAME, MOUTH, SPEC_VERSION, VideoPreprocessing
 
 __all__ = ["VIDEO_EXTENSIONS", "CachedSegment", "SkippedFile", "VideoFolderDataset", "find_videos",
-           "segments_from_clip", "crops_from_model_input"]
+           "segments_from_clip", "crops_from_model_input", "realign", "read_published_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,43 @@ class CachedSegment:
     @property
     def frames(self) -> int:
         return int(self.crops.shape[0])
+
+
+def realign(segment: CachedSegment, late: int) -> CachedSegment:
+    """The segment with its sound moved ``late`` frames earlier (negative: later), so a clip whose sound is
+    ``late`` frames late as published becomes in sync; both ends are trimmed to what the two streams share."""
+    if late == 0:
+        return segment
+    n = segment.frames - abs(late)
+    if n <= 0:
+        return CachedSegment(segment.track_id, segment.start, segment.mfcc[:, :0], segment.crops[:0])
+    if late > 0:  # video frame t goes with the audio of frame t + late
+        return CachedSegment(segment.track_id, segment.start, segment.mfcc[:, MFCC_PER_FRAME * late:],
+                             segment.crops[:n])
+    return CachedSegment(segment.track_id, segment.start - late, segment.mfcc[:, :MFCC_PER_FRAME * n],
+                         segment.crops[-late:])
+
+
+def read_published_offsets(root: Path) -> dict[str, int]:
+    """``offset_frames`` of a folder's MANIFEST.tsv by file name (+ = the sound is late as published); rows
+    without one are in sync. A file whose sound is measured late is trained on realigned, not with a wrong label."""
+    import csv
+
+    path = root / "MANIFEST.tsv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    out = {}
+    for row in rows:
+        value = (row.get("offset_frames") or "").strip()
+        if row.get("file") and value:
+            try:
+                out[row["file"]] = int(value)
+            except ValueError:
+                raise EdgeSyncError(f"{path}: offset_frames of {row['file']} must be a whole number of frames, "
+                                    f"got {value!r}") from None
+    return out
 
 
 def crops_from_model_input(video: np.ndarray, preprocessing: VideoPreprocessing = MOUTH) -> np.ndarray:
@@ -165,6 +202,9 @@ class VideoFolderDataset(Dataset):
         max_open: cached files kept decompressed in memory at once (per worker).
         segments: clips already prepared (name -> segments, e.g. synthetic clips rendered in memory) instead of
             the videos under ``root``, which then only names them.
+        published_offsets: file name -> frames its sound is late as published (default: the ``offset_frames``
+            column of ``root/MANIFEST.tsv``); such a file's segments are realigned (:func:`realign`), so its
+            windows carry true labels.
 
     Sample (torch tensors): ``audio`` float32 [1, 13, 4T], ``video`` float32 [3, T, S, S], ``clip_id`` int64
     (index into :attr:`files`), ``frame_start`` int64 (first video frame in the file), and
@@ -182,7 +222,8 @@ class VideoFolderDataset(Dataset):
                  offsets: Literal["uniform"] | int = "uniform", labels: bool = True,
                  extensions: tuple[str, ...] = VIDEO_EXTENSIONS, preprocessing: VideoPreprocessing = MOUTH,
                  min_negative_shift: int = 3, min_activity: float = 0.5, draws: int = 8, detector: str = DEFAULT_DETECTOR,
-                 max_open: int = 8, segments: Mapping[str, list[CachedSegment]] | None = None) -> None:
+                 max_open: int = 8, segments: Mapping[str, list[CachedSegment]] | None = None,
+                 published_offsets: Mapping[str, int] | None = None) -> None:
         self.root = Path(root)
         if segments is None and not self.root.is_dir():
             raise EdgeSyncError(f"video folder not found: {self.root}; pass a folder that contains video files")
@@ -208,6 +249,10 @@ class VideoFolderDataset(Dataset):
         self._max_open = max_open
         self._keys: list[str] = []
         self._index: list[tuple[int, int, int]] = []  # (clip_id, segment index, segment frames)
+        # file name -> frames its sound is late as published (argument, else MANIFEST.tsv's offset_frames)
+        self.published_offsets = dict(published_offsets if published_offsets is not None
+                                      else read_published_offsets(self.root) if segments is None else {})
+        self._late: dict[int, int] = {}  # clip_id -> its published offset, where not 0
         if segments is None:
             self._build(find_videos(self.root, extensions, exclude=self._cache.root if self._cache else None))
         else:  # clips prepared elsewhere (synthetic clips rendered in memory): sampled exactly as a folder's
@@ -272,13 +317,17 @@ class VideoFolderDataset(Dataset):
     def _add(self, path: Path, key: str, segments: list[CachedSegment]) -> None:
         """Index a prepared clip's segments that are long enough for this dataset's windows."""
         need = self._needed_frames()
-        usable = [(i, s.frames) for i, s in enumerate(segments) if s.frames >= need]
+        late = int(self.published_offsets.get(path.name, 0))
+        usable = [(i, s.frames - abs(late)) for i, s in enumerate(segments) if s.frames - abs(late) >= need]
         if not usable:
             longest = max((s.frames for s in segments), default=0)
             self._skip(path, f"no face segment of >= {need} frames (longest {longest}); use longer clips "
                              f"or lower frames/max_offset")
             return
         clip_id = len(self.files)
+        if late:
+            self._late[clip_id] = late
+            log.info("%s: sound %+d frames late as published; its windows are realigned", path.name, late)
         self.files.append(path)
         self._keys.append(key)
         self._index.extend((clip_id, i, n) for i, n in usable)
@@ -298,9 +347,10 @@ class VideoFolderDataset(Dataset):
         return int(self._ends[-1])
 
     def segments(self, clip_id: int) -> list[CachedSegment]:
-        """The cached segments of file ``files[clip_id]`` (loaded lazily, a few files kept open)."""
+        """The cached segments of file ``files[clip_id]`` (loaded lazily, a few files kept open), realigned where
+        the file's sound is late as published."""
         if self._cache is None:
-            return self._memory[clip_id]
+            return self._realigned(clip_id, self._memory[clip_id])
         if clip_id in self._open:
             self._open.move_to_end(clip_id)
             return self._open[clip_id]
@@ -308,10 +358,15 @@ class VideoFolderDataset(Dataset):
         if not isinstance(segments, list):
             raise EdgeSyncError(f"cache entry for {self.files[clip_id]} disappeared from {self._cache.root}; "
                                 "rebuild the dataset")
+        segments = self._realigned(clip_id, segments)
         self._open[clip_id] = segments
         if len(self._open) > self._max_open:
             self._open.popitem(last=False)
         return segments
+
+    def _realigned(self, clip_id: int, segments: list[CachedSegment]) -> list[CachedSegment]:
+        late = self._late.get(clip_id, 0)
+        return [realign(seg, late) for seg in segments] if late else segments
 
     def on_pass(self, index: int) -> tuple[int, int]:
         """(item, epoch) of ``index`` when the folder is read pass after pass, each pass drawing afresh."""

@@ -192,3 +192,46 @@ def test_in_memory_mode_and_clear_errors(corpus, tmp_path):
     with pytest.raises(ValueError, match="offsets"):
         VideoFolderDataset(corpus, offsets=K + 1, max_offset=K)
     assert folders.VIDEO_EXTENSIONS[0] == ".mp4"
+
+
+def _counting_segment(frames: int, late: int) -> "CachedSegment":
+    """A segment whose crop t shows frame t and whose sound of frame u is u - late: the sound is ``late`` frames
+    late, as a clip published out of sync would be."""
+    from edge_sync.data.folders import CachedSegment
+    from edge_sync.spec import MFCC_PER_FRAME
+
+    crops = np.zeros((frames, 4, 4, 3), np.uint8)
+    crops[:, 0, 0, 0] = np.arange(frames)
+    mfcc = np.repeat(np.arange(frames, dtype=np.float32) - late, MFCC_PER_FRAME)[None].repeat(13, axis=0)
+    return CachedSegment(0, 0, mfcc, crops)
+
+
+@pytest.mark.parametrize("late", [3, -2, 0])
+def test_a_clip_published_late_is_realigned_before_windows_are_cut(tmp_path, late):
+    from edge_sync.data.folders import VideoFolderDataset, read_published_offsets, realign
+    from edge_sync.spec import MFCC_PER_FRAME
+
+    seg = realign(_counting_segment(60, late), late)
+    assert seg.frames == 60 - abs(late) == seg.mfcc.shape[1] // MFCC_PER_FRAME
+    # after realigning, the sound of each frame sits under that frame's picture
+    assert np.array_equal(seg.mfcc[0, ::MFCC_PER_FRAME], seg.crops[:, 0, 0, 0].astype(np.float32))
+    (tmp_path / "MANIFEST.tsv").write_text(f"file\tgroup\toffset_frames\na.mp4\treal\t{late}\nb.mp4\treal\t\n")
+    assert read_published_offsets(tmp_path) == {"a.mp4": late}
+    data = VideoFolderDataset(tmp_path, frames=10, max_offset=4, segments={"a.mp4": [_counting_segment(60, late)]},
+                              min_activity=0, published_offsets={"a.mp4": late})
+    for i in range(len(data)):
+        x = data.sample(i)
+        k = int(x["offsets"][0])
+        heard = x["audio"][0, 0, ::MFCC_PER_FRAME].numpy()  # the source frame each audio step's sound belongs to
+        # the label is the truth: the sound of frame t shown (frame_start + t) is heard k frames later
+        t = max(0, -k)
+        assert heard[t + k] == int(x["frame_start"]) + t
+
+
+def test_a_bad_published_offset_is_a_clear_error(tmp_path):
+    from edge_sync.data.folders import read_published_offsets
+    from edge_sync.errors import EdgeSyncError
+
+    (tmp_path / "MANIFEST.tsv").write_text("file\tgroup\toffset_frames\na.mp4\treal\t+2 frames\n")
+    with pytest.raises(EdgeSyncError, match="whole number"):
+        read_published_offsets(tmp_path)

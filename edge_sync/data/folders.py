@@ -79,16 +79,19 @@ def realign(segment: CachedSegment, late: int) -> CachedSegment:
                          segment.crops[-late:])
 
 
-def read_published_offsets(root: Path) -> dict[str, int]:
-    """``offset_frames`` of a folder's MANIFEST.tsv by file name (+ = the sound is late as published); rows
-    without one are in sync. A file whose sound is measured late is trained on realigned, not with a wrong label."""
+def read_published_offsets(path: Path) -> dict[str, int]:
+    """``offset_frames`` by file name (+ = the sound is late as published) from a TSV (``#`` lines are comments) or a
+    folder's MANIFEST.tsv; rows without one are in sync, and so is everything without the file. A file whose sound
+    is measured late is trained on realigned, not with a wrong label."""
     import csv
 
-    path = root / "MANIFEST.tsv"
+    path = Path(path)
+    if path.is_dir():
+        path = path / "MANIFEST.tsv"
     if not path.is_file():
         return {}
     with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+        rows = list(csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t"))
     out = {}
     for row in rows:
         value = (row.get("offset_frames") or "").strip()

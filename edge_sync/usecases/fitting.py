@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -76,15 +76,21 @@ class RealClips:
     train: tuple[str, ...]
     holdout: tuple[str, ...]
     shifts: tuple[int, ...] = (-8, -4, 4, 8)
+    # name -> frames its sound is late as published (scripts/real_published_offsets.tsv): such a clip's "genuine"
+    # copy is moved back into sync, and each shifted copy is moved to exactly its shift
+    published: Mapping[str, int] = field(default_factory=dict)
 
 
-def real_clips(root: str | Path, holdout: Sequence[str], group: str = "real") -> RealClips:
-    """The manifest's ``group`` clips under ``root``: those named in ``holdout`` on one side, the rest on the other."""
+def real_clips(root: str | Path, holdout: Sequence[str], group: str = "real",
+               published: Mapping[str, int] | None = None) -> RealClips:
+    """The manifest's ``group`` clips under ``root``: those named in ``holdout`` on one side, the rest on the other;
+    ``published``: training clips measured late or early as published (frames, + = late)."""
     from edge_sync.evaluation.real_footage import find_clips
 
     names = sorted(p.name for p, _, _ in find_clips(Path(root), groups=(group,)))
     held = set(holdout)
-    return RealClips(Path(root), tuple(n for n in names if n not in held), tuple(n for n in names if n in held))
+    return RealClips(Path(root), tuple(n for n in names if n not in held), tuple(n for n in names if n in held),
+                     published=dict(published or {}))
 
 
 def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, progress: bool = True) -> Examples:
@@ -98,15 +104,16 @@ def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, prog
     jobs = [(name, shift) for name in names for shift in (0, *clips.shifts)]
     for name, shift in tqdm(jobs, desc=f"real clips ({split})", disable=not progress, unit="clip"):
         src = clips.root / name
+        move = shift - int(clips.published.get(name, 0))  # frames to move the file's sound by
 
         def make() -> dict[str, np.ndarray]:
-            if shift == 0:
+            if move == 0:
                 sync = engine.sync_file(src)
             else:
                 iso = src.suffix.lower() in (".mp4", ".m4v", ".mov")  # keeps an edit list, which Matroska cannot
-                moved = workdir / "clips" / f"real-{src.stem}-{shift:+d}{src.suffix.lower() if iso else '.mkv'}"
+                moved = workdir / "clips" / f"real-{src.stem}-{move:+d}{src.suffix.lower() if iso else '.mkv'}"
                 moved.parent.mkdir(parents=True, exist_ok=True)
-                fix_file(src, moved, delay_ms=-shift * FRAME_MS)  # fix moves the sound earlier by delay_ms
+                fix_file(src, moved, delay_ms=-move * FRAME_MS)  # fix moves the sound earlier by delay_ms
                 try:
                     sync = engine.sync_file(moved)
                 finally:
@@ -114,7 +121,7 @@ def real_examples(engine: Any, clips: RealClips, split: str, workdir: Path, prog
             return {"x": vector(desync_features(sync, sync.main), DESYNC_FEATURES)}
 
         try:
-            data = _cached(workdir / "features" / f"real-{src.stem}-{shift:+d}.npz", make)
+            data = _cached(workdir / "features" / f"real-{src.stem}-{move:+d}.npz", make)
         except MediaError as err:  # e.g. a moved copy of an MP4 whose edit list hides its first frames
             log.warning("leaving out %s moved by %+d frames: %s", name, shift, str(err).splitlines()[0])
             continue

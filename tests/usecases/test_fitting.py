@@ -37,6 +37,21 @@ def test_real_examples_label_each_moved_soundtrack_and_measure_its_shift(tmp_pat
     np.testing.assert_array_equal(again.x, ex.x)
 
 
+def test_a_clip_published_late_is_moved_into_sync_before_it_counts_as_genuine(tmp_path, engine):
+    """Its sound 4 frames late as published: the genuine copy reads in sync and the -6 copy reads 6 off, where
+    taking the file as it is would have fitted 'in sync' to a 4-frame offset and 'shifted' to a 2-frame one."""
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    make_talking_photo_clip(root / "late.mp4", "We check the sound against the mouth, one two three four.",
+                            offset_frames=4)
+    clips = RealClips(root, ("late.mp4",), (), shifts=(-6,), published={"late.mp4": 4})
+    ex = real_examples(engine, clips, "train", tmp_path / "work", progress=False)
+    offsets = ex.x[:, DESYNC_FEATURES.index("abs_offset")]
+    assert ex.y.tolist() == [0, 1] and offsets[0] <= 1 and abs(offsets[1] - 6) <= 1, offsets
+
+
 def test_quality_subset_counts_real_in_sync_clips_as_in_sync():
     groups = np.array(["genuine", "shifted", "swapped", "real genuine", "real shifted"])
     ex = Examples(np.arange(5 * len(DESYNC_FEATURES), dtype=float).reshape(5, -1), np.array([0, 1, 1, 0, 1]), groups)

@@ -38,6 +38,10 @@
 # their features of the `real` clips of ../shared/real_clips outside scripts/real_holdout.txt (trunk_features: ~5 min
 # on this 2-core CPU), then scored on the hold-out:
 #   LIGHT_ASD=PATH bash scripts/train_bundled.sh teacher-real   # -> runs/teacher_real.pt, runs/eval_teacher_real.md
+# Label-cleaned real-face models (docs/real_footage.md; not bundled yet): REALIGN=1 realigns the training clips that
+# scripts/real_published_offsets.tsv lists as late or early as published; with it, `teacher-real` (715 s here) and then
+# STEPS=700 WINDOW=1 `student-real` (1,413 s here) made runs/teacher_real_po.pt and
+# runs/student_po.pt (written as runs/teacher_real.pt and runs/student_real.pt).
 # The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
 # makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail
@@ -79,8 +83,11 @@ real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its 
   awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
                FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$1/MANIFEST.tsv" |
     while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
-  # the clips measured late or early as published are realigned (scripts/real_published_offsets.tsv)
-  { printf 'file\toffset_frames\n'; grep -v '^#' scripts/real_published_offsets.tsv | tail -n +2; } > "$d/MANIFEST.tsv"
+  # REALIGN=1: the clips measured late or early as published are realigned (scripts/real_published_offsets.tsv;
+  # docs/real_footage.md). Off by default, so the stages reproduce the bundled weights, which were trained without it
+  if [ -n "${REALIGN:-}" ]; then
+    { printf 'file\toffset_frames\n'; grep -v '^#' scripts/real_published_offsets.tsv | tail -n +2; } > "$d/MANIFEST.tsv"
+  fi
   local extra
   for extra in ${EXTRA:+${EXTRA//:/ }}; do  # EXTRA=DIR[:DIR]: more in-sync clips (scripts/extra_real_clips.sh);
     extra=$(realpath "$extra")              # with a MANIFEST.tsv only its `real` rows, else every video
@@ -128,6 +135,21 @@ case "$stage" in
       --lr 2e-3 --workers 0 --device "${DEVICE:-auto}" --config "$f" -o runs/teacher_real.pt
     $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_real.pt --model student \
       -o runs/eval_teacher_real.json | tee runs/eval_teacher_real.md ;;
+  teacher-real-ft)  # runs/teacher_real.pt fine-tuned end to end (Light-ASD's trunks too) on raw augmented windows of
+                    # the same clips, at a tenth of the head's learning rate (and, with WINDOW=1, the window loss);
+                    # each step runs both trunks forward and backward, so this stage is for a GPU:
+                    #   DEVICE=cuda WORKERS=14 bash scripts/train_bundled.sh teacher-real-ft
+    real=${REAL:-../shared/real_clips}
+    f=$(mktemp --suffix .json)
+    win=""; [ -n "${WINDOW:-}" ] && win=', "window_ce": 1.0, "window_min_frames": 5, "window_max_frames": 10'
+    echo "{\"cache_dir\": \"runs/real_cache\", \"checkpoint_every\": 250, \"warmup_steps\": 50," \
+         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07$win}}" > "$f"
+    $E train --model "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-2500}" \
+      --batch-size 32 --frames 40 --lr 3e-4 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$f" \
+      -o runs/teacher_real_ft.pt
+    $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_real_ft.pt \
+      -o runs/eval_teacher_real_ft.json | tee runs/eval_teacher_real_ft.md ;;
   teacher-stacked)  # the bundled teacher's trunks (synthetic mouths) and Light-ASD's (real faces) side by side, both
                     # frozen; projections and head trained on their features of the real clips and of a pool of
                     # synthetic ones, so one teacher serves real people and the synthetic protocol
@@ -158,7 +180,7 @@ case "$stage" in
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": 0.5, \"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
-         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07}}" > "$f"
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": 1.0, \"window_min_frames\": 5, \"window_max_frames\": 10}}}" > "$f"
     $E distill --teacher runs/teacher_real.pt --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" --batch-size 16 \
       --frames 40 --lr 1e-3 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$f" -o runs/student_real.pt
     $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/student_real.pt --model student \
@@ -195,6 +217,6 @@ case "$stage" in
     .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real | teacher-stacked | student-real | bundle-student-real" >&2
+          "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real" >&2
      exit 2 ;;
 esac

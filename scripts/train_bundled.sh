@@ -214,7 +214,8 @@ case "$stage" in
     $E eval --model runs/student_real.pt --count 200 --frames 50 --seed 1000 -o runs/eval_student_real_synthetic.json
     .venv/bin/python scripts/bundle_weights.py --student runs/student_real.pt --student-stages "${STUDENT:-runs/student_distilled.pt}" \
       --eval runs/eval_student_real_synthetic.json --real-eval runs/eval_student_real.json
-    .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt ;;
+    .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt \
+      ${REALIGN:+--real-published scripts/real_published_offsets.tsv} ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
           "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real" >&2

@@ -191,9 +191,11 @@ class RealFootageReport:
         yet every planted shift but at most one found relative to that reading. Such a clip's sound is likely off by
         that much as published (a rough loudness check cannot see offsets under ~100 ms), or the model is biased on
         it; either way the absolute figures count all of its cases wrong, and the report says so."""
+        by_clip: dict[str, list[CaseResult]] = {}
+        for c in self.select(group=group):
+            by_clip.setdefault(c.clip, []).append(c)
         out = {}
-        for clip in sorted({c.clip for c in self.select(group=group)}):
-            cases = [c for c in self.cases if c.clip == clip]
+        for clip, cases in sorted(by_clip.items()):
             original = next((c for c in cases if c.planted == 0), None)
             tracked = tracked_shifts(cases)
             if original is not None and not original.right and tracked and sum(tracked.values()) >= len(tracked) - 1:

@@ -148,6 +148,8 @@ def _train_config(model: str, data: str, steps: int, batch_size: int, frames: in
     return TrainConfig(**{**fields, **extra})  # the JSON may set any field, e.g. distil into a checkpoint ("model")
 
 
+END_AT_HELP = ("End the run at this step of the --steps schedule and write the checkpoint as it stands (the "
+               "learning rate still follows --steps): reproduces a run cut short by a time limit.")
 DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "freq_mask": True}
 
 
@@ -167,6 +169,7 @@ def train_command(
     augment: bool = typer.Option(True, help="Jitter, crop, flip, colour, frequency masking."),
     resume: bool = typer.Option(True, help="Continue from OUTPUT.train-state if it exists."),
     half: bool = typer.Option(False, help="Store the final weights in float16 (bundled weights)."),
+    end_at: Optional[int] = typer.Option(None, help=END_AT_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a teacher or student; resumable, seeded, runs unchanged under torchrun (DDP)."""
@@ -174,7 +177,7 @@ def train_command(
 
     _bundled_checkpoints(model)
     cfg = _train_config(model, data, steps, batch_size, frames, lr, seed, workers, config, device, augment, None, half)
-    _print_trained(train(cfg, output, resume=resume), as_json)
+    _print_trained(train(cfg, output, resume=resume, end_at=end_at), as_json)
 
 
 def _print_trained(result: Any, as_json: bool) -> None:
@@ -196,6 +199,7 @@ def distill_command(
     config: Optional[Path] = typer.Option(None, help="JSON with more TrainConfig fields."),
     device: str = typer.Option("auto"), augment: bool = typer.Option(True), resume: bool = typer.Option(True),
     half: bool = typer.Option(False, help="Store the final weights in float16."),
+    end_at: Optional[int] = typer.Option(None, help=END_AT_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Distil the X3D student from a teacher (KL at temperature + the task loss)."""
@@ -204,7 +208,7 @@ def distill_command(
     _bundled_checkpoints(teacher)
     cfg = _train_config("student", data, steps, batch_size, frames, lr, seed, workers, config, device, augment,
                         teacher, half)
-    _print_trained(train(cfg, output, resume=resume), as_json)
+    _print_trained(train(cfg, output, resume=resume, end_at=end_at), as_json)
 
 
 def _clip_names(spec: str) -> list[str]:

@@ -273,13 +273,16 @@ class _Run:
 
 
 def train(config: TrainConfig, output: str | Path, resume: bool = True, progress: bool = True,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, end_at: int | None = None) -> TrainResult:
     """Train (or distil, when ``config.teacher`` is set) and write an edge-sync checkpoint to ``output``.
 
     ``stop_after`` ends the run after that many steps of this call (the state is saved, so a later call
-    resumes), e.g. to fit a long recipe into several time-limited sessions.
+    resumes), e.g. to fit a long recipe into several time-limited sessions. ``end_at`` ends it for good at that step
+    of the schedule and writes the checkpoint as it stands, the learning rate still following ``config.steps``: a
+    run cut short by a time limit, reproduced exactly (its checkpoint records both numbers).
     """
-    return train_together([config], [output], resume=resume, progress=progress, stop_after=stop_after)[0]
+    return train_together([config], [output], resume=resume, progress=progress, stop_after=stop_after,
+                          end_at=end_at)[0]
 
 
 def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: int, world: int, local_rank: int,
@@ -330,7 +333,8 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
 
 
 def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume: bool = True,
-                   progress: bool = True, stop_after: int | None = None) -> list[TrainResult]:
+                   progress: bool = True, stop_after: int | None = None,
+                   end_at: int | None = None) -> list[TrainResult]:
     """Train several models on one stream of batches, each as :func:`train` would train it alone.
 
     Each model gets the initialisation, the clips, their order and augmentation that its own run would give it
@@ -391,11 +395,14 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
     step = start_step
     generator = torch.Generator().manual_seed(first.seed * 1000 + rank)
     for batch in loader:
+        if end_at is not None and step >= end_at:  # resumed from a state already at the end
+            break
         if augment is not None:
             batch = augment.mix_batch(batch, generator)  # no-op unless the config asks for mixup
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         step += 1
-        stopping = stop_after is not None and step - start_step >= stop_after
+        stopping = ((stop_after is not None and step - start_step >= stop_after)
+                    or (end_at is not None and step >= end_at))
         for run in runs:
             _step(run, batch, step, rank, t0, stopping)
         bar.update(1)
@@ -407,9 +414,12 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
     results = []
     for run in runs:
         net = _unwrap(run.model).eval()
-        if rank == 0 and step >= run.config.steps:
+        ended = end_at is not None and step >= end_at
+        if rank == 0 and (step >= run.config.steps or ended):
             meta = {"recipe": run.config.to_dict(), "steps": step, "train_seconds": round(seconds, 1),
                     "world_size": world, "device": str(device), "final_loss": run.running, "torch": torch.__version__}
+            if step < run.config.steps:
+                meta["ended_at"] = {"step": step, "schedule_steps": run.config.steps}
             if len(runs) > 1:
                 meta["trained_together_with"] = [str(r.output) for r in runs if r is not run]
             note = getattr(net, "checkpoint_note", None)

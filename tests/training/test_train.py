@@ -46,6 +46,20 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_end_at_writes_the_weights_of_that_step_on_the_full_schedule(tmp_path):
+    """A run cut by a time limit (state at step 2 of a 4-step schedule) is what end_at=2 writes as a checkpoint."""
+    cut = train(_config(), tmp_path / "cut.pt", progress=False, stop_after=2)
+    ended = train(_config(), tmp_path / "ended.pt", progress=False, end_at=2)
+    assert cut.steps == ended.steps == 2
+    model = io.load(tmp_path / "ended.pt")
+    assert model.checkpoint_meta["ended_at"] == {"step": 2, "schedule_steps": 4}
+    state = torch.load(state_path(tmp_path / "cut.pt"), map_location="cpu", weights_only=False)["model"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[name], rtol=1e-4, atol=1e-5, msg=name)
+    again = train(_config(), tmp_path / "ended.pt", progress=False, end_at=2)  # resumed at its end: no more steps
+    assert again.steps == 2
+
+
 def test_resume_refuses_a_different_recipe(tmp_path):
     train(_config(), tmp_path / "m.pt", progress=False, stop_after=1)
     with pytest.raises(ValueError, match="another config"):

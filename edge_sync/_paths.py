@@ -5,9 +5,9 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED_ARTIFACT = WEIGHTS_DIR / "student.onnx-fp32"
-# Bundled checkpoints by name: one per model kind, plus the real-footage teacher 'teacher-real' (frozen Light-ASD
-# encoders with a sync head trained on real clips, `scripts/train_bundled.sh teacher-real`; not bundled yet: it must
-# ship with Light-ASD's MIT notice). None of them is in the wheel.
+# Bundled checkpoints by name: one per model kind, plus the real-footage teacher 'teacher-real' (Light-ASD's real-face
+# encoders, MIT, fine-tuned with a sync head on real clips; `scripts/train_bundled.sh teacher-real-ft`; NOTICE keeps
+# Light-ASD's licence). None of them is in the wheel.
 BUNDLED_CHECKPOINTS = {"teacher": "teacher.pt", "student": "student.pt", "legacy": "legacy.pt",
                        "teacher-real": "teacher_real.pt"}
 

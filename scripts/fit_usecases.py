@@ -61,16 +61,18 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=None, help="a folder of in-sync real clips with a MANIFEST.tsv")
     parser.add_argument("--real-holdout", default="scripts/real_holdout.txt",
                         help="with --real: the hold-out clips (file of names, or comma-separated)")
-    parser.add_argument("--real-published", type=Path, default=None,
-                        help="with --real: training clips whose sound is late (+) or early as published, in frames "
-                             "(a TSV with file and offset_frames, e.g. scripts/real_published_offsets.tsv); each is "
-                             "moved into sync before it counts as genuine (the bundled heads were fitted without)")
+    parser.add_argument("--real-published", type=Path, nargs="*", default=[],
+                        help="with --real: clips whose sound is late (+) or early as published, in frames (TSVs with "
+                             "file and offset_frames, e.g. scripts/real_published_offsets.tsv for training clips and "
+                             "scripts/real_holdout_offsets.tsv for hold-out ones); each is moved into sync before it "
+                             "counts as genuine")
     parser.add_argument("--report", type=Path, default=Path("docs/usecases.md"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
     engine = edge_sync.load(args.artifact)
-    published = read_published_offsets(args.real_published) if args.real and args.real_published else {}
+    published = {name: late for path in (args.real_published if args.real else [])
+                 for name, late in read_published_offsets(path).items()}
     real = real_clips(args.real, _clip_names(args.real_holdout), published=published) if args.real else None
     heads = fit_usecases(engine, args.workdir, args.per_kind, args.holdout_per_kind, args.speaker_clips,
                          args.holdout_speaker_clips, real=real)

@@ -38,10 +38,20 @@
 # their features of the `real` clips of ../shared/real_clips outside scripts/real_holdout.txt (trunk_features: ~5 min
 # on this 2-core CPU), then scored on the hold-out:
 #   LIGHT_ASD=PATH bash scripts/train_bundled.sh teacher-real   # -> runs/teacher_real.pt, runs/eval_teacher_real.md
-# Label-cleaned real-face models (docs/real_footage.md; not bundled yet): REALIGN=1 realigns the training clips that
-# scripts/real_published_offsets.tsv lists as late or early as published; with it, `teacher-real` (715 s here) and then
-# STEPS=700 WINDOW=1 `student-real` (1,413 s here) made runs/teacher_real_po.pt and
-# runs/student_po.pt (written as runs/teacher_real.pt and runs/student_real.pt).
+# REALIGN=1 realigns the training clips that scripts/real_published_offsets.tsv lists as late as published
+# (measured by scripts/landmark_av_lag.py, docs/real_footage.md). The bundled student and 'teacher-real' (session 10)
+# came from this chain; the GPU steps ran on one H100 (1,300 s of training in all, 3 calls):
+#   REALIGN=1 LIGHT_ASD=PATH bash scripts/train_bundled.sh teacher-real                      # CPU, 715 s (*)
+#   REALIGN=1 DEVICE=cuda WORKERS=7 STEPS=3000 END_AT=500 OUT=runs/teacher_real_ft1.pt \
+#     bash scripts/train_bundled.sh teacher-real-ft                                          # (*)
+#   REALIGN=1 DEVICE=cuda WORKERS=5 TEACHER=runs/teacher_real_ft1.pt STEPS=800 LR=1e-4 WARMUP=20 WINDOW=1 \
+#     bash scripts/train_bundled.sh teacher-real-ft                                          # -> runs/teacher_real_ft.pt
+#   REALIGN=1 DEVICE=cuda WORKERS=7 BANK=56 TEACHER=runs/teacher_real_ft.pt STUDENT=runs/student_real.pt SYNTH=0.25 \
+#     STEPS=1000 BATCH=32 WINDOW=1 OUT=runs/student_real_ft.pt bash scripts/train_bundled.sh student-real   # 293 s
+#   REALIGN=1 bash scripts/train_bundled.sh bundle-student-real
+# (*) with the offsets list of commit 6819d48 (vr_5 -2 instead of pcavs_741400163 +2); the GPU run started from a
+# float16 copy of runs/teacher_real.pt. runs/student_real.pt is the student bundled before this chain: `teacher-real`
+# and then `student-real`, both without REALIGN, run before the first line above overwrites runs/teacher_real.pt.
 # The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
 # makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail
@@ -135,21 +145,22 @@ case "$stage" in
       --lr 2e-3 --workers 0 --device "${DEVICE:-auto}" --config "$f" -o runs/teacher_real.pt
     $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_real.pt --model student \
       -o runs/eval_teacher_real.json | tee runs/eval_teacher_real.md ;;
-  teacher-real-ft)  # runs/teacher_real.pt fine-tuned end to end (Light-ASD's trunks too) on raw augmented windows of
-                    # the same clips, at a tenth of the head's learning rate (and, with WINDOW=1, the window loss);
-                    # each step runs both trunks forward and backward, so this stage is for a GPU:
-                    #   DEVICE=cuda WORKERS=14 bash scripts/train_bundled.sh teacher-real-ft
+  teacher-real-ft)  # a real-face teacher fine-tuned end to end (Light-ASD's trunks too) on raw augmented windows of
+                    # the same clips (and, with WINDOW=1, the window loss); each step runs both trunks forward and
+                    # backward, so this stage is for a GPU. TEACHER (start), OUT, STEPS, LR, WARMUP, END_AT (stop at
+                    # that step of the STEPS schedule: the bundled chain's first run was cut by a time limit)
     real=${REAL:-../shared/real_clips}
+    out=${OUT:-runs/teacher_real_ft.pt}
     f=$(mktemp --suffix .json)
     win=""; [ -n "${WINDOW:-}" ] && win=', "window_ce": 1.0, "window_min_frames": 5, "window_max_frames": 10'
-    echo "{\"cache_dir\": \"runs/real_cache\", \"checkpoint_every\": 250, \"warmup_steps\": 50," \
+    echo "{\"cache_dir\": \"runs/real_cache\", \"checkpoint_every\": 250, \"warmup_steps\": ${WARMUP:-50}," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07$win}}" > "$f"
     $E train --model "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-2500}" \
-      --batch-size 32 --frames 40 --lr 3e-4 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$f" \
-      -o runs/teacher_real_ft.pt
-    $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/teacher_real_ft.pt \
-      -o runs/eval_teacher_real_ft.json | tee runs/eval_teacher_real_ft.md ;;
+      --batch-size 32 --frames 40 --lr "${LR:-3e-4}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
+      --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
+    $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" \
+      -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
   teacher-stacked)  # the bundled teacher's trunks (synthetic mouths) and Light-ASD's (real faces) side by side, both
                     # frozen; projections and head trained on their features of the real clips and of a pool of
                     # synthetic ones, so one teacher serves real people and the synthetic protocol
@@ -172,19 +183,21 @@ case "$stage" in
       -o runs/eval_teacher_stacked.json | tee runs/eval_teacher_stacked.md
     $E eval --model runs/teacher_stacked.pt --model teacher --count 200 --frames 50 --seed 1000 \
       -o runs/eval_teacher_stacked_synthetic.json | tee runs/eval_teacher_stacked_synthetic.md ;;
-  student-real)  # the synthetic student (`distill`) fine-tuned on the same real clips (+ as many synthetic ones, so it
-                 # keeps what it knew), distilled from runs/teacher_real.pt, whose frozen trunks' features are computed
-                 # once per clip
+  student-real)  # the synthetic student (`distill`) fine-tuned on the same real clips (+ SYNTH of synthetic ones, so it
+                 # keeps what it knew), distilled from a real-face teacher (TEACHER), whose trunk features are
+                 # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss)
     real=${REAL:-../shared/real_clips}
+    out=${OUT:-runs/student_real.pt}
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
-         "\"synthetic_fraction\": 0.5, \"checkpoint_every\": 100," \
+         "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": 1.0, \"window_min_frames\": 5, \"window_max_frames\": 10}}}" > "$f"
-    $E distill --teacher runs/teacher_real.pt --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" --batch-size 16 \
-      --frames 40 --lr 1e-3 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$f" -o runs/student_real.pt
-    $E eval --data "$real" --clips scripts/real_holdout.txt --model runs/student_real.pt --model student \
-      -o runs/eval_student_real.json | tee runs/eval_student_real.md ;;
+    $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
+      --batch-size "${BATCH:-16}" --frames 40 --lr 1e-3 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
+      --config "$f" -o "$out"
+    $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" --model student \
+      -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
   bundle-teacher)
     $E eval --model runs/teacher_window3_five.pt --count 200 --frames 50 --seed 1000 \
       -o runs/eval_teacher_context.json | tee runs/eval_teacher_context.md
@@ -208,14 +221,19 @@ case "$stage" in
       -o runs/eval_holdout.json | tee runs/eval_holdout.md
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
     ;;
-  bundle-student-real)  # runs/student_real.pt becomes the bundled student (its ONNX artifact re-exported), its
-                        # use-case heads fitted on synthetic clips and on the real clips outside the hold-out
+  bundle-student-real)  # the real-face student (STUDENT_REAL) becomes the bundled student (its ONNX artifact
+                        # re-exported) and the real-face teacher it was distilled from (TEACHER_REAL) 'teacher-real';
+                        # the student's use-case heads fitted on synthetic clips and the real clips outside the hold-out
     real=${REAL:-../shared/real_clips}
-    $E eval --model runs/student_real.pt --count 200 --frames 50 --seed 1000 -o runs/eval_student_real_synthetic.json
-    .venv/bin/python scripts/bundle_weights.py --student runs/student_real.pt --student-stages "${STUDENT:-runs/student_distilled.pt}" \
-      --eval runs/eval_student_real_synthetic.json --real-eval runs/eval_student_real.json
+    student=${STUDENT_REAL:-runs/student_real_ft.pt}
+    teacher=${TEACHER_REAL:-runs/teacher_real_ft.pt}
+    $E eval --model "$student" --count 200 --frames 50 --seed 1000 -o runs/eval_bundle_real_synthetic.json
+    $E eval --data "$real" --clips scripts/real_holdout.txt --model "$teacher" --model "$student" \
+      -o runs/eval_bundle_real.json
+    .venv/bin/python scripts/bundle_weights.py --student "$student" --student-stages ${STUDENT_STAGES:-runs/student_distilled.pt runs/student_real.pt} \
+      --teacher-real "$teacher" --eval runs/eval_bundle_real_synthetic.json --real-eval runs/eval_bundle_real.json
     .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt \
-      ${REALIGN:+--real-published scripts/real_published_offsets.tsv} ;;
+      ${REALIGN:+--real-published scripts/real_published_offsets.tsv scripts/real_holdout_offsets.tsv} ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
           "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real" >&2

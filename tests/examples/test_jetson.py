@@ -176,10 +176,11 @@ def test_camera_loop_on_a_video_file_finds_the_planted_offset(artifact, clip):
     assert f"frame {25 * (clip.frames // 25):5d}" in done.stderr  # status lines go to stderr with --json
     # the stream over cv2's frames and the soundtrack equals the SDK's own file pipeline on the same file, up to the
     # colour conversion (VideoCapture converts with swscale, the SDK's decoder 4:2:0 frames with OpenCV's I420
-    # conversion: pixels differ by a few levels, confidence by ~0.001)
+    # conversion: pixels differ by a few levels). Confidence is compared relative to its size: the real-face student
+    # of session 10 is ~3x more confident than the one before, and those pixels move it by ~5% (0.154 vs 0.147)
     offline = edge_sync.load(artifact, backend="onnxruntime").sync_file(clip.path).main.result
     assert out["offset_frames"] == offline.offset_frames and out["num_frames"] == offline.frames
-    assert out["confidence"] == pytest.approx(offline.confidence, abs=5e-3)
+    assert out["confidence"] == pytest.approx(offline.confidence, rel=0.1)
 
 
 def test_the_microphone_pipe_reads_a_capture_command(clip, monkeypatch):

@@ -52,3 +52,28 @@ def test_bundled_artifact_syncs_real_photo_clips(tmp_path, offset):
     data = json.loads(out.stdout)
     assert abs(data["offset_frames"] - offset) <= 1, data
     assert data["audio_delay_ms"] == 40 * data["offset_frames"] and data["av_offset"] == -data["offset_frames"]
+
+
+def test_bundled_real_face_teacher_loads_without_light_asd_weights_and_finds_a_planted_offset(tmp_path, monkeypatch):
+    """'teacher-real' ships Light-ASD's fine-tuned encoders inside its own checkpoint: a fresh clone, without the
+    user's Light-ASD file, must load it (the trunk's weights path is not kept), and it must find a planted shift on a
+    real face photo speaking real speech, through the real decode + face pipeline."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+    from edge_sync.evaluation.real_footage import evaluate_real, load_clips
+    from edge_sync.evaluation.torch_scorer import TorchScorer
+    from edge_sync.models.io import load, parameter_count
+
+    if not bundled_path("teacher-real").is_file():
+        pytest.skip("no bundled teacher-real: bash scripts/train_bundled.sh bundle-student-real")
+    monkeypatch.chdir(tmp_path)  # no .lasd/ or other local weights in reach
+    teacher = load("teacher-real")
+    assert teacher.config_dict()["video_trunk_kwargs"] == {}
+    assert parameter_count(teacher) > 5 * parameter_count(load("student"))
+    make_talking_photo_clip(tmp_path / "talk.mp4", "The quick brown fox jumps over the lazy dog, and then it runs "
+                            "back across the field to the old barn.", size=(320, 240), seed=3)
+    scorer = TorchScorer(teacher)
+    clips, skipped = load_clips(tmp_path, scorer.contract.video, progress=False)
+    assert not skipped
+    report = evaluate_real(scorer, clips, "teacher-real", planted=(-6, 4), progress=False)
+    assert all(c.right for c in report.cases), [(c.planted, c.detected) for c in report.cases]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from edge_sync.cli import _clip_names
 from edge_sync.data.folders import read_published_offsets
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _names(path: Path) -> list[str]:
-    lines = (line.strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    return _clip_names(str(path))  # the reader `eval --clips` and fit_usecases.py use
 
 
 def test_scored_hold_out_is_the_hold_out_less_the_clips_found_late():

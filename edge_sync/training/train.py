@@ -412,9 +412,9 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
     bar.close()
     seconds = time.perf_counter() - t0
     results = []
+    ended = end_at is not None and step >= end_at
     for run in runs:
         net = _unwrap(run.model).eval()
-        ended = end_at is not None and step >= end_at
         if rank == 0 and (step >= run.config.steps or ended):
             meta = {"recipe": run.config.to_dict(), "steps": step, "train_seconds": round(seconds, 1),
                     "world_size": world, "device": str(device), "final_loss": run.running, "torch": torch.__version__}

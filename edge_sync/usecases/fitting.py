@@ -76,15 +76,16 @@ class RealClips:
     train: tuple[str, ...]
     holdout: tuple[str, ...]
     shifts: tuple[int, ...] = (-8, -4, 4, 8)
-    # name -> frames its sound is late as published (scripts/real_published_offsets.tsv): such a clip's "genuine"
-    # copy is moved back into sync, and each shifted copy is moved to exactly its shift
+    # name -> frames its sound is late as published (scripts/real_published_offsets.tsv for training clips,
+    # real_holdout_offsets.tsv for hold-out ones): its "genuine" copy is moved back into sync, each shifted copy to
+    # exactly its shift
     published: Mapping[str, int] = field(default_factory=dict)
 
 
 def real_clips(root: str | Path, holdout: Sequence[str], group: str = "real",
                published: Mapping[str, int] | None = None) -> RealClips:
     """The manifest's ``group`` clips under ``root``: those named in ``holdout`` on one side, the rest on the other;
-    ``published``: training clips measured late or early as published (frames, + = late)."""
+    ``published``: clips on either side measured late or early as published (frames, + = late)."""
     from edge_sync.evaluation.real_footage import find_clips
 
     names = sorted(p.name for p, _, _ in find_clips(Path(root), groups=(group,)))

@@ -249,6 +249,12 @@ def eval_command(
     int8: Optional[Path] = typer.Option(None, help="--ablation: the student's INT8 artifact (default: exported "
                                         "from --student to ONNX INT8 for this run)."),
     extra: list[str] = typer.Option([], "--extra", help="--ablation: more rows, LABEL=CHECKPOINT."),
+    base_rows: bool = typer.Option(True, "--base-rows/--no-base-rows", help="--ablation: the five rows of the "
+                                   "modernisation plan first; without them only the --extra rows (the first is the "
+                                   "baseline of the ratios)."),
+    real_data: Optional[Path] = typer.Option(None, "--real-data", help="--ablation: also score every row on this "
+                                             "folder of in-sync real clips, by the --data DIR protocol (--clips, "
+                                             "--planted and --detector apply)."),
     report: Path = typer.Option(Path("docs/ablation.md"), help="--ablation: where to write the Markdown table."),
     threads: Optional[int] = typer.Option(None, help="--ablation: CPU threads for timing (default: all cores)."),
     speed_frames: int = typer.Option(100, help="--ablation: clip length (frames) that speed is measured at."),
@@ -271,7 +277,7 @@ def eval_command(
 
         _print_result(lambda path: run_eval(model, data, seed, count, frames, path, device), as_json, output)
         return
-    from edge_sync.training.ablation import default_rows, run_ablation, write_ablation
+    from edge_sync.training.ablation import AblationRow, RealSet, default_rows, run_ablation, write_ablation
 
     extras = {}
     for item in extra:
@@ -279,18 +285,32 @@ def eval_command(
         if not sep or not label or not path:
             raise ValueError(f"--extra takes LABEL=CHECKPOINT, got {item!r}")
         extras[label] = path
-    for name, path in (("--legacy", legacy), ("--attention", attention)):
-        if not Path(path).is_file() and path not in ("teacher", "student"):
-            raise FileNotFoundError(f"{name} {path} does not exist; train it with scripts/train_bundled.sh "
-                                    f"{'legacy-baseline' if name == '--legacy' else 'teacher-attention'}")
-    rows = default_rows(legacy, modern, attention, student, str(int8) if int8 else None, extras)
+    if base_rows:
+        for name, path in (("--legacy", legacy), ("--attention", attention)):
+            if not Path(path).is_file() and path not in ("teacher", "student"):
+                raise FileNotFoundError(f"{name} {path} does not exist; train it with scripts/train_bundled.sh "
+                                        f"{'legacy-baseline' if name == '--legacy' else 'teacher-attention'}")
+        rows = default_rows(legacy, modern, attention, student, str(int8) if int8 else None, extras)
+        command = (f"edge-sync eval --ablation --legacy {legacy} --modern {modern} --attention {attention} "
+                   f"--student {student}" + (f" --int8 {int8}" if int8 else ""))
+    else:
+        if not extras:
+            raise ValueError("--no-base-rows leaves only the --extra rows: give at least one")
+        rows = [AblationRow(label, path, note="extra row (--extra)") for label, path in extras.items()]
+        command = "edge-sync eval --ablation --no-base-rows"
+    real = None
+    if real_data is not None:
+        real = RealSet(real_data, _clip_names(clips) if clips else None,
+                       tuple(int(k) for k in planted.split(",") if k.strip()), detector)
+    _bundled_checkpoints(*(row.source for row in rows if row.kind == "checkpoint"))
     result = run_ablation(rows, data=data, seed=seed, count=count, frames=frames, speed_frames=speed_frames,
-                          threads=threads, repeat=repeat, rounds=rounds, device=device)
-    command = (f"edge-sync eval --ablation --legacy {legacy} --modern {modern} --attention {attention} "
-               f"--student {student}" + (f" --int8 {int8}" if int8 else "")
-               + "".join(f" --extra '{k}={v}'" for k, v in extras.items())
-               + f" --count {count} --frames {frames} --seed {seed}" + (f" --threads {threads}" if threads else "")
-               + (f" --repeat {repeat}" if repeat != 10 else "") + (f" --rounds {rounds}" if rounds != 5 else ""))
+                          threads=threads, repeat=repeat, rounds=rounds, device=device, real=real)
+    command += "".join(f" --extra '{k}={v}'" for k, v in extras.items())
+    if real_data is not None:
+        command += f" --real-data {real_data}" + (f" --clips {clips}" if clips else "")
+        command += f" --planted {planted}" if planted != "-12,-8,-4,-2,2,4,8,12" else ""
+    command += (f" --count {count} --frames {frames} --seed {seed}" + (f" --threads {threads}" if threads else "")
+                + (f" --repeat {repeat}" if repeat != 10 else "") + (f" --rounds {rounds}" if rounds != 5 else ""))
     _print_result(lambda path: write_ablation(result, report, path, command), as_json, output)
 
 

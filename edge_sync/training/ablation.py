@@ -189,7 +189,7 @@ def _versions() -> dict[str, str]:
 def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1000, count: int = 200,
                  frames: int = 50, speed_frames: int = 100, threads: int | None = None, warmup: int = 2,
                  repeat: int = 10, rounds: int = 5, device: str = "cpu", calib: str | Path | None = None,
-                 progress: bool = True) -> AblationResult:
+                 progress: bool = True, real: RealSet | None = None) -> AblationResult:
     """Score, time and size every row on the same hold-out clips; the first row is the baseline of the ratios.
 
     An artifact row without a source gets the previous checkpoint row's model exported to ONNX INT8 for this run
@@ -200,6 +200,10 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
     alone, as the bench does); a row's figure is its best round. Why: this machine may be shared, and other work
     slows some rounds; interleaving gives every row the same chances and the best round drops the disturbed ones
     (as ``timeit`` advises).
+
+    With ``real``, every row is also scored by the real-footage protocol (:mod:`edge_sync.evaluation.real_footage`:
+    in-sync clips of real people, each as published and with planted audio shifts) on the same clips, through the
+    real decode and face pipeline: an option that helps synthetic clips and not real people is not kept.
     """
     from edge_sync.runtimes.api import load as load_engine
     from edge_sync.training.evaluate import evaluate
@@ -253,6 +257,9 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
                 "eval_seconds": round(time.perf_counter() - t0, 1),
             })
             evals[p["row"].name] = res.to_dict()
+        if real is not None:
+            for p, r in zip(prepared, results):
+                r.update(score_real(p["path"], real, p["row"].name))
     base = results[0]
     for r in results:
         r["relative_speed"] = r["frames_per_s"] / base["frames_per_s"]
@@ -261,7 +268,41 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
                 "threads": threads, "warmup": warmup, "repeat": repeat, "rounds": max(1, rounds), "device": device,
                 "machine": _machine(), "versions": _versions(), "seconds": round(time.perf_counter() - started, 1),
                 "rows": [asdict(r) for r in rows]}
+    if real is not None:
+        settings["real"] = {"data": str(real.root), "clips": list(real.names or []), "planted": list(real.planted)}
     return AblationResult(results, settings, evals)
+
+
+@dataclass
+class RealSet:
+    """The real-footage column's clips: a folder of in-sync videos, optionally only ``names`` of it, the planted
+    shifts, and the face detector. Clips are decoded and tracked once per crop kind and shared by every row."""
+
+    root: Path
+    names: list[str] | None = None
+    planted: tuple[int, ...] = ()
+    detector: str | None = None
+    _loaded: dict[str, tuple[list, dict]] = field(default_factory=dict, repr=False)
+
+    def clips(self, preprocessing: Any) -> tuple[list, dict]:
+        from edge_sync.evaluation.real_footage import load_clips
+        from edge_sync.features.faces import DEFAULT_DETECTOR
+
+        if preprocessing.name not in self._loaded:
+            self._loaded[preprocessing.name] = load_clips(self.root, preprocessing, self.detector or DEFAULT_DETECTOR,
+                                                          names=self.names)
+        return self._loaded[preprocessing.name]
+
+
+def score_real(source: str, real: RealSet, label: str) -> dict[str, Any]:
+    """One row's real-footage figures (prefixed ``real_``), scored by the same code as ``edge-sync eval --data``."""
+    from edge_sync.evaluation.real_footage import DEFAULT_PLANTED, evaluate_real
+    from edge_sync.training.evaluate_cli import scorer_for
+
+    _, scorer = scorer_for(source)
+    clips, skipped = real.clips(scorer.contract.video)
+    report = evaluate_real(scorer, clips, label, real.planted or DEFAULT_PLANTED, skipped)
+    return {f"real_{k}": v for k, v in report.overall().items()}
 
 
 def _prepare_rows(rows: list[AblationRow], tmp: str, calib: str | Path | None) -> list[dict[str, Any]]:
@@ -311,6 +352,29 @@ def _cell(key: str, value: Any) -> str:
     return _fmt("accuracy" if "accuracy" in key else key, value, 3)
 
 
+def _real_section(result: AblationResult) -> list[str]:
+    """The real-footage table (when the run scored real clips): originals and planted shifts within ±1 frame."""
+    real = result.settings.get("real")
+    if not real:
+        return []
+
+    def pct(r: dict[str, Any], right: str, total: str) -> str:
+        n = r.get(f"real_{total}") or 0
+        return f"{r.get(f'real_{right}', 0)}/{n} ({100.0 * r.get(f'real_{right}', 0) / n:.0f}%)" if n else "—"
+
+    body = [[r["row"], str(r.get("real_clips", 0)), pct(r, "originals_right", "originals"),
+             pct(r, "planted_right", "planted"), pct(r, "tracked_right", "tracked"), pct(r, "exact", "cases"),
+             _fmt("accuracy", r.get("real_context5"), 3), _fmt("confidence", r.get("real_confidence_right"), 3),
+             _fmt("confidence", r.get("real_confidence_wrong"), 3)] for r in result.rows]
+    shifts = ", ".join(f"{k:+d}" for k in real["planted"])
+    which = f"{len(real['clips'])} named clips of" if real["clips"] else "the clips of"
+    return [f"Real footage: {which} `{real['data']}`, each as published (must read 0 ±1) and with its sound shifted "
+            f"by {shifts} frames (each must read its shift ±1), through the real decode and face pipeline "
+            "(`edge-sync eval --data`'s protocol).", "",
+            _table(["row", "clips", "originals 0±1", "planted ±1", "shift tracked ±1", "exact",
+                    "accuracy@±1, 5 frames", "conf. right", "conf. wrong"], body)]
+
+
 def ablation_markdown(result: AblationResult, command: str = "") -> str:
     s = result.settings
     main_cols = [("accuracy", "accuracy (clip)"), ("accuracy_pm1", "accuracy@±1 (clip)"),
@@ -340,6 +404,7 @@ def ablation_markdown(result: AblationResult, command: str = "") -> str:
         f"{s['seconds']:.0f} s.",
         "",
         _table(["row"] + [h for _, h in main_cols], body),
+        *_real_section(result),
         "Measured values behind the ratios:",
         "",
         _table(["row", "model", "parameters", "size", f"ms / {s['speed_frames']} frames", "frames/s", "runs on",

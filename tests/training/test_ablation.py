@@ -196,3 +196,49 @@ def test_eval_ablation_says_how_to_make_a_missing_row(tmp_path):
 
     out = CliRunner().invoke(app, ["eval", "--ablation", "--legacy", str(tmp_path / "none.pt")])
     assert out.exit_code != 0 and "legacy-baseline" in str(out.exception)
+
+
+def test_ablation_scores_every_row_on_real_footage_too(tiny_rows, tmp_path):
+    """--real-data: each row also gets the real-footage protocol's figures, the same as `eval --data` gives it,
+    and --no-base-rows makes a table of the --extra rows alone (the first is the ratios' baseline)."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image")
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    from typer.testing import CliRunner
+
+    from edge_sync.cli import app
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+    from edge_sync.evaluation.real_footage import evaluate_real, load_clips
+    from edge_sync.evaluation.torch_scorer import TorchScorer
+    from edge_sync.spec import MOUTH
+
+    videos = tmp_path / "videos"
+    make_talking_photo_clip(videos / "talk.mp4", "We check the sound against the mouth, one two three four five.",
+                            offset_frames=0, size=(320, 240), seed=3)
+    report, json_out = tmp_path / "ablation.md", tmp_path / "ablation.json"
+    args = ["eval", "--ablation", "--no-base-rows", "--extra", "bundled student=student", "--extra",
+            f"tiny teacher={tiny_rows / 't.pt'}", "--real-data", str(videos), "--planted", "-6,4", "--count", "2",
+            "--frames", "6", "--speed-frames", "6", "--threads", "1", "--repeat", "1", "--rounds", "1",
+            "--report", str(report), "--json", str(json_out)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    rows = json.loads(json_out.read_text())["rows"]
+    assert [r["row"] for r in rows] == ["bundled student", "tiny teacher"] and rows[0]["relative_speed"] == 1.0
+    clips, _ = load_clips(videos, MOUTH, progress=False)
+    for r, source in zip(rows, ("student", str(tiny_rows / "t.pt"))):
+        ref = evaluate_real(TorchScorer(io.load(source)), clips, r["row"], planted=(-6, 4), progress=False).overall()
+        assert (r["real_originals"], r["real_planted"]) == (1, 2)
+        assert (r["real_originals_right"], r["real_planted_right"], r["real_exact"]) == (
+            ref["originals_right"], ref["planted_right"], ref["exact"])
+    assert rows[0]["real_originals_right"] == 1 and rows[0]["real_planted_right"] == 2  # the bundled student reads them
+    md = report.read_text()
+    assert "Real footage:" in md and "| bundled student | 1 | 1/1 (100%) | 2/2 (100%) |" in md
+    assert "--no-base-rows" in md and f"--real-data {videos}" in md and "--planted -6,4" in md
+
+
+def test_no_base_rows_needs_an_extra_row():
+    from typer.testing import CliRunner
+
+    from edge_sync.cli import app
+
+    out = CliRunner().invoke(app, ["eval", "--ablation", "--no-base-rows"])
+    assert out.exit_code != 0 and "--extra" in str(out.exception)

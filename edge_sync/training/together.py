@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--half", action="store_true", help="store the final weights in float16")
     p.add_argument("--no-resume", dest="resume", action="store_false")
+    p.add_argument("--end-at", type=int, default=None, help="end every run at this step of the --steps schedule "
+                   "and write its checkpoint (edge-sync train --end-at): a run cut short, reproduced or finished from "
+                   "its saved state")
     args = p.parse_args(argv)
     configs = [run_config(model, cfg, args) for model, cfg, _ in args.run]
-    for res in train_together(configs, [out for _, _, out in args.run], resume=args.resume):
+    for res in train_together(configs, [out for _, _, out in args.run], resume=args.resume, end_at=args.end_at):
         print(f"wrote {res.checkpoint} after {res.steps} steps in {res.seconds:.0f} s "
               f"(final loss {res.final_loss:.3f})")
 

@@ -88,6 +88,20 @@ def test_together_refuses_runs_that_need_other_batches(tmp_path):
         train_together([_config(), _config()], [tmp_path / "a.pt", tmp_path / "a.pt"], progress=False)
 
 
+def test_together_command_ends_every_run_at_end_at(tmp_path):
+    """--end-at: each run stops at that step of its schedule and writes its checkpoint (a GPU call's time limit)."""
+    from edge_sync.training import together
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model_config": TINY_STUDENT, "checkpoint_every": 1}))
+    runs = [f"student:{cfg}:{tmp_path / name}" for name in ("a.pt", "b.pt")]
+    together.main(["--run", runs[0], "--run", runs[1], "--steps", "3", "--batch-size", "2", "--frames", "8",
+                   "--workers", "0", "--device", "cpu", "--no-augment", "--end-at", "1"])
+    for name in ("a.pt", "b.pt"):
+        meta = io.load(tmp_path / name).checkpoint_meta
+        assert meta["steps"] == 1 and meta["ended_at"] == {"step": 1, "schedule_steps": 3}
+
+
 def test_together_command_builds_the_config_edge_sync_train_builds(tmp_path):
     from edge_sync import cli
     from edge_sync.training import together

@@ -189,6 +189,33 @@ def _print_trained(result: Any, as_json: bool) -> None:
                f"(final loss {result.final_loss:.3f})")
 
 
+@app.command("pretrain")
+def pretrain_command(
+    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.pt); fine-tune it with "
+                                "edge-sync train --config '{\"model\": OUTPUT}'."),
+    model: str = typer.Option("teacher", help="teacher, student, or a checkpoint path whose encoders to pre-train."),
+    data: str = typer.Option("synthetic", help="A folder of your unlabeled videos (assumed in sync), or synthetic."),
+    objective: list[str] = typer.Option(list(("correspondence", "order", "infonce")), "--objective",
+                                        help="Self-supervised objectives (repeat): correspondence, order, infonce, "
+                                        "masked, contrastive."),
+    steps: int = typer.Option(1000), batch_size: int = typer.Option(16), frames: int = typer.Option(40),
+    lr: float = typer.Option(1e-3), seed: int = typer.Option(0), workers: int = typer.Option(1),
+    config: Optional[Path] = typer.Option(None, help="JSON with more PretrainConfig fields (model_config, "
+                                          "objective_weights, synthetic_fraction, cache_dir...)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Self-supervised pre-training of a model's encoders on unlabeled videos (no offset labels): masked
+    audio-visual prediction, SimCLR/MoCo contrastive, AV correspondence, temporal order, aligned InfoNCE."""
+    from edge_sync.training.pretrain import PretrainConfig, pretrain
+
+    _bundled_checkpoints(model)
+    extra = json.loads(config.read_text()) if config else {}
+    fields = dict(model=model, data=data, objectives=list(objective), steps=steps, batch_size=batch_size,
+                  frames=frames, lr=lr, seed=seed, workers=workers, device=device)
+    _print_trained(pretrain(PretrainConfig(**{**fields, **extra}), output), as_json)
+
+
 @app.command("distill")
 def distill_command(
     teacher: str = typer.Option(..., help="Teacher checkpoint (or 'teacher' for the bundled one)."),

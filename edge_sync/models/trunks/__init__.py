@@ -23,8 +23,8 @@ An unknown name raises :class:`UnknownTrunkError` (a ``KeyError``) listing the r
 classifier keys a trunk does not have and raises :class:`~edge_sync.errors.CheckpointError` for anything else
 that does not fit.
 
-Built-in trunks: video ``syncnet_conv3d`` (teacher default), ``x3d_2plus1d`` (student), ``r3d_18``,
-``light_asd_visual`` (real-face pretrained);
+Built-in trunks: video ``syncnet_conv3d`` (teacher default), ``x3d_2plus1d`` (student), ``r3d_18``, ``i3d``,
+``slowfast``, ``light_asd_visual`` (real-face pretrained);
 audio ``syncnet_mfcc``, ``x3d_mfcc``, ``light_asd_mfcc``, ``vggish`` (log-mel), ``wav2vec2`` / ``hubert``
 (waveform).
 
@@ -122,7 +122,8 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
                        select_prefix: str = "", what: str = "trunk") -> None:
     """Load a local ``state_dict`` file into ``module`` strictly, with errors a user can act on.
 
-    Accepts a bare state_dict or one wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``, and strips a
+    Accepts a bare state_dict or one wrapped as ``{"state_dict": ...}`` / ``{"model": ...}`` /
+    ``{"model_state": ...}`` (PySlowFast and PyTorchVideo ``.pyth`` files), and strips a
     ``module.`` prefix (DataParallel). Keys under ``ignore_prefixes`` (a classifier head the trunk does not
     have) are dropped; with ``select_prefix`` only keys under it are kept, without it (one encoder out of a
     whole model's checkpoint); any other missing, unexpected or mis-shaped key raises :class:`CheckpointError`.
@@ -140,7 +141,7 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, not a torch file...
         raise CheckpointError(f"cannot read {what} weights from {str(file)!r}: {exc}") from exc
-    for wrapper in ("state_dict", "model"):
+    for wrapper in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -171,13 +172,24 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
     module.load_state_dict(state, strict=True)
 
 
+def he_init_3d(module: nn.Module) -> None:
+    """He (fan-out) init on every Conv3d and unit/zero BatchNorm3d affine: how torchvision, pytorch-i3d and
+    PyTorchVideo start their 3D networks from scratch, so a trunk trained here starts as theirs does."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 # Built-in trunks register themselves on import. They import torch only (transformers is imported lazily
 # inside hf_audio's builders), so importing this package stays cheap.
-_BUILTIN_MODULES = ("syncnet", "x3d", "r3d", "vggish", "hf_audio", "light_asd", "stacked")
+_BUILTIN_MODULES = ("syncnet", "x3d", "r3d", "i3d", "slowfast", "vggish", "hf_audio", "light_asd", "stacked")
 
 for _module in _BUILTIN_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 del _module
 
 __all__ = ["AUDIO_TRUNKS", "VIDEO_TRUNKS", "UnknownTrunkError", "build_audio_trunk", "build_video_trunk",
-           "load_local_weights", "register_audio_trunk", "register_video_trunk"]
+           "he_init_3d", "load_local_weights", "register_audio_trunk", "register_video_trunk"]

@@ -26,7 +26,7 @@ import os
 import torch
 from torch import nn
 
-from edge_sync.models.trunks import load_local_weights, register_video_trunk
+from edge_sync.models.trunks import he_init_3d, load_local_weights, register_video_trunk
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
@@ -91,18 +91,9 @@ class R3D18Trunk(nn.Module):
             blocks = [BasicBlock3d(cin, cout, stride)] + [BasicBlock3d(cout, cout) for _ in range(n - 1)]
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
             cin = cout
-        self._init_weights()
+        he_init_3d(self)
         if weights is not None:
             load_local_weights(self, weights, ignore_prefixes=("fc.",), what="r3d_18 trunk")
-
-    def _init_weights(self) -> None:
-        # He init on conv outputs and unit BN, as torchvision initialises its video ResNets.
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[1] != 3:

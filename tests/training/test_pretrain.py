@@ -1,0 +1,89 @@
+"""`edge-sync pretrain`: self-supervised pre-training on unlabeled videos writes a checkpoint that training
+fine-tunes, from a folder of real videos, synthetic in-sync clips, or a mix."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edge_sync.models import io
+
+TINY_TEACHER = {"video_trunk_kwargs": {"width": 0.25}, "audio_trunk_kwargs": {"width": 0.25}, "embed_dim": 16,
+                "head_hidden": 8, "head_dilations": [1, 2]}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    root = tmp_path_factory.mktemp("videos")
+    make_talking_photo_clip(root / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
+                            offset_frames=0, size=(256, 192))
+    return root
+
+
+def _encoders(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("video_encoder", "audio_encoder"))
+            and v.is_floating_point()}
+
+
+def test_in_sync_windows_of_a_folder_mixed_with_synthetic_clips(videos, tmp_path):
+    from edge_sync.training.pretrain import SYNTHETIC_CLIP_IDS, PretrainConfig, UnlabeledWindows, build_pretrain_dataset
+
+    cfg = PretrainConfig(data=str(videos), frames=12, steps=5, batch_size=4, synthetic_fraction=0.5, speech_bank=4,
+                         cache_dir=str(tmp_path / "c"))
+    data = build_pretrain_dataset(cfg)
+    assert isinstance(data, UnlabeledWindows) and len(data) == 20
+    items = [data[i] for i in range(20)]
+    assert all(set(it) == {"audio", "video", "clip_id"} for it in items)
+    ids = [int(it["clip_id"]) for it in items]
+    synthetic = [i for i in ids if i >= SYNTHETIC_CLIP_IDS]
+    assert 0 < len(synthetic) < 20 and len(set(synthetic)) == len(synthetic)  # each synthetic clip its own id
+    assert all(it["video"].shape == (3, 12, 112, 112) and it["audio"].shape == (1, 13, 48) for it in items)
+    assert torch.equal(data[3]["video"], items[3]["video"])  # item i is always the same window (reproducible)
+
+
+@pytest.mark.parametrize("objectives", [["masked", "contrastive"], ["correspondence", "order", "infonce"]])
+def test_pretrain_writes_a_checkpoint_that_training_fine_tunes(videos, tmp_path, objectives):
+    from typer.testing import CliRunner
+
+    from edge_sync.cli import app
+    from edge_sync.training.train import TrainConfig, build_model
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model_config": TINY_TEACHER, "synthetic_fraction": 0.25, "speech_bank": 4,
+                               "cache_dir": str(tmp_path / "c"), "checkpoint_every": 2}))
+    out = tmp_path / "pre.pt"
+    args = ["pretrain", "-o", str(out), "--data", str(videos), "--steps", "3", "--batch-size", "4", "--frames", "12",
+            "--workers", "0", "--device", "cpu", "--config", str(cfg), "--json"]
+    for name in objectives:
+        args += ["--objective", name]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = res.output[res.output.rindex('{"checkpoint"'):].splitlines()[0]  # after the progress bars
+    assert json.loads(summary)["steps"] == 3
+    model = io.load(out)
+    meta = model.checkpoint_meta
+    assert meta["pretrain"]["objectives"] == objectives and meta["steps_done"] == 3
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in meta["history"])
+    torch.manual_seed(0)  # the initialisation the pre-training run started from
+    fresh = build_model(TrainConfig(model="teacher", model_config=TINY_TEACHER))
+    before, after = _encoders(fresh), _encoders(model)
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoders learned something
+    tuned = build_model(TrainConfig(model=str(out)))  # what `edge-sync train --config '{"model": OUT}'` starts from
+    assert all(torch.equal(after[k], v) for k, v in _encoders(tuned).items())
+
+
+def test_unknown_objectives_and_weights_are_refused(tmp_path):
+    from edge_sync.training.pretrain import PretrainConfig, pretrain
+
+    with pytest.raises(ValueError, match="known"):
+        pretrain(PretrainConfig(model_config=TINY_TEACHER, objectives=["nope"], steps=1, device="cpu"),
+                 tmp_path / "x.pt", progress=False)
+    with pytest.raises(ValueError, match="does not use"):
+        pretrain(PretrainConfig(model_config=TINY_TEACHER, objectives=["infonce"], objective_weights={"masked": 1},
+                                steps=1, device="cpu"), tmp_path / "x.pt", progress=False)
+    assert not (tmp_path / "x.pt").exists()

@@ -52,6 +52,11 @@
 # (*) with the offsets list of commit 6819d48 (vr_5 -2 instead of pcavs_741400163 +2); the GPU run started from a
 # float16 copy of runs/teacher_real.pt. runs/student_real.pt is the student bundled before this chain: `teacher-real`
 # and then `student-real`, both without REALIGN, run before the first line above overwrites runs/teacher_real.pt.
+# Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
+# (session 11, one call, the jobs side by side; the runs were cut at END_AT by the call's time limit):
+#   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
+#   REALIGN=1 DEVICE=cuda WORKERS=3 END_AT=300 bash scripts/train_bundled.sh options-pretrain   # 99 + 177 + 310 s
+#   bash scripts/train_bundled.sh ablation-options
 # The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
 # makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail
@@ -194,10 +199,54 @@ case "$stage" in
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": 1.0, \"window_min_frames\": 5, \"window_max_frames\": 10}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
-      --batch-size "${BATCH:-16}" --frames 40 --lr 1e-3 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
-      --config "$f" -o "$out"
+      --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
+      --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
     $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" --model student \
       -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
+  options-trunks)  # issue 19: teachers from scratch with the teacher's own video trunk, I3D and SlowFast (similar
+                   # sizes), together on one stream of batches: the real training clips + a synthetic half, CE +
+                   # correlation CE, 1000-step schedule (the table's rows ended at step 850: END_AT=850)
+    real=${REAL:-../shared/real_clips}
+    com="\"cache_dir\": \"runs/real_cache\", \"checkpoint_every\": 25, \"synthetic_fraction\": 0.5, ${BANK:+\"speech_bank\": $BANK, }\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}, \"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07}"
+    runs=()
+    for row in "base:{}" "i3d:{\"video_trunk\": \"i3d\", \"video_trunk_kwargs\": {\"width\": 0.375}}" \
+               "sf:{\"video_trunk\": \"slowfast\", \"video_trunk_kwargs\": {\"model_depth\": 18, \"width\": 0.375}}"; do
+      f=$(mktemp --suffix .json); echo "{$com, \"model_config\": ${row#*:}}" > "$f"
+      runs+=(--run "teacher:$f:runs/options_t_${row%%:*}.pt")
+    done
+    $PY -m edge_sync.training.together --data "$(real_train_dir "$real")" --steps "${STEPS:-1000}" --lr 2e-3 \
+      --batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half \
+      ${END_AT:+--end-at "$END_AT"} "${runs[@]}" ;;
+  options-pretrain)  # issue 19: teacher-real's encoders pre-trained self-supervised on the same clips (masked AV
+                     # prediction; SimCLR contrastive), then it and both copies fine-tuned together by its last
+                     # recipe (window loss, lr 1e-4; 600-step schedule, the table's rows ended at step 300: END_AT=300)
+    real=${REAL:-../shared/real_clips}
+    dir=$(real_train_dir "$real")
+    p=$(mktemp --suffix .json); echo '{"cache_dir": "runs/real_cache", "checkpoint_every": 100}' > "$p"
+    for o in masked contrastive; do
+      $E pretrain --model teacher-real --data "$dir" --objective $o --steps "${PRE_STEPS:-300}" --batch-size 32 \
+        --frames 40 --lr 1e-4 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --config "$p" -o runs/options_pre_$o.pt
+    done
+    f=$(mktemp --suffix .json)
+    echo '{"cache_dir": "runs/real_cache", "checkpoint_every": 25, "lr": 1e-4, "warmup_steps": 20,' \
+         '"augment": {"crop": true, "flip": true, "colour": true, "freq_mask": true}, "loss": {"ce": 1.0,' \
+         '"corr_ce": 1.0, "corr_temperature": 0.07, "window_ce": 1.0, "window_min_frames": 5, "window_max_frames": 10}}' > "$f"
+    $PY -m edge_sync.training.together --data "$dir" --steps "${STEPS:-600}" --lr 1e-4 --batch-size 32 --frames 40 \
+      --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half ${END_AT:+--end-at "$END_AT"} \
+      --run "teacher-real:$f:runs/options_f_ctrl.pt" --run "runs/options_pre_masked.pt:$f:runs/options_f_masked.pt" \
+      --run "runs/options_pre_contrastive.pt:$f:runs/options_f_contrastive.pt" ;;
+  ablation-options)  # issue 19's table (docs/ablation_options.md): the rows above, teacher-real and the student, on
+                     # the synthetic hold-out and the real in-sync hold-out, speed and size from the same run
+    $E eval --ablation --no-base-rows \
+      --extra "teacher trunk (syncnet_conv3d), from scratch=runs/options_t_base.pt" \
+      --extra "I3D trunk (width 0.375), from scratch=runs/options_t_i3d.pt" \
+      --extra "SlowFast trunk (R18, width 0.375), from scratch=runs/options_t_sf.pt" \
+      --extra "teacher-real fine-tuned 300 steps (control)=runs/options_f_ctrl.pt" \
+      --extra "teacher-real + masked AV pre-training, then 300 steps=runs/options_f_masked.pt" \
+      --extra "teacher-real + SimCLR contrastive pre-training, then 300 steps=runs/options_f_contrastive.pt" \
+      --extra "bundled teacher-real=teacher-real" --extra "bundled student=student" \
+      --real-data "${REAL:-../shared/real_clips}" --clips scripts/real_holdout_in_sync.txt \
+      --count 100 --frames 50 --rounds 3 --repeat 5 --report docs/ablation_options.md -o docs/ablation_options.json ;;
   bundle-teacher)
     $E eval --model runs/teacher_window3_five.pt --count 200 --frames 50 --seed 1000 \
       -o runs/eval_teacher_context.json | tee runs/eval_teacher_context.md
@@ -236,6 +285,7 @@ case "$stage" in
       ${REALIGN:+--real-published scripts/real_published_offsets.tsv scripts/real_holdout_offsets.tsv} ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real" >&2
+          "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real |" \
+          "options-trunks | options-pretrain | ablation-options" >&2
      exit 2 ;;
 esac

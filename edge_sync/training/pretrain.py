@@ -39,6 +39,8 @@ class PretrainConfig:
     data: str = "synthetic"  # synthetic (in-sync clips) | a folder of videos
     objectives: list[str] = field(default_factory=lambda: list(DEFAULT_OBJECTIVES))
     objective_weights: dict[str, float] = field(default_factory=dict)
+    # name -> the objective's settings, e.g. {"contrastive": {"momentum": 0.99, "queue_size": 4096}} (MoCo)
+    objective_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     synthetic_fraction: float = 0.0  # with a folder: this share of the windows are synthetic in-sync clips
     frames: int = 40
     batch_size: int = 16
@@ -123,13 +125,12 @@ def build_pretrain_dataset(config: PretrainConfig) -> Dataset:
 def _pretrainer(model: torch.nn.Module, config: PretrainConfig) -> Any:
     from edge_sync.training.selfsup import SelfSupervisedPretrainer
 
-    pretrainer = SelfSupervisedPretrainer.from_names(model, list(config.objectives), seed=config.seed)
     unknown = set(config.objective_weights) - set(config.objectives)
     if unknown:
         raise ValueError(f"objective_weights names objectives this run does not use: {sorted(unknown)}; "
                          f"objectives: {list(config.objectives)}")
-    pretrainer.weights.update({k: float(v) for k, v in config.objective_weights.items()})
-    return pretrainer
+    return SelfSupervisedPretrainer.from_names(model, list(config.objectives), seed=config.seed,
+                                               weights=config.objective_weights, options=config.objective_options)
 
 
 @dataclass

@@ -87,3 +87,22 @@ def test_unknown_objectives_and_weights_are_refused(tmp_path):
         pretrain(PretrainConfig(model_config=TINY_TEACHER, objectives=["infonce"], objective_weights={"masked": 1},
                                 steps=1, device="cpu"), tmp_path / "x.pt", progress=False)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_moco_options_reach_the_objective(videos, tmp_path):
+    """objective_options configures an objective: contrastive with a momentum is MoCo (its queue fills)."""
+    from edge_sync.training.pretrain import PretrainConfig, _pretrainer
+    from edge_sync.training.train import TrainConfig, build_model
+
+    cfg = PretrainConfig(model_config=TINY_TEACHER, objectives=["contrastive"], steps=2, batch_size=4, frames=12,
+                         data=str(videos), device="cpu", cache_dir=str(tmp_path / "c"),
+                         objective_options={"contrastive": {"momentum": 0.9, "queue_size": 8}},
+                         objective_weights={"contrastive": 0.5})
+    pretrainer = _pretrainer(build_model(TrainConfig(model="teacher", model_config=TINY_TEACHER)), cfg)
+    objective = pretrainer.objectives["contrastive"]
+    assert objective.momentum == 0.9 and pretrainer.weights == {"contrastive": 0.5}
+    from edge_sync.training.pretrain import pretrain
+
+    result = pretrain(cfg, tmp_path / "moco.pt", progress=False)
+    assert result.steps == 2 and io.load(tmp_path / "moco.pt").checkpoint_meta["pretrain"]["objective_options"] == {
+        "contrastive": {"momentum": 0.9, "queue_size": 8}}

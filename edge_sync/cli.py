@@ -328,14 +328,15 @@ def eval_command(
     real = None
     if real_data is not None:
         real = RealSet(real_data, _clip_names(clips) if clips else None,
-                       tuple(int(k) for k in planted.split(",") if k.strip()), detector)
+                       tuple(int(k) for k in planted.split(",") if k.strip()), detector.value if detector else None)
     _bundled_checkpoints(*(row.source for row in rows if row.kind == "checkpoint"))
     result = run_ablation(rows, data=data, seed=seed, count=count, frames=frames, speed_frames=speed_frames,
                           threads=threads, repeat=repeat, rounds=rounds, device=device, real=real)
     command += "".join(f" --extra '{k}={v}'" for k, v in extras.items())
     if real_data is not None:
-        command += f" --real-data {real_data}" + (f" --clips {clips}" if clips else "")
+        command += f" --real-data '{real_data}'" + (f" --clips '{clips}'" if clips else "")
         command += f" --planted {planted}" if planted != "-12,-8,-4,-2,2,4,8,12" else ""
+        command += f" --detector {detector.value}" if detector else ""
     command += (f" --count {count} --frames {frames} --seed {seed}" + (f" --threads {threads}" if threads else "")
                 + (f" --repeat {repeat}" if repeat != 10 else "") + (f" --rounds {rounds}" if rounds != 5 else ""))
     _print_result(lambda path: write_ablation(result, report, path, command), as_json, output)

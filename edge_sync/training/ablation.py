@@ -269,7 +269,11 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
                 "machine": _machine(), "versions": _versions(), "seconds": round(time.perf_counter() - started, 1),
                 "rows": [asdict(r) for r in rows]}
     if real is not None:
-        settings["real"] = {"data": str(real.root), "clips": list(real.names or []), "planted": list(real.planted)}
+        from edge_sync.evaluation.real_footage import DEFAULT_PLANTED
+        from edge_sync.features.faces import DEFAULT_DETECTOR
+
+        settings["real"] = {"data": str(real.root), "clips": list(real.names or []),
+                            "planted": list(real.planted or DEFAULT_PLANTED), "detector": real.detector or DEFAULT_DETECTOR}
     return AblationResult(results, settings, evals)
 
 
@@ -391,8 +395,9 @@ def ablation_markdown(result: AblationResult, command: str = "") -> str:
             *(_fmt("accuracy", r.get(k), 3) for k in ("strict_5", "strict_15", "context_5", "context_15",
                                                        "all_windows_5"))])
     v = ", ".join(f"{k} {val}" for k, val in s["versions"].items())
+    plan = [r.get("name") for r in s.get("rows", [])][:1] == ["baseline (legacy architecture)"]
     lines = [
-        "# Ablation: the modernisation plan's table, measured",
+        "# Ablation: the modernisation plan's table, measured" if plan else "# Ablation: options measured side by side",
         "",
         f"Written by `{command}`." if command else "",
         f"{s['count']} hold-out clips of {s['frames']} frames ({s['data']}, seed {s['seed']}: voices, sentences, "

@@ -19,9 +19,10 @@ def scorer_for(name: str) -> tuple[str, Any]:
         return f"{path.name} ({engine.backend})", engine
     from edge_sync.evaluation.torch_scorer import TorchScorer
     from edge_sync.models.io import load, parameter_count
+    from edge_sync.training.legacy_adapter import as_scored
 
     model = load(name)
-    return f"{name} ({parameter_count(model):,} params, PyTorch)", TorchScorer(model)
+    return f"{name} ({parameter_count(model):,} params, PyTorch)", TorchScorer(as_scored(model))
 
 
 def run_real_eval(models: Sequence[str], data: str | Path, json_out: Path | None = None,

@@ -89,3 +89,10 @@ class MouthLegacy(nn.Module):
 def as_trainable(model: nn.Module) -> nn.Module:
     """A model the trainer and ``evaluate`` can use on mouth112 batches: legacy models get the adapter."""
     return MouthLegacy(model) if isinstance(model, LegacySyncNetFCN) else model
+
+
+def as_scored(model: nn.Module) -> nn.Module:
+    """The model on the input it was trained on: a legacy model trained here on mouth crops (its checkpoint says so)
+    gets the adapter; an imported syncnet_python model keeps its own 224x224 face contract."""
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    return MouthLegacy(model) if isinstance(model, LegacySyncNetFCN) and meta.get("input") == INPUT_NOTE else model

@@ -54,6 +54,9 @@ class PretrainConfig:
     cache_dir: str | None = None
     speech_bank: int | None = None
     checkpoint_every: int = 200
+    # batches of windows drawn in a seeded random order on every pass (else file by file, so a long clip fills whole
+    # batches with its own windows: no negatives for the contrastive and correspondence objectives)
+    shuffle: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +87,9 @@ class UnlabeledWindows(Dataset):
     i synthetic instead with probability ``fraction``; only :data:`SHARED_KEYS` are kept when mixing."""
 
     def __init__(self, folder: Any, count: int, synthetic: Dataset | None = None, fraction: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, shuffle: bool = True) -> None:
         self.folder, self.count, self.synthetic, self.fraction, self.seed = folder, count, synthetic, fraction, seed
+        self.shuffle = shuffle
 
     def __len__(self) -> int:
         return self.count
@@ -94,6 +98,8 @@ class UnlabeledWindows(Dataset):
         if self.synthetic is not None and np.random.default_rng([self.seed, 11, index]).random() < self.fraction:
             return self.synthetic[index]
         item, epoch = self.folder.on_pass(index)
+        if self.shuffle:  # pass `epoch` visits the folder's items in its own seeded order
+            item = int(np.random.default_rng([self.seed, 13, epoch]).permutation(len(self.folder))[item])
         sample = self.folder.sample(item, epoch=epoch)
         return sample if self.synthetic is None else {k: sample[k] for k in SHARED_KEYS}
 
@@ -115,11 +121,13 @@ def build_pretrain_dataset(config: PretrainConfig) -> Dataset:
         raise FileNotFoundError(f"--data must be 'synthetic' or a folder of videos; {root} is neither")
     from edge_sync.data.folders import VideoFolderDataset
 
+    # the folder's out-of-sync negatives are as far from sync as the correspondence objective asks
+    min_shift = config.objective_options.get("correspondence", {}).get("min_shift", 3)
     folder = VideoFolderDataset(root, frames=config.frames, seed=config.seed, labels=False,
-                                cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+                                min_negative_shift=min_shift, cache_dir=Path(config.cache_dir) if config.cache_dir else None)
     if len(folder) == 0:
         raise ValueError(f"no usable clip in {root}: every video was skipped ({folder.skipped})")
-    return UnlabeledWindows(folder, count, synthetic, config.synthetic_fraction, config.seed)
+    return UnlabeledWindows(folder, count, synthetic, config.synthetic_fraction, config.seed, config.shuffle)
 
 
 def _pretrainer(model: torch.nn.Module, config: PretrainConfig) -> Any:

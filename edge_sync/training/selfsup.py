@@ -386,8 +386,9 @@ class MaskedAVPrediction(SelfSupervisedObjective):
     the masked pair, and rebuild the hidden parts from the per-frame embeddings.
 
     Video: each frame's crop is a ``grid`` x ``grid`` grid of patches; ``video_ratio`` of them are set to 0
-    (mid-grey), the same patches for ``tube`` consecutive frames, so a patch cannot just be copied from the
-    next frame. Audio: the [F, 4T] MFCC is tiled into ``audio_block`` = (bands, steps) blocks and
+    (mid-grey), the same patches for ``tube`` consecutive frames, so a hidden patch is not visible in its tube's
+    other frames (the trunks still see neighbouring tubes, so part of the task is interpolation in time; a longer
+    ``tube`` makes it harder). Audio: the [F, 4T] MFCC is tiled into ``audio_block`` = (bands, steps) blocks and
     ``audio_ratio`` of them are set to 0. Small per-frame decoders owned by the objective map frame t's
     embeddings to its patches at ``target_size`` resolution and to its F x 4 MFCC block; the loss is the MSE
     on the masked patches / cells only (what is visible is trivial to copy and teaches nothing).

@@ -232,10 +232,12 @@ def test_ablation_scores_every_row_on_real_footage_too(tiny_rows, tmp_path):
     args = ["eval", "--ablation", "--no-base-rows", "--extra", "bundled student=student", "--extra",
             f"tiny teacher={tiny_rows / 't.pt'}", "--real-data", str(videos), "--planted", "-6,4", "--count", "2",
             "--frames", "6", "--speed-frames", "6", "--threads", "1", "--repeat", "1", "--rounds", "1",
-            "--report", str(report), "--json", str(json_out)]
+            "--report", str(report), "-o", str(json_out)]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
-    rows = json.loads(json_out.read_text())["rows"]
+    data = json.loads(json_out.read_text())
+    rows = data["rows"]
+    assert data["settings"]["real"] == {"data": str(videos), "clips": [], "planted": [-6, 4], "detector": "yunet"}
     assert [r["row"] for r in rows] == ["bundled student", "tiny teacher"] and rows[0]["relative_speed"] == 1.0
     clips, _ = load_clips(videos, MOUTH, progress=False)
     for r, source in zip(rows, ("student", str(tiny_rows / "t.pt"))):
@@ -246,7 +248,8 @@ def test_ablation_scores_every_row_on_real_footage_too(tiny_rows, tmp_path):
     assert rows[0]["real_originals_right"] == 1 and rows[0]["real_planted_right"] == 2  # the bundled student reads them
     md = report.read_text()
     assert "Real footage:" in md and "| bundled student | 1 | 1/1 (100%) | 2/2 (100%) |" in md
-    assert "--no-base-rows" in md and f"--real-data {videos}" in md and "--planted -6,4" in md
+    assert "--no-base-rows" in md and f"--real-data '{videos}'" in md and "--planted -6,4" in md
+    assert md.startswith("# Ablation: options measured side by side")
 
 
 def test_no_base_rows_needs_an_extra_row():
@@ -256,3 +259,16 @@ def test_no_base_rows_needs_an_extra_row():
 
     out = CliRunner().invoke(app, ["eval", "--ablation", "--no-base-rows"])
     assert out.exit_code != 0 and "--extra" in str(out.exception)
+
+
+def test_a_legacy_model_trained_on_mouth_crops_is_scored_on_them(tiny_rows, tmp_path):
+    """Real-footage scoring (eval --data, the ablation's real column) feeds a legacy checkpoint trained here the
+    mouth crops it learned on, and an imported syncnet_python model its own 224x224 faces."""
+    from edge_sync.training.evaluate_cli import scorer_for
+    from edge_sync.training.legacy_adapter import INPUT_NOTE
+
+    model = io.load(tiny_rows / "legacy.pt")
+    io.save_checkpoint(model, tmp_path / "trained.pt", meta={"input": INPUT_NOTE})
+    assert scorer_for(str(tmp_path / "trained.pt"))[1].contract.video.name == "mouth112"
+    imported = scorer_for(str(tiny_rows / "legacy.pt"))[1].contract.video.name
+    assert imported == model.contract.video.name != "mouth112"

@@ -45,6 +45,28 @@ def test_in_sync_windows_of_a_folder_mixed_with_synthetic_clips(videos, tmp_path
     assert torch.equal(data[3]["video"], items[3]["video"])  # item i is always the same window (reproducible)
 
 
+def test_each_pass_visits_every_window_in_its_own_order(videos, tmp_path):
+    """shuffle (default): a pass over the folder is a seeded permutation of its items, so a long clip's windows
+    do not fill whole batches (no negatives for the contrastive objectives); without it, file order."""
+    from edge_sync.training.pretrain import PretrainConfig, build_pretrain_dataset
+
+    make = [("a", "Seven apples and a warm coat."), ("b", "The old lighthouse keeper sings at night.")]
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    root = tmp_path / "two"
+    for name, text in make:
+        make_talking_photo_clip(root / f"{name}.mp4", text, offset_frames=0, size=(256, 192))
+    orders = {}
+    for shuffle in (True, False):
+        data = build_pretrain_dataset(PretrainConfig(data=str(root), frames=8, steps=12, batch_size=4,
+                                                     shuffle=shuffle, cache_dir=str(tmp_path / "c")))
+        n = len(data.folder)
+        orders[shuffle] = [[(int(data[p * n + i]["clip_id"])) for i in range(n)] for p in range(4)]
+        assert all(sorted(p) == sorted(orders[shuffle][0]) for p in orders[shuffle])  # every window once a pass
+    assert all(p == sorted(p) for p in orders[False])  # file by file
+    assert any(p != sorted(p) for p in orders[True])
+
+
 @pytest.mark.parametrize("objectives", [["masked", "contrastive"], ["correspondence", "order", "infonce"]])
 def test_pretrain_writes_a_checkpoint_that_training_fine_tunes(videos, tmp_path, objectives):
     from typer.testing import CliRunner

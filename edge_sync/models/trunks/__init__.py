@@ -173,8 +173,8 @@ def load_local_weights(module: nn.Module, path: str | os.PathLike[str], *, ignor
 
 
 def he_init_3d(module: nn.Module) -> None:
-    """He (fan-out) init on every Conv3d and unit/zero BatchNorm3d affine: how torchvision, pytorch-i3d and
-    PyTorchVideo start their 3D networks from scratch, so a trunk trained here starts as theirs does."""
+    """He (fan-out) init on every Conv3d and unit/zero BatchNorm3d affine: how torchvision and PyTorchVideo start
+    their 3D networks from scratch, and the start every 3D trunk trained here from scratch shares."""
     for m in module.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

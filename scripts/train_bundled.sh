@@ -237,7 +237,7 @@ case "$stage" in
       --run "runs/options_pre_contrastive.pt:$f:runs/options_f_contrastive.pt" ;;
   ablation-options)  # issue 19's table (docs/ablation_options.md): the rows above, teacher-real and the student, on
                      # the synthetic hold-out and the real in-sync hold-out, speed and size from the same run
-    $E eval --ablation --no-base-rows \
+    OMP_NUM_THREADS=$(nproc) $E eval --ablation --no-base-rows \
       --extra "teacher trunk (syncnet_conv3d), from scratch=runs/options_t_base.pt" \
       --extra "I3D trunk (width 0.375), from scratch=runs/options_t_i3d.pt" \
       --extra "SlowFast trunk (R18, width 0.375), from scratch=runs/options_t_sf.pt" \

@@ -53,10 +53,12 @@
 # float16 copy of runs/teacher_real.pt. runs/student_real.pt is the student bundled before this chain: `teacher-real`
 # and then `student-real`, both without REALIGN, run before the first line above overwrites runs/teacher_real.pt.
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
-# (session 11, one call, the jobs side by side; the runs were cut at END_AT by the call's time limit):
+# (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
-#   REALIGN=1 DEVICE=cuda WORKERS=3 END_AT=300 bash scripts/train_bundled.sh options-pretrain   # 99 + 177 + 310 s
-#   bash scripts/train_bundled.sh ablation-options
+#   REALIGN=1 DEVICE=cuda WORKERS=7 END_AT=300 bash scripts/train_bundled.sh options-pretrain   # 67 + 114 + 131 s
+#   bash scripts/train_bundled.sh ablation-options                     # 2,365 s on this 2-core CPU
+# (the pre-training rows came from a second call, after pretrain learned to shuffle each pass; the control row, which
+#  pre-trains nothing, from the first)
 # The legacy model (13.6 M parameters, 224x224 input) takes days on this 2-core CPU; on one GPU `ablation-train`
 # makes each batch once for all three models (DEVICE=cuda BATCH=32 WORKERS=14 BANK=400, as above).
 set -euo pipefail

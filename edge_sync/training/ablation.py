@@ -259,7 +259,7 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
             evals[p["row"].name] = res.to_dict()
         if real is not None:
             for p, r in zip(prepared, results):
-                r.update(score_real(p["path"], real, p["row"].name))
+                r.update(score_real(p["path"], real, p["row"].name, p["net"]))
     base = results[0]
     for r in results:
         r["relative_speed"] = r["frames_per_s"] / base["frames_per_s"]
@@ -298,12 +298,15 @@ class RealSet:
         return self._loaded[preprocessing.name]
 
 
-def score_real(source: str, real: RealSet, label: str) -> dict[str, Any]:
-    """One row's real-footage figures (prefixed ``real_``), scored by the same code as ``edge-sync eval --data``."""
+def score_real(source: str, real: RealSet, label: str, net: nn.Module | None = None) -> dict[str, Any]:
+    """One row's real-footage figures (prefixed ``real_``), scored by the same code as ``edge-sync eval --data``;
+    ``net``: the row's checkpoint, already loaded (not read again)."""
     from edge_sync.evaluation.real_footage import DEFAULT_PLANTED, evaluate_real
+    from edge_sync.evaluation.torch_scorer import TorchScorer
     from edge_sync.training.evaluate_cli import scorer_for
+    from edge_sync.training.legacy_adapter import as_scored
 
-    _, scorer = scorer_for(source)
+    scorer = TorchScorer(as_scored(net)) if net is not None else scorer_for(source)[1]
     clips, skipped = real.clips(scorer.contract.video)
     report = evaluate_real(scorer, clips, label, real.planted or DEFAULT_PLANTED, skipped)
     return {f"real_{k}": v for k, v in report.overall().items()}

@@ -439,7 +439,8 @@ def _print_exported(done: list[Any], as_json: bool) -> None:
 
 @app.command("calibrate")
 def calibrate_command(
-    data: str = typer.Option("synthetic", help="synthetic, or a folder of your videos (any nesting)."),
+    data: list[str] = typer.Option(["synthetic"], help="synthetic, or a folder of your videos (any nesting); "
+                                   "repeat it to mix sources, each giving an equal share of --count."),
     output: Path = typer.Option(..., "-o", "--output", help="Calibration set folder to write."),
     count: int = typer.Option(64, help="Clips in the set."),
     frames: int = typer.Option(50, help="Frames per clip."),
@@ -452,7 +453,7 @@ def calibrate_command(
     """Build a versioned calibration set for INT8 export (shared by every target)."""
     from edge_sync.calibration import build_calibration_set, load_calibration_set
 
-    path = build_calibration_set(source or data, output, count=count, frames=frames, seed=seed,
+    path = build_calibration_set([source] if source else data, output, count=count, frames=frames, seed=seed,
                                  preprocessing=preprocessing)
     calib = load_calibration_set(path)
     if as_json:

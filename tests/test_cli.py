@@ -387,6 +387,11 @@ def test_calibrate_takes_data_and_the_old_source_name(tmp_path):
                   "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["clips"] == 2
+    out = run("calibrate", "--data", "synthetic", "--data", "synthetic", "--count", "3", "--frames", "10", "-o",
+              str(tmp_path / "mix"), "--json")  # repeated --data mixes sources (test_sets covers a real folder)
+    assert out.returncode == 0, out.stderr
+    parts = json.loads((tmp_path / "mix" / "manifest.json").read_text())["source"]["parts"]
+    assert json.loads(out.stdout)["clips"] == 3 and [p["count"] for p in parts] == [2, 1]
 
 
 # --- an artifact this OS cannot run: skipped in parity and bench, one exit-code rule ---------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -93,24 +93,39 @@ def folder_source(count: int, frames: int, seed: int, preprocessing: VideoPrepro
 SOURCES: dict[str, Source] = {"synthetic": synthetic_source, "folder": folder_source}
 
 
-def build_calibration_set(source: str | Path, out_dir: str | Path, count: int = DEFAULT_COUNT,
+def _source_maker(source: str | Path) -> tuple[Source, dict[str, Any]]:
+    """The registered maker for one source ('synthetic' or a folder of videos) and its extra arguments."""
+    if str(source) in SOURCES and not Path(str(source)).is_dir():
+        return SOURCES[str(source)], {}
+    if Path(source).is_dir():
+        return SOURCES["folder"], {"root": Path(source)}
+    raise CalibrationError(f"calibration source must be 'synthetic' or a folder of videos, got {source!r}")
+
+
+def build_calibration_set(source: str | Path | Sequence[str | Path], out_dir: str | Path, count: int = DEFAULT_COUNT,
                           frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SEED, preprocessing: str = MOUTH.name,
                           progress: bool = True) -> Path:
-    """``source`` is 'synthetic' or a folder of videos; writes the set to ``out_dir`` and returns it."""
-    if count < 1 or frames < 1:
-        raise CalibrationError("count and frames must be >= 1")
+    """``source`` is 'synthetic', a folder of videos, or several of them: a mix takes an equal share of ``count``
+    from each (the first ones take the remainder), so one INT8 artifact can be calibrated on both the synthetic
+    protocol's mouths and real faces. Writes the set to ``out_dir`` and returns it."""
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    if not sources:
+        raise CalibrationError("no calibration source given")
+    if count < len(sources) or frames < 1:
+        raise CalibrationError(f"count must be >= the number of sources ({len(sources)}) and frames >= 1")
     if preprocessing not in PREPROCESSING:
         raise CalibrationError(f"unknown preprocessing {preprocessing!r}; known: {', '.join(PREPROCESSING)}")
     prep = PREPROCESSING[preprocessing]
-    kwargs: dict[str, Any] = {"count": count, "frames": frames, "seed": seed, "preprocessing": prep,
-                              "progress": progress}
-    if str(source) in SOURCES and not Path(str(source)).is_dir():
-        make = SOURCES[str(source)]
-    elif Path(source).is_dir():
-        make, kwargs["root"] = SOURCES["folder"], Path(source)
+    makers = [_source_maker(s) for s in sources]  # every source checked before any clip is made
+    shares = [count // len(sources) + (i < count % len(sources)) for i in range(len(sources))]
+    parts = [make(count=share, frames=frames, seed=seed, preprocessing=prep, progress=progress, **extra)
+             for (make, extra), share in zip(makers, shares)]
+    if len(parts) == 1:
+        audio, crops, described = parts[0]
     else:
-        raise CalibrationError(f"calibration source must be 'synthetic' or a folder of videos, got {source!r}")
-    audio, crops, described = make(**kwargs)
+        audio = np.concatenate([a for a, _, _ in parts])
+        crops = np.concatenate([c for _, c, _ in parts])
+        described = {"kind": "mix", "parts": [{**d, "count": len(c)} for _, c, d in parts]}
     return write_calibration_set(out_dir, audio, crops, described, audio_input="mfcc", preprocessing=prep)
 
 

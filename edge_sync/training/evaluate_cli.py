@@ -36,6 +36,11 @@ def run_real_eval(models: Sequence[str], data: str | Path, json_out: Path | None
 
     planted = tuple(planted or DEFAULT_PLANTED)
     scorers = [scorer_for(m) for m in models]
+    labels = [label for label, _ in scorers]
+    # two artifacts of one name (runs/a/student.onnx-int8, runs/b/student.onnx-int8) must not share a row: such
+    # labels carry the path as given
+    scorers = [(label.replace(Path(m).name, m, 1) if labels.count(label) > 1 else label, scorer)
+               for m, (label, scorer) in zip(models, scorers)]
     loaded: dict[str, tuple[list, dict]] = {}
     reports = []
     for label, scorer in scorers:

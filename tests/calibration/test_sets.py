@@ -135,3 +135,28 @@ def test_folder_source_cuts_windows_from_real_face_tracks(tmp_path):
     assert calib.manifest["source"]["kind"] == "folder" and calib.manifest["source"]["skipped"] == 1
     assert len(calib) == 3 and calib.frames == 25 and calib.crops.dtype == np.uint8
     assert calib.crops.std() > 5  # real pixels of a face, not padding
+
+
+def test_mixed_sources_share_the_count_and_record_each_part(tmp_path):
+    """A mix (synthetic mouths + real face tracks) takes an equal share from each source, keeps them in order and
+    records every part, so an INT8 artifact calibrated on it says what it saw."""
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    videos = tmp_path / "videos"
+    make_talking_photo_clip(videos / "clip.mp4", "calibration needs real faces and the sound that goes with them",
+                            size=(320, 240), seed=1)
+    path = build_calibration_set(["synthetic", videos], tmp_path / "calib", count=3, frames=25, seed=7,
+                                 progress=False)
+    calib = load_calibration_set(path, ModelContract())
+    source = calib.manifest["source"]
+    assert source["kind"] == "mix" and calib.id.startswith("mix-3x25-")
+    assert [(p["kind"], p["count"]) for p in source["parts"]] == [("synthetic", 2), ("folder", 1)]
+    alone = load_calibration_set(build_calibration_set("synthetic", tmp_path / "syn", count=2, frames=25, seed=7,
+                                                       progress=False))
+    np.testing.assert_array_equal(calib.crops[:2], alone.crops)  # the synthetic share first, as built alone
+    assert not np.array_equal(calib.crops[2], calib.crops[0])
+    with pytest.raises(CalibrationError, match="synthetic' or a folder"):  # every source checked before any work
+        build_calibration_set(["synthetic", tmp_path / "nowhere"], tmp_path / "bad", count=2, progress=False)
+    with pytest.raises(CalibrationError, match="number of sources"):
+        build_calibration_set(["synthetic", videos], tmp_path / "bad", count=1, progress=False)
+    assert not (tmp_path / "bad").exists()

@@ -146,3 +146,24 @@ def test_cli_eval_on_a_folder_runs_the_protocol_on_an_artifact_and_a_checkpoint(
     assert [c["planted"] for c in report["models"][0]["cases"]] == [0, 5]
     # the artifact and its PyTorch checkpoint read the same offsets
     assert [c["detected"] for c in report["models"][0]["cases"]] == [c["detected"] for c in report["models"][1]["cases"]]
+
+
+def test_cli_eval_keeps_a_row_for_each_of_two_artifacts_of_one_name(talking_dir, tmp_path):
+    """INT8 artifacts of one model calibrated two ways share a folder name (student.onnx-int8): each keeps its row,
+    labelled by the path as given, instead of one overwriting the other in the table."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edge_sync._paths import BUNDLED_ARTIFACT
+    from edge_sync.cli import app
+
+    copies = [shutil.copytree(BUNDLED_ARTIFACT, tmp_path / run / BUNDLED_ARTIFACT.name) for run in ("a", "b")]
+    out = CliRunner().invoke(app, ["eval", "--data", str(talking_dir), *sum((["--model", str(c)] for c in copies), []),
+                                   "--planted", "5", "-o", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    labels = [m["model"] for m in json.loads((tmp_path / "r.json").read_text())["models"]]
+    assert labels == [f"{c} (onnxruntime)" for c in copies], labels
+    assert all(f"| {c} (onnxruntime) |" in out.output for c in copies)

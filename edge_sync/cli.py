@@ -642,6 +642,12 @@ def sync_command(
                    + (" (NO SPEECH: the offset is not measured)" if main.no_speech else ""))
     for warning in result.warnings:
         typer.echo(f"  warning: {warning}")
+    from edge_sync.usecases.heads import evidence_floor_of
+
+    floor = evidence_floor_of(engine)
+    if floor is not None and not main.no_speech and main.confidence < floor:
+        typer.echo(f"  UNSURE: confidence {main.confidence:.3f} is under this model's evidence floor {floor:.3f} "
+                   "(fitted on real clips): the offset above may be noise")
 
 
 def _configure_logging(verbose: bool) -> None:

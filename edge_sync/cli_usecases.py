@@ -131,10 +131,10 @@ def score_command(
         if as_json:
             typer.echo(s.to_json())
             continue
+        said = ("NO SPEECH, not judged" if s.no_speech else "UNSURE, too little sync evidence" if s.low_evidence
+                else "in sync" if s.in_sync else "OUT OF SYNC")
         verdict = "" if s.sync_probability is None else (
-            f", P(in sync) {s.sync_probability:.2f} -> "
-            f"{'NO SPEECH, not judged' if s.no_speech else 'in sync' if s.in_sync else 'OUT OF SYNC'} "
-            f"(threshold {s.threshold:.2f})")
+            f", P(in sync) {s.sync_probability:.2f} -> {said} (threshold {s.threshold:.2f})")
         typer.echo(f"{s.path}: LSE-D {s.lse_d:.3f}, LSE-C {s.lse_c:.3f} [{s.scale}], offset {s.offset_frames:+d} "
                    f"frames ({s.audio_delay_ms:+.0f} ms){verdict}")
 

@@ -44,8 +44,9 @@ def suspect_table(engine, root: Path) -> str:
         note = notes.get(path.name, {}).get("description", "")
         note = note[note.find("SUSPECT"):][:90] if "SUSPECT" in note else note[:90]
         p = "-" if q.sync_probability is None else f"{q.sync_probability:.2f}"
-        lines.append(f"| {path.name} | {note.replace('|', '/')} | {sync.offset_frames:+d} | {p} | "
-                     f"{'in sync' if q.in_sync else 'OUT OF SYNC' if q.in_sync is not None else 'no verdict'} | "
+        said = ("in sync" if q.in_sync else "OUT OF SYNC" if q.in_sync is not None
+                else "unsure" if q.low_evidence else "no verdict")
+        lines.append(f"| {path.name} | {note.replace('|', '/')} | {sync.offset_frames:+d} | {p} | {said} | "
                      f"{'flagged' if d.flagged else 'ok' if d.flagged is not None else 'no verdict'} |")
     return "\n".join(lines)
 

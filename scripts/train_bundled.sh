@@ -284,7 +284,12 @@ case "$stage" in
     .venv/bin/python scripts/bundle_weights.py --student "$student" --student-stages ${STUDENT_STAGES:-runs/student_distilled.pt runs/student_real.pt} \
       --teacher-real "$teacher" --eval runs/eval_bundle_real_synthetic.json --real-eval runs/eval_bundle_real.json
     .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt \
-      ${REALIGN:+--real-published scripts/real_published_offsets.tsv scripts/real_holdout_offsets.tsv} ;;
+      ${REALIGN:+--real-published scripts/real_published_offsets.tsv scripts/real_holdout_offsets.tsv}
+    # the evidence floor (LSE-C under which score gives no verdict and fix refuses) from the FP32 and INT8 artifacts
+    # on the real hold-out; INT8_ARTIFACT: the student's INT8 artifact (edge-sync export --precision int8 --calib ...)
+    $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model edge_sync/weights/student.onnx-fp32 \
+      ${INT8_ARTIFACT:+--model "$INT8_ARTIFACT"} -o runs/eval_floor.json
+    .venv/bin/python scripts/fit_evidence_floor.py runs/eval_floor.json ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
           "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real |" \

@@ -283,3 +283,19 @@ def evaluation_markdown(heads: UsecaseHeads) -> str:
     lines.append(row("active speaker (frames)", "fitted head", ev["speakers"]["head"]))
     lines.append(row("active speaker (frames)", "sync evidence alone", ev["speakers"]["sync evidence alone"]))
     return "\n".join(lines)
+
+
+EVIDENCE_MARGIN = 0.9  # the floor sits this far under the weakest right answer, so none of those becomes "unsure"
+
+
+def evidence_floor(right_confidences: Sequence[float], margin: float = EVIDENCE_MARGIN) -> float:
+    """The LSE-C floor under which a reading carries too little sync evidence for a verdict: ``margin`` x the lowest
+    confidence among a model's right answers on real clips with known offsets (an originals-and-planted-shifts
+    evaluation, `edge-sync eval --data`). Every reading the model got right there keeps its verdict; on real faces
+    it cannot read, its answers fall under it (docs/usecases.md)."""
+    values = np.asarray(list(right_confidences), np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("evidence_floor needs the finite, non-negative confidences of at least one right answer")
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
+    return float(margin * values.min())

@@ -52,12 +52,16 @@ class LogisticHead:
 
 @dataclass(frozen=True)
 class UsecaseHeads:
-    """The heads fitted for one model, with how well they did on hold-out clips (``evaluation``)."""
+    """The heads fitted for one model, with how well they did on hold-out clips (``evaluation``).
+
+    ``evidence_floor``: the LSE-C (confidence) below which this model's reading of a clip carries too little sync
+    evidence for a verdict; fitted on real clips with known offsets (``scripts/fit_evidence_floor.py``)."""
 
     checkpoint_sha256: str
     heads: dict[str, LogisticHead]
     evaluation: dict[str, Any]
     path: Path | None = None
+    evidence_floor: float | None = None
 
     def get(self, name: str) -> LogisticHead | None:
         return self.heads.get(name)
@@ -65,6 +69,8 @@ class UsecaseHeads:
     def write(self, path: Path) -> Path:
         payload = {"format": HEADS_FORMAT, "format_version": 1, "checkpoint_sha256": self.checkpoint_sha256,
                    "heads": {k: h.to_dict() for k, h in self.heads.items()}, "evaluation": self.evaluation}
+        if self.evidence_floor is not None:
+            payload["evidence_floor"] = self.evidence_floor
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
         return path
@@ -77,7 +83,9 @@ def read_heads(path: str | Path) -> UsecaseHeads:
         if data.get("format") != HEADS_FORMAT:
             raise ValueError(f"format is {data.get('format')!r}, not {HEADS_FORMAT!r}")
         heads = {k: LogisticHead.from_dict(v) for k, v in data["heads"].items()}
-        return UsecaseHeads(str(data["checkpoint_sha256"]), heads, dict(data.get("evaluation", {})), path)
+        floor = data.get("evidence_floor")
+        return UsecaseHeads(str(data["checkpoint_sha256"]), heads, dict(data.get("evaluation", {})), path,
+                            None if floor is None else float(floor))
     except FileNotFoundError:
         raise EdgeSyncError(f"no use-case heads at {path}") from None
     except (ValueError, KeyError, TypeError) as exc:
@@ -106,3 +114,10 @@ def resolve_heads(manifest: dict[str, Any], heads: UsecaseHeads | str | Path | N
     if heads is None or isinstance(heads, UsecaseHeads):
         return heads
     return heads_for(manifest, None if isinstance(heads, str) and heads == "auto" else heads)
+
+
+def evidence_floor_of(engine: Any) -> float | None:
+    """The evidence floor fitted beside the use-case heads of an engine's model (None: no heads, or no floor)."""
+    manifest = getattr(engine, "manifest", None)
+    heads = heads_for(manifest) if isinstance(manifest, dict) else None
+    return heads.evidence_floor if heads else None

@@ -22,6 +22,10 @@ noise: ``no_speech``, see :mod:`edge_sync.features.speech`), LSE-C is 0, ``sync_
 of the model's offsets that count as in sync, 3 of 31) and ``in_sync`` is None, whatever the head would say.
 ``speech_fraction`` and ``audio_coverage`` tell how much of the clip had speech and a soundtrack at all.
 
+No evidence, no verdict either: where the heads carry an ``evidence_floor`` (the LSE-C under every right answer of
+this model on real clips with known offsets), a clip scoring below it gets ``in_sync`` None and ``low_evidence``:
+on real faces the model cannot read, the best offset is noise and the head would call an in-sync clip out of sync.
+
 A soundtrack shorter than the video: the scores are read over the frames it covers only (``judged_frames``; the
 rest is padded silence the head was not fitted on), ``warnings`` says so, and a covered span too short to judge is
 treated as no speech.
@@ -58,6 +62,7 @@ class QualityScore(JsonResult):
     track_id: int = 0
     backend: str = ""
     no_speech: bool = False  # too little speech (or soundtrack) to judge: in_sync None, sync_probability at chance
+    low_evidence: bool = False  # LSE-C under the model's evidence floor: in_sync None, the head's p kept as a hint
     speech_fraction: float | None = None  # share of the scored span with speech (None: not measured)
     audio_coverage: float | None = None  # share of the video the decoded soundtrack covers
     judged_frames: int | None = None  # frames the scores are read over: those of ``frames`` the soundtrack covers
@@ -94,6 +99,11 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
         else:
             p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
             score.sync_probability, score.in_sync = p, bool(p >= head.threshold)
+            floor = heads.evidence_floor if heads else None
+            if floor is not None and score.lse_c < floor:
+                score.in_sync, score.low_evidence = None, True
+                score.warnings.append(f"too little sync evidence: LSE-C {score.lse_c:.3f} is under this model's "
+                                      f"floor {floor:.3f}, so the offset is unsure and there is no verdict")
     return score
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from edge_sync.usecases.features import DESYNC_FEATURES
-from edge_sync.usecases.fitting import Examples, RealClips, quality_subset, real_clips, real_examples
+from edge_sync.usecases.fitting import (Examples, RealClips, evidence_floor, quality_subset, real_clips,
+                                        real_examples)
 
 pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
 
@@ -58,3 +59,15 @@ def test_quality_subset_counts_real_in_sync_clips_as_in_sync():
     q = quality_subset(ex)
     assert q.group.tolist() == ["genuine", "shifted", "real genuine", "real shifted"]
     assert q.y.tolist() == [1, 0, 1, 0]
+
+
+def test_the_evidence_floor_sits_under_every_right_answer() -> None:
+    right = [0.13, 0.034, 0.2, 0.05]
+    floor = evidence_floor(right)
+    assert floor == pytest.approx(0.9 * 0.034) and all(c > floor for c in right)
+    assert evidence_floor(right, margin=1.0) == pytest.approx(0.034)
+    for bad in ([], [0.1, float("nan")], [-0.1]):
+        with pytest.raises(ValueError, match="right answer"):
+            evidence_floor(bad)
+    with pytest.raises(ValueError, match="margin"):
+        evidence_floor(right, margin=0)

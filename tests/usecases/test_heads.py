@@ -36,6 +36,13 @@ def test_round_trip_and_lookup_by_checkpoint(tmp_path, monkeypatch) -> None:
     assert heads_for({"source": {"checkpoint_sha256": sha}}).get("quality").threshold == 0.6
     assert heads_for({"source": {"checkpoint_sha256": "cd" * 32}}) is None  # another model: no heads
     assert heads_for({"source": {}}) is None
+    assert back.evidence_floor is None  # a heads file without a floor: every reading gets its verdict
+
+
+def test_the_evidence_floor_round_trips(tmp_path) -> None:
+    written = UsecaseHeads("ab" * 32, {"quality": _head()}, {}, evidence_floor=0.0306).write(tmp_path / "h.json")
+    assert read_heads(written).evidence_floor == 0.0306
+    assert json.loads(written.read_text())["evidence_floor"] == 0.0306
 
 
 def test_a_broken_heads_file_is_a_clear_error(tmp_path) -> None:
@@ -53,3 +60,6 @@ def test_the_bundled_student_has_fitted_heads() -> None:
     found = heads_for(edge_sync.load().manifest)
     assert found is not None and set(found.heads) == {"quality", "desync", "speakers"}
     assert found.evaluation["desync"]["all"]["roc_auc"] > 0.5  # fitted on clips, not a placeholder
+    # the floor came from real clips with known offsets, under every right answer there
+    fitted = found.evaluation["evidence_floor"]
+    assert 0 < found.evidence_floor == fitted["lse_c"] and fitted["right_answers"] > 50

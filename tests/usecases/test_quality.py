@@ -41,3 +41,20 @@ def test_an_original_syncnet_checkpoint_gives_syncnet_python_scores(tmp_path, de
     assert score.scale == LEGACY_SCALE and score.frames == seg.frames
     assert score.lse_d == pytest.approx(ref.min_dist) and score.lse_c == pytest.approx(ref.confidence)
     assert score.offset_frames == ref.offset_frames
+
+
+def test_a_reading_under_the_evidence_floor_gets_no_verdict(engine, desync_synced) -> None:
+    """A model that cannot read a face answers with little LSE-C: under the floor fitted for it, score gives no
+    verdict instead of calling an in-sync clip out of sync; above it, the verdict stands."""
+    import dataclasses
+
+    heads = heads_for(engine.manifest)
+    sync = desync_synced["genuine"]
+    lse_c = score_sync(sync).lse_c
+    above = score_sync(sync, dataclasses.replace(heads, evidence_floor=lse_c - 1e-3))
+    assert above.in_sync is True and not above.low_evidence
+    under = score_sync(sync, dataclasses.replace(heads, evidence_floor=lse_c + 1e-3))
+    assert under.in_sync is None and under.low_evidence
+    assert under.sync_probability == above.sync_probability  # the head's p stays, as a hint
+    assert any("too little sync evidence" in w for w in under.warnings)
+    assert under.to_dict()["low_evidence"] is True

@@ -292,7 +292,7 @@ def evidence_floor(right_confidences: Sequence[float], margin: float = EVIDENCE_
     """The LSE-C floor under which a reading carries too little sync evidence for a verdict: ``margin`` x the lowest
     confidence among a model's right answers on real clips with known offsets (an originals-and-planted-shifts
     evaluation, `edge-sync eval --data`). Every reading the model got right there keeps its verdict; on real faces
-    it cannot read, its answers fall under it (docs/usecases.md)."""
+    it cannot read, its answers fall under it (docs/applications.md)."""
     values = np.asarray(list(right_confidences), np.float64)
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError("evidence_floor needs the finite, non-negative confidences of at least one right answer")

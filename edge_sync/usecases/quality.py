@@ -99,7 +99,7 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
         else:
             p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
             score.sync_probability, score.in_sync = p, bool(p >= head.threshold)
-            floor = heads.evidence_floor if heads else None
+            floor = heads.evidence_floor  # head came from heads
             if floor is not None and score.lse_c < floor:
                 score.in_sync, score.low_evidence = None, True
                 score.warnings.append(f"too little sync evidence: LSE-C {score.lse_c:.3f} is under this model's "

@@ -37,3 +37,24 @@ def speakers_clip(tmp_path_factory):
 @pytest.fixture(scope="session")
 def speakers_synced(engine, speakers_clip):
     return engine.sync_file(speakers_clip.path)
+
+
+@pytest.fixture
+def strict_heads(engine):
+    """The bundled student's heads with an evidence floor over any LSE-C (which is in [0, 2]): every reading is
+    under it, so every verdict they give is "unsure"."""
+    import dataclasses
+
+    from edge_sync.usecases.heads import heads_for
+
+    return dataclasses.replace(heads_for(engine.manifest), evidence_floor=2.0)
+
+
+@pytest.fixture
+def strict_heads_installed(strict_heads, tmp_path, monkeypatch):
+    """``strict_heads`` where every artifact of the bundled student finds its heads (a HEADS_DIR of the test's)."""
+    from edge_sync.usecases import heads as heads_mod
+
+    monkeypatch.setattr(heads_mod, "HEADS_DIR", tmp_path / "heads")
+    strict_heads.write(heads_mod.heads_path(strict_heads.checkpoint_sha256))
+    return strict_heads

@@ -26,36 +26,24 @@ def test_score_desync_and_speakers_print_json(desync_clips, speakers_clip) -> No
     assert len({t["track_id"] for t in found["tracks"]}) >= 2 and found["turns"]
 
 
-def test_score_says_unsure_under_the_evidence_floor(tmp_path, desync_clips) -> None:
+def test_score_says_unsure_under_the_evidence_floor(tmp_path, desync_clips, strict_heads) -> None:
     """The same clip, judged by the bundled heads and by a copy whose evidence floor sits above its LSE-C."""
-    import dataclasses
-
-    import edge_sync
-    from edge_sync.usecases.heads import heads_for
-
     genuine = str(desync_clips["genuine"].path)
-    strict = dataclasses.replace(heads_for(edge_sync.load().manifest), evidence_floor=2.0)  # LSE-C is in [0, 2]
-    path = strict.write(tmp_path / "strict.json")
+    path = strict_heads.write(tmp_path / "strict.json")
     assert "-> in sync" in _cli("score", genuine).stdout
     out = _cli("score", genuine, "--heads", str(path))
     assert out.returncode == 0, out.stderr
     assert "-> UNSURE, too little sync evidence" in out.stdout
 
 
-def test_sync_says_unsure_under_the_evidence_floor(tmp_path, desync_clips, monkeypatch) -> None:
-    import dataclasses
-
+def test_sync_says_unsure_under_the_evidence_floor(desync_clips, request) -> None:
     from typer.testing import CliRunner
 
-    import edge_sync
     from edge_sync.cli import app
-    from edge_sync.usecases import heads as heads_mod
 
     genuine = str(desync_clips["genuine"].path)
     assert "UNSURE" not in CliRunner().invoke(app, ["sync", genuine]).output
-    strict = dataclasses.replace(heads_mod.heads_for(edge_sync.load().manifest), evidence_floor=2.0)
-    monkeypatch.setattr(heads_mod, "HEADS_DIR", tmp_path)
-    strict.write(heads_mod.heads_path(strict.checkpoint_sha256))
+    request.getfixturevalue("strict_heads_installed")  # from here on, the bundled student's heads are the strict ones
     out = CliRunner().invoke(app, ["sync", genuine])
     assert out.exit_code == 0, out.output
     assert "UNSURE: confidence" in out.output and "evidence floor 2.000" in out.output

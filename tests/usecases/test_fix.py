@@ -90,17 +90,11 @@ def test_in_sync_clip_gets_a_plain_stream_copy(engine, fixed, tmp_path):
         assert _packets(res.output, kind) == _packets(src, kind)
 
 
-def test_a_reading_under_the_evidence_floor_is_not_corrected(engine, clips, tmp_path, monkeypatch):
+def test_a_reading_under_the_evidence_floor_is_not_corrected(engine, clips, tmp_path, strict_heads_installed):
     """Under the model's evidence floor the measured offset is noise: fix refuses and writes nothing, rather than
     move the sound of a clip that may be intact; --delay-ms still moves it."""
-    import dataclasses
-
     from edge_sync.errors import EdgeSyncError
-    from edge_sync.usecases import heads as heads_mod
 
-    strict = dataclasses.replace(heads_mod.heads_for(engine.manifest), evidence_floor=2.0)  # LSE-C is in [0, 2]
-    monkeypatch.setattr(heads_mod, "HEADS_DIR", tmp_path / "heads")
-    strict.write(heads_mod.heads_path(strict.checkpoint_sha256))
     with pytest.raises(EdgeSyncError, match="too little sync evidence.*--delay-ms"):
         fix_file(clips[4], tmp_path / "unsure.mp4", engine=engine)
     assert not (tmp_path / "unsure.mp4").exists()

@@ -641,13 +641,7 @@ def sync_command(
         typer.echo(f"  speech in {main.speech.fraction:.0%} of the analysed frames"
                    + (" (NO SPEECH: the offset is not measured)" if main.no_speech else ""))
     for warning in result.warnings:
-        typer.echo(f"  warning: {warning}")
-    from edge_sync.usecases.heads import evidence_floor_of
-
-    floor = evidence_floor_of(engine)
-    if floor is not None and not main.no_speech and main.confidence < floor:
-        typer.echo(f"  UNSURE: confidence {main.confidence:.3f} is under this model's evidence floor {floor:.3f} "
-                   "(fitted on real clips): the offset above may be noise")
+        typer.echo(f"  {warning}" if warning.startswith("UNSURE") else f"  warning: {warning}")
 
 
 def _configure_logging(verbose: bool) -> None:

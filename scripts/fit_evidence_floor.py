@@ -5,8 +5,8 @@
         --model edge_sync/weights/student.onnx-fp32 --model INT8_ARTIFACT -o runs/eval_floor.json
     .venv/bin/python scripts/fit_evidence_floor.py runs/eval_floor.json
 
-Every right answer of every model row pools into the floor (edge_sync.usecases.fitting.evidence_floor). Run it after
-scripts/fit_usecases.py, which rewrites the heads file.
+Every right answer of every model row pools into the floor (edge_sync.usecases.fitting.evidence_floor).
+scripts/fit_usecases.py keeps the floor when it refits the heads of the same model.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def main() -> None:
     heads = heads_for(read_artifact(args.artifact).manifest)
     if heads is None or heads.path is None:
         raise SystemExit(f"no use-case heads for {args.artifact}'s model: run scripts/fit_usecases.py first")
-    evaluation = {**heads.evaluation, "evidence_floor": {
-        "lse_c": round(floor, 4), "rule": f"{args.margin} x the lowest confidence of a right answer",
-        "data": report["data"], "models": [m["model"] for m in report["models"]], "right_answers": len(right)}}
-    dataclasses.replace(heads, evaluation=evaluation, evidence_floor=round(floor, 4)).write(heads.path)
+    fit = {"rule": f"{args.margin} x the lowest confidence of a right answer", "data": report["data"],
+           "models": [m["model"] for m in report["models"]], "right_answers": len(right)}
+    evaluation = {k: v for k, v in heads.evaluation.items() if k != "evidence_floor"}  # session 12 kept a copy here
+    dataclasses.replace(heads, evaluation=evaluation, evidence_floor=round(floor, 4), evidence_fit=fit).write(heads.path)
     print(f"evidence floor {floor:.4f} (LSE-C) from {len(right)} right answers -> {heads.path}")
 
 

@@ -103,6 +103,8 @@ class FileSync(JsonResult):
     width: int = 0
     height: int = 0
     audio_frames: float | None = None  # how many video frames the decoded soundtrack reaches (None: unknown)
+    # the model's evidence floor (LSE-C fitted on real clips beside its use-case heads; None: none fitted)
+    evidence_floor: float | None = None
 
     @property
     def main(self) -> TrackSync:
@@ -134,9 +136,17 @@ class FileSync(JsonResult):
                 f"warnings={len(self.warnings)})")
 
     @property
+    def low_evidence(self) -> bool:
+        """The clip's confidence is under the model's evidence floor: on real clips every right answer of the model
+        read above it, so the offset may be noise (docs/applications.md, "Unsure"). False without speech (that
+        has its own flag) or without a fitted floor."""
+        return (self.evidence_floor is not None and bool(self.tracks) and not self.no_speech
+                and self.confidence < self.evidence_floor)
+
+    @property
     def warnings(self) -> list[str]:
         """What a reader of the clip's offset should know: a soundtrack shorter than the video, no or little
-        speech in the main track's span."""
+        speech in the main track's span, too little sync evidence for the offset to be trusted."""
         out = []
         cover = self.audio_coverage
         if cover is not None and self.num_frames - self.audio_frames >= PADDING_NOTICE_FRAMES:
@@ -145,6 +155,9 @@ class FileSync(JsonResult):
                        f"{self.num_frames * seconds:.1f} s video ({cover:.0%}); the rest was padded with silence")
         speech = self.main.result.speech
         out += speech.speech_warnings if speech is not None else []
+        if self.low_evidence:
+            out.append(f"UNSURE: confidence {self.confidence:.3f} is under this model's evidence floor "
+                       f"{self.evidence_floor:.3f} (fitted on real clips): the offset may be noise")
         return out
 
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
@@ -156,6 +169,7 @@ class FileSync(JsonResult):
         cover = self.audio_coverage
         return {"path": self.path, **top, "track_id": main.track_id, "start_frame": main.start_frame,
                 "video_frames": self.num_frames, "audio_coverage": None if cover is None else round(cover, 4),
+                "low_evidence": self.low_evidence, "evidence_floor": self.evidence_floor,
                 "warnings": self.warnings, "seconds": round(self.seconds, 3),
                 "frames_without_face": len(self.frames_without_face),
                 "tracks": [{"track_id": t.track_id, "start_frame": t.start_frame,

@@ -29,6 +29,7 @@ from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
 from edge_sync.spec import SAMPLES_PER_FRAME
+from edge_sync.usecases.heads import evidence_floor_of
 
 log = logging.getLogger(__name__)
 # frames emitted per model call (each call also reads 48 frames of context each side): memory per call grows ~0.4 MB a
@@ -221,7 +222,7 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     tracks = [TrackSync(tid, s, res, cues) for tid, s, res, cues in segments]
     sync = FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
                     time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
-                    info.height or 0, audio_frames=covered)
+                    info.height or 0, audio_frames=covered, evidence_floor=evidence_floor_of(engine))
     for warning in sync.warnings:  # the padding is news about the file; speech presence is in the result too
-        (log.warning if "soundtrack" in warning else log.info)("%s: %s", path, warning)
+        (log.warning if "soundtrack" in warning or "UNSURE" in warning else log.info)("%s: %s", path, warning)
     return sync

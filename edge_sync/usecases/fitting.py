@@ -8,6 +8,7 @@ scikit-learn (``pip install edge-sync[dev]``); the fitted heads are applied with
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from edge_sync.errors import MediaError
 from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import DESYNC_FEATURES, QUALITY_FEATURES, SPEAKER_FEATURES, desync_features, \
     speaker_frame_features, vector
-from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_path
+from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_path, read_heads, with_floor_of
 
 log = logging.getLogger(__name__)
 SPLIT_SEEDS = {"train": 0, "holdout": 100_000}
@@ -258,10 +259,13 @@ def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kin
         "quality": _quality_report(quality, test_q),
         "speakers": evaluate_speakers(speakers, test_s),
     }
-    heads = UsecaseHeads(sha, {"desync": desync, "quality": quality, "speakers": speakers}, evaluation)
-    path = heads.write(out or heads_path(sha))
+    target = Path(out or heads_path(sha))
+    previous = read_heads(target) if target.is_file() else None
+    heads = with_floor_of(UsecaseHeads(sha, {"desync": desync, "quality": quality, "speakers": speakers}, evaluation),
+                          previous)
+    path = heads.write(target)
     log.info("use-case heads: %s", json.dumps(evaluation))
-    return UsecaseHeads(sha, heads.heads, evaluation, path)
+    return dataclasses.replace(heads, path=path)
 
 
 def evaluation_markdown(heads: UsecaseHeads) -> str:

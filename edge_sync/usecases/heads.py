@@ -7,6 +7,7 @@ correlation has its own scale), so a head file names the checkpoint it was fitte
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,13 +56,16 @@ class UsecaseHeads:
     """The heads fitted for one model, with how well they did on hold-out clips (``evaluation``).
 
     ``evidence_floor``: the LSE-C (confidence) below which this model's reading of a clip carries too little sync
-    evidence for a verdict; fitted on real clips with known offsets (``scripts/fit_evidence_floor.py``)."""
+    evidence for a verdict; fitted on real clips with known offsets (``scripts/fit_evidence_floor.py``), which
+    records how in ``evidence_fit`` (rule, data, models, right answers). Stored once, as the file's top-level
+    ``evidence_floor`` object."""
 
     checkpoint_sha256: str
     heads: dict[str, LogisticHead]
     evaluation: dict[str, Any]
     path: Path | None = None
     evidence_floor: float | None = None
+    evidence_fit: dict[str, Any] | None = None
 
     def get(self, name: str) -> LogisticHead | None:
         return self.heads.get(name)
@@ -70,7 +74,7 @@ class UsecaseHeads:
         payload = {"format": HEADS_FORMAT, "format_version": 1, "checkpoint_sha256": self.checkpoint_sha256,
                    "heads": {k: h.to_dict() for k, h in self.heads.items()}, "evaluation": self.evaluation}
         if self.evidence_floor is not None:
-            payload["evidence_floor"] = self.evidence_floor
+            payload["evidence_floor"] = {**(self.evidence_fit or {}), "lse_c": self.evidence_floor}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
         return path
@@ -84,8 +88,13 @@ def read_heads(path: str | Path) -> UsecaseHeads:
             raise ValueError(f"format is {data.get('format')!r}, not {HEADS_FORMAT!r}")
         heads = {k: LogisticHead.from_dict(v) for k, v in data["heads"].items()}
         floor = data.get("evidence_floor")
+        if isinstance(floor, dict):  # {"lse_c": ..., how it was fitted}
+            fit = {k: v for k, v in floor.items() if k != "lse_c"}
+            floor = floor["lse_c"]
+        else:  # a bare number, as session 12's files stored it
+            fit = None
         return UsecaseHeads(str(data["checkpoint_sha256"]), heads, dict(data.get("evaluation", {})), path,
-                            None if floor is None else float(floor))
+                            None if floor is None else float(floor), fit)
     except FileNotFoundError:
         raise EdgeSyncError(f"no use-case heads at {path}") from None
     except (ValueError, KeyError, TypeError) as exc:
@@ -114,6 +123,14 @@ def resolve_heads(manifest: dict[str, Any], heads: UsecaseHeads | str | Path | N
     if heads is None or isinstance(heads, UsecaseHeads):
         return heads
     return heads_for(manifest, None if isinstance(heads, str) and heads == "auto" else heads)
+
+
+def with_floor_of(heads: UsecaseHeads, previous: UsecaseHeads | None) -> UsecaseHeads:
+    """``heads`` keeping the evidence floor of ``previous`` when both belong to the same checkpoint: refitting the
+    heads of a model does not change how much evidence its readings carry."""
+    if previous is None or previous.checkpoint_sha256 != heads.checkpoint_sha256 or heads.evidence_floor is not None:
+        return heads
+    return dataclasses.replace(heads, evidence_floor=previous.evidence_floor, evidence_fit=previous.evidence_fit)
 
 
 def evidence_floor_of(engine: Any) -> float | None:

@@ -100,3 +100,24 @@ def test_a_model_error_in_the_stream_thread_is_raised_by_sync_file(engine, gap_c
     monkeypatch.setattr(engine._session, "run", fail)
     with pytest.raises(RuntimeError, match="backend failed"):
         engine.sync_file(gap_clip)
+
+
+def test_the_models_evidence_floor_travels_with_the_result(engine, gap_clip, tmp_path, monkeypatch):
+    """sync_file reads the floor fitted beside the model's heads; under it the result says UNSURE (flag, warning,
+    JSON), over it nothing changes."""
+    import dataclasses
+
+    from edge_sync.usecases import heads as heads_mod
+
+    sync = engine.sync_file(gap_clip)
+    bundled = heads_mod.evidence_floor_of(engine)
+    assert sync.evidence_floor == bundled is not None  # the bundled student has one fitted
+    assert not sync.low_evidence and not any(w.startswith("UNSURE") for w in sync.warnings)
+    strict = dataclasses.replace(heads_mod.heads_for(engine.manifest), evidence_floor=2.0)  # over any LSE-C
+    monkeypatch.setattr(heads_mod, "HEADS_DIR", tmp_path)
+    strict.write(heads_mod.heads_path(strict.checkpoint_sha256))
+    unsure = engine.sync_file(gap_clip)
+    assert unsure.offset_frames == sync.offset_frames  # the reading is the same; only the trust in it changes
+    assert unsure.low_evidence and any(w.startswith("UNSURE: confidence") for w in unsure.warnings)
+    as_json = unsure.to_dict(per_frame=False)
+    assert as_json["low_evidence"] is True and as_json["evidence_floor"] == 2.0

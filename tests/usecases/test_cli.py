@@ -47,6 +47,8 @@ def test_sync_says_unsure_under_the_evidence_floor(desync_clips, request) -> Non
     out = CliRunner().invoke(app, ["sync", genuine])
     assert out.exit_code == 0, out.output
     assert "UNSURE: confidence" in out.output and "evidence floor 2.000" in out.output
+    found = json.loads(CliRunner().invoke(app, ["sync", genuine, "--json"]).stdout)  # machines are told too
+    assert found["low_evidence"] is True and any(w.startswith("UNSURE") for w in found["warnings"])
 
 
 def test_fix_then_score_measures_zero(tmp_path, desync_clips) -> None:

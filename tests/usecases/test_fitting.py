@@ -71,3 +71,19 @@ def test_the_evidence_floor_sits_under_every_right_answer() -> None:
             evidence_floor(bad)
     with pytest.raises(ValueError, match="margin"):
         evidence_floor(right, margin=0)
+
+
+def test_refitting_the_heads_keeps_the_models_evidence_floor(tmp_path, engine) -> None:
+    """fit_usecases rewrites the heads file; the floor fitted beside it for the same model must survive."""
+    import dataclasses
+
+    from edge_sync.usecases.fitting import fit_usecases
+    from edge_sync.usecases.heads import heads_for, read_heads
+
+    out = tmp_path / "heads.json"
+    bundled = heads_for(engine.manifest)
+    dataclasses.replace(bundled, evidence_floor=0.0123, evidence_fit={"right_answers": 7}).write(out)
+    refit = fit_usecases(engine, tmp_path / "work", per_kind=1, holdout_per_kind=1, speaker_clips=2,
+                         holdout_speaker_clips=2, out=out, progress=False)
+    assert read_heads(out).evidence_floor == refit.evidence_floor == 0.0123
+    assert read_heads(out).evidence_fit == {"right_answers": 7}

@@ -8,7 +8,7 @@ import pytest
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.usecases import heads as heads_mod
-from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_for, read_heads
+from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, heads_for, read_heads, with_floor_of
 
 
 def _head() -> LogisticHead:
@@ -39,10 +39,31 @@ def test_round_trip_and_lookup_by_checkpoint(tmp_path, monkeypatch) -> None:
     assert back.evidence_floor is None  # a heads file without a floor: every reading gets its verdict
 
 
-def test_the_evidence_floor_round_trips(tmp_path) -> None:
-    written = UsecaseHeads("ab" * 32, {"quality": _head()}, {}, evidence_floor=0.0306).write(tmp_path / "h.json")
-    assert read_heads(written).evidence_floor == 0.0306
-    assert json.loads(written.read_text())["evidence_floor"] == 0.0306
+def test_the_evidence_floor_round_trips_stored_once(tmp_path) -> None:
+    fit = {"rule": "0.9 x the lowest confidence of a right answer", "right_answers": 142}
+    written = UsecaseHeads("ab" * 32, {"quality": _head()}, {}, evidence_floor=0.0306,
+                           evidence_fit=fit).write(tmp_path / "h.json")
+    back = read_heads(written)
+    assert back.evidence_floor == 0.0306 and back.evidence_fit == fit
+    assert json.loads(written.read_text())["evidence_floor"] == {**fit, "lse_c": 0.0306}
+
+
+def test_a_bare_number_floor_still_reads(tmp_path) -> None:  # the format session 12 wrote
+    written = UsecaseHeads("ab" * 32, {"quality": _head()}, {}).write(tmp_path / "h.json")
+    data = json.loads(written.read_text())
+    written.write_text(json.dumps({**data, "evidence_floor": 0.05}))
+    back = read_heads(written)
+    assert back.evidence_floor == 0.05 and back.evidence_fit is None
+
+
+def test_refitted_heads_keep_the_floor_of_their_own_model_only() -> None:
+    old = UsecaseHeads("ab" * 32, {"quality": _head()}, {"v": 1}, evidence_floor=0.03, evidence_fit={"n": 1})
+    refit = UsecaseHeads("ab" * 32, {"quality": _head()}, {"v": 2})
+    kept = with_floor_of(refit, old)
+    assert (kept.evidence_floor, kept.evidence_fit, kept.evaluation) == (0.03, {"n": 1}, {"v": 2})
+    other_model = UsecaseHeads("cd" * 32, {"quality": _head()}, {"v": 2})
+    assert with_floor_of(other_model, old).evidence_floor is None
+    assert with_floor_of(refit, None).evidence_floor is None
 
 
 def test_a_broken_heads_file_is_a_clear_error(tmp_path) -> None:
@@ -61,5 +82,5 @@ def test_the_bundled_student_has_fitted_heads() -> None:
     assert found is not None and set(found.heads) == {"quality", "desync", "speakers"}
     assert found.evaluation["desync"]["all"]["roc_auc"] > 0.5  # fitted on clips, not a placeholder
     # the floor came from real clips with known offsets, under every right answer there
-    fitted = found.evaluation["evidence_floor"]
-    assert 0 < found.evidence_floor == fitted["lse_c"] and fitted["right_answers"] > 50
+    assert 0 < found.evidence_floor < 1 and found.evidence_fit["right_answers"] > 50
+    assert "evidence_floor" not in found.evaluation  # stored once

@@ -407,6 +407,48 @@ class ColourJitter:
         return {**sample, "video": adjust_colour(sample["video"], shift, contrast, saturation)}
 
 
+def degrade(video: torch.Tensor, scale: float = 1.0, gamma: float = 1.0, noise: float = 0.0,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """A poorer camera for a clip [3, T, H, W] in normalised [-1, 1] space: each frame shrunk to ``scale`` of its
+    size (area) and blown back up (bilinear), as a small face is; intensities raised to ``gamma`` (> 1 darkens
+    the mid-tones, as under poor light); Gaussian noise of SD ``noise`` (normalised units), fresh per pixel."""
+    x = video
+    size = tuple(video.shape[-2:])
+    small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    if small != size:
+        frames = x.transpose(0, 1)  # [T, 3, H, W]
+        frames = F.interpolate(F.interpolate(frames, size=small, mode="area"), size=size, mode="bilinear",
+                               align_corners=False)
+        x = frames.transpose(0, 1)
+    if gamma != 1.0:
+        x = ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).pow(gamma) * 2.0 - 1.0
+    if noise > 0:
+        x = x + noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return x.clamp(-1.0, 1.0).contiguous().to(video.dtype)
+
+
+@dataclass
+class LowQuality:
+    """With probability p, one poorer camera for the whole clip (:func:`degrade`): scale ~ U(min_scale, 1),
+    gamma log-uniform in [1 / max_gamma, max_gamma], noise SD ~ U(0, noise). Why: the real clips a model trains on
+    are mostly large, well-lit faces; a small, dim or noisy face (a medium shot at 360p, a dark room) is a mouth
+    seen through fewer, noisier pixels."""
+
+    name: ClassVar[str] = "degrade"
+    p: float = 0.5
+    min_scale: float = 0.3
+    max_gamma: float = 1.6
+    noise: float = 0.06
+
+    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
+        if not _coin(generator, self.p):
+            return dict(sample)
+        scale = _uniform(generator, self.min_scale, 1.0)
+        gamma = math.exp(_uniform(generator, -math.log(self.max_gamma), math.log(self.max_gamma)))
+        sd = _uniform(generator, 0.0, self.noise)
+        return {**sample, "video": degrade(sample["video"], scale, gamma, sd, generator)}
+
+
 @dataclass
 class RandomResizedCrop:
     """With probability p, crop one box (area fraction in ``scale``, aspect ratio in ``ratio``) from every
@@ -452,7 +494,7 @@ class AVMixup:
 
 # --- pipeline -----------------------------------------------------------------------------------
 TRANSFORMS: dict[str, type] = {cls.name: cls for cls in (
-    TemporalJitter, RandomResizedCrop, HorizontalFlip, ColourJitter, FrequencyMask, TimeMask)}
+    TemporalJitter, RandomResizedCrop, HorizontalFlip, ColourJitter, LowQuality, FrequencyMask, TimeMask)}
 
 
 @dataclass
@@ -460,7 +502,7 @@ class Augment:
     """Single-clip transforms applied in order, plus optional batch mixup for the trainer.
 
     Build it from a config dict whose keys are transform names (``jitter``, ``crop``, ``flip``,
-    ``colour``, ``freq_mask``, ``time_mask``, ``mixup``) and values their parameters (``True`` for
+    ``colour``, ``degrade``, ``freq_mask``, ``time_mask``, ``mixup``) and values their parameters (``True`` for
     defaults, ``False``/``None`` to leave it out). Transforms run in that fixed order whatever the
     dict order, so a config read from JSON or YAML always means the same pipeline.
     """
@@ -510,7 +552,7 @@ class Augment:
 
 
 __all__ = [
-    "Augment", "AVMixup", "ColourJitter", "FrequencyMask", "HorizontalFlip", "RandomResizedCrop", "TemporalJitter",
-    "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "in_range", "mask_bands", "mask_steps", "mixup",
+    "Augment", "AVMixup", "ColourJitter", "FrequencyMask", "HorizontalFlip", "LowQuality", "RandomResizedCrop",
+    "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands", "mask_steps", "mixup",
     "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift", "with_target_probs",
 ]

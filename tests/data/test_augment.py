@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from edge_sync.data.augment import (
-    Augment, AVMixup, ColourJitter, FrequencyMask, HorizontalFlip, RandomResizedCrop, TemporalJitter, TimeMask,
-    adjust_colour, mask_bands, mixup, mixup_batch, one_hot_targets, resized_crop, temporal_shift)
+    Augment, AVMixup, ColourJitter, FrequencyMask, HorizontalFlip, LowQuality, RandomResizedCrop, TemporalJitter,
+    TimeMask, adjust_colour, degrade, mask_bands, mixup, mixup_batch, one_hot_targets, resized_crop, temporal_shift)
 from edge_sync.spec import MAX_OFFSET as K
 from edge_sync.spec import MFCC_PER_FRAME, N_MFCC, num_offsets
 
 T = 12
 FULL = {
-    "jitter": {"p": 1.0}, "crop": {"p": 1.0}, "flip": {"p": 1.0}, "colour": {"p": 1.0},
+    "jitter": {"p": 1.0}, "crop": {"p": 1.0}, "flip": {"p": 1.0}, "colour": {"p": 1.0}, "degrade": {"p": 1.0},
     "freq_mask": {"p": 1.0, "max_width": 3}, "time_mask": {"p": 1.0, "num_masks": 2},
 }
 
@@ -315,3 +315,41 @@ def test_resized_crop_full_box_is_identity_and_box_is_used():
     corner[..., 56:, 56:] = 1.0
     out = resized_crop(corner, 56, 56, 56, 56)
     assert torch.allclose(out, torch.ones_like(out))
+
+
+# --- a poorer camera ----------------------------------------------------------------------------
+def _detail(video: torch.Tensor) -> float:
+    """Mean absolute difference between horizontal neighbours: the fine detail a small face loses."""
+    return float((video[..., 1:] - video[..., :-1]).abs().mean())
+
+
+def test_degrade_scale_removes_detail_and_keeps_the_picture():
+    video = make_sample(3)["video"]
+    small = degrade(video, scale=0.25)
+    assert small.shape == video.shape and small.dtype == video.dtype
+    assert _detail(small) < 0.5 * _detail(video)
+    assert abs(float(small.mean() - video.mean())) < 0.02  # blurred, not darkened
+    assert torch.equal(degrade(video), video)  # scale 1, gamma 1, no noise: untouched
+
+
+def test_degrade_gamma_darkens_mid_tones_and_keeps_black_and_white():
+    video = torch.linspace(-1, 1, 112).expand(3, 2, 112, 112).clone()
+    dark = degrade(video, gamma=1.5)
+    assert float(dark.mean()) < float(video.mean()) - 0.1
+    assert torch.allclose(dark[..., 0], video[..., 0]) and torch.allclose(dark[..., -1], video[..., -1])
+
+
+def test_degrade_noise_is_fresh_per_frame_and_clamped():
+    video = torch.zeros(3, 4, 112, 112)
+    noisy = degrade(video, noise=0.05, generator=gen(1))
+    assert 0.04 < float(noisy.std()) < 0.06
+    assert not torch.equal(noisy[:, 0], noisy[:, 1])
+    assert degrade(torch.ones(3, 2, 8, 8), noise=1.0, generator=gen(2)).max() <= 1
+
+
+def test_low_quality_is_one_camera_per_clip_within_its_ranges():
+    sample = make_sample(4)
+    out = LowQuality(p=1.0, min_scale=0.3, max_gamma=1.6, noise=0.0)(sample, gen(5))
+    assert not torch.equal(out["video"], sample["video"])
+    assert torch.equal(out["audio"], sample["audio"]) and torch.equal(out["offsets"], sample["offsets"])
+    assert torch.equal(LowQuality(p=0.0)(sample, gen(5))["video"], sample["video"])

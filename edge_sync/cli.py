@@ -22,8 +22,8 @@ import typer.core
 
 from edge_sync import __version__, cli_usecases
 from edge_sync._paths import BUNDLED_CHECKPOINTS, WEIGHTS_DIR, bundled_checkpoint
-from edge_sync.cli_options import (BACKEND_HELP, Backend, CalibMethod, Detector, Precision, Preprocessing,
-                                   Target)
+from edge_sync.cli_options import (BACKEND_HELP, Backend, CalibMethod, Detector, Int8Stems, Precision,
+                                   Preprocessing, Target)
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 
 JSON_PATH_COMMANDS = ("eval", "parity", "bench")  # where --json took a file before it became a flag
@@ -355,6 +355,10 @@ def export_command(
                                                     "once and shared."),
     calib_method: Optional[CalibMethod] = typer.Option(None, help="int8, onnx/tensorrt only (default: minmax for "
                                                                   "onnx, percentile for tensorrt)."),
+    int8_stems: Optional[Int8Stems] = typer.Option(None, help="int8, onnx/tensorrt only: float (default) keeps the "
+                                                   "encoders' first convs float, which halves INT8's error at no "
+                                                   "measured cost; int8 quantizes them too, for NPUs that run INT8 "
+                                                   "ops only."),
     min_frames: Optional[int] = typer.Option(None, help="Shortest clip (video frames) the artifact must take "
                                                         "(not tflite: see --buckets). Default 1."),
     opt_frames: Optional[int] = typer.Option(None, help="Clip length to optimise for (TensorRT profile, CoreML "
@@ -377,13 +381,13 @@ def export_command(
 
     _bundled_checkpoints(model)
     frames = {"--min-frames": min_frames, "--opt-frames": opt_frames, "--max-frames": max_frames}
-    options = {"calib": calib, "calib_method": calib_method, "time_range": _time_range(min_frames, opt_frames,
-                                                                                       max_frames),
-               "buckets": _buckets(buckets)}
+    options = {"calib": calib, "calib_method": calib_method, "int8_stems": int8_stems,
+               "time_range": _time_range(min_frames, opt_frames, max_frames), "buckets": _buckets(buckets)}
     targets = export_targets(target)
     try:
         check_options(targets, precision, options,
-                      flag={"calib": "--calib", "calib_method": "--calib-method", "buckets": "--buckets",
+                      flag={"calib": "--calib", "calib_method": "--calib-method", "int8_stems": "--int8-stems",
+                            "buckets": "--buckets",
                             "time_range": "/".join(k for k, v in frames.items() if v is not None)})
     except InapplicableOptionError as exc:
         raise typer.BadParameter(exc.reason, ctx=ctx, param_hint=f"'{exc.flag}'") from exc

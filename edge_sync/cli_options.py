@@ -9,6 +9,7 @@ from typing import Literal
 
 from edge_sync.exporters import EXPORTERS
 from edge_sync.exporters.onnx_int8 import METHODS as CALIB_METHODS
+from edge_sync.exporters.onnx_int8 import STEMS as INT8_STEMS
 from edge_sync.features.faces import DETECTORS
 from edge_sync.runtimes.registry import BACKENDS
 from edge_sync.spec import PREPROCESSING
@@ -28,6 +29,7 @@ Precision = _choice(PRECISION_NAMES)
 Backend = _choice(BACKEND_NAMES)
 Detector = _choice(DETECTOR_NAMES)
 CalibMethod = _choice(tuple(CALIB_METHODS))
+Int8Stems = _choice(tuple(INT8_STEMS))
 Preprocessing = _choice(tuple(PREPROCESSING))
 
 BACKEND_HELP = "Runtime backend; auto picks, per artifact, the preferred installed one that runs its target."

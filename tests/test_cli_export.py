@@ -33,6 +33,8 @@ def foreign(stderr: str) -> list[str]:
     (("--target", "onnx", "--calib", "calib"), "--calib"),
     (("--target", "all", "--precision", "fp32", "--calib", "calib"), "--calib"),
     (("--target", "onnx", "--buckets", "50,250"), "--buckets"),
+    (("--target", "openvino", "--precision", "int8", "--int8-stems", "int8"), "--int8-stems"),
+    (("--target", "onnx", "--precision", "fp32", "--int8-stems", "int8"), "--int8-stems"),
     (("--target", "tflite", "--max-frames", "400"), "--max-frames"),
     (("--target", "tflite", "--min-frames", "2", "--opt-frames", "50"), "--min-frames/--opt-frames"),
 ])

@@ -15,8 +15,8 @@ from edge_sync.errors import EdgeSyncError
 ALL_PRECISIONS = ("fp32", "fp16", "int8")
 INT8 = ("int8",)
 # the API option -> the command-line flag(s) that set it (messages name what the user typed)
-FLAGS = {"calib": "--calib", "calib_method": "--calib-method", "time_range": "--min-frames/--opt-frames/--max-frames",
-         "buckets": "--buckets"}
+FLAGS = {"calib": "--calib", "calib_method": "--calib-method", "int8_stems": "--int8-stems",
+         "time_range": "--min-frames/--opt-frames/--max-frames", "buckets": "--buckets"}
 
 
 class InapplicableOptionError(EdgeSyncError, ValueError):

@@ -125,7 +125,8 @@ def onnx_parity(model: Any, path: Path, frames: tuple[int, ...] = PARITY_FRAMES)
 
 
 def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
-                     calib_method: str = "minmax", symmetric_activations: bool = True) -> dict[str, Any]:
+                     calib_method: str = "minmax", symmetric_activations: bool = True,
+                     int8_stems: str = "float") -> dict[str, Any]:
     """The graph for ``precision`` at ``path``; returns manifest fields (opset, quantization recipe).
 
     INT8 activations are symmetric INT8: for the real-face student, UINT8 asymmetric activations (onnxruntime's
@@ -140,7 +141,7 @@ def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
         from edge_sync.exporters.onnx_int8 import quantize_qdq
 
         out["quantization"] = quantize_qdq(fp32, path, calib, method=calib_method,
-                                           symmetric_activations=symmetric_activations)
+                                           symmetric_activations=symmetric_activations, stems=int8_stems)
     else:
         fp32.replace(path)
     fp32.unlink(missing_ok=True)
@@ -150,14 +151,15 @@ def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
 
 def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                 source: dict[str, Any] | None = None, calib: Any = None, calib_method: str | None = None,
-                time_range: Any = None, **_: Any) -> Path:
+                time_range: Any = None, int8_stems: str | None = None, **_: Any) -> Path:
     """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest."""
     check_precision("onnx", precision, EXPORTER.precisions)
     calib_set = resolve_calibration(model, calib) if precision == "int8" else None
 
     def write(tmp: Path) -> dict[str, Any]:
         path = tmp / "model.onnx"
-        fields = write_onnx_model(model, path, precision, calib_set, calib_method or "minmax")
+        fields = write_onnx_model(model, path, precision, calib_set, calib_method or "minmax",
+                                  int8_stems=int8_stems or "float")
         return {"entry": {"model": "model.onnx"}, **fields, "parity_quick": onnx_parity(model, path)}
 
     manifest = base_manifest(model, source, ("onnx", "onnxscript", "onnxruntime"), ["onnxruntime"],
@@ -168,4 +170,5 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
 EXPORTER = register_exporter(ExporterInfo(target="onnx", precisions=("fp32", "fp16", "int8"), extra="export",
                                           modules=("torch", "onnx", "onnxscript", "onnxruntime"),
                                           export=export_onnx, shares="onnx-graph",
-                                          takes={"calib": INT8, "calib_method": INT8, "time_range": ALL_PRECISIONS}))
+                                          takes={"calib": INT8, "calib_method": INT8, "int8_stems": INT8,
+                                                 "time_range": ALL_PRECISIONS}))

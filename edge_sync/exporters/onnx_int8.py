@@ -8,6 +8,8 @@ Recipe (measured on the bundled student; README "INT8"):
 - the encoders are quantized end to end (convs and the ops between them, see QUANTIZED_OPS); the cosine
   correlation and Softmax stay float, because similarities and probabilities span ranges one INT8 scale would
   crush; the sync head's convs are INT8 by default (no loss measured on the hold-out set);
+- the first conv of each input (``input_convs``) stays float by default: a one-node-at-a-time sensitivity scan put
+  most of the INT8 error there (they see raw pixels and MFCCs, whose ranges one scale serves worst);
 - calibration MinMax (default), Entropy or Percentile, on the same set every INT8 target uses.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ from edge_sync.errors import EdgeSyncError
 
 log = logging.getLogger(__name__)
 METHODS = ("minmax", "entropy", "percentile")
+# --int8-stems: the encoders' first convs float (default) or INT8 too (a graph of INT8 ops only, for NPUs)
+STEMS = ("float", "int8")
 # Conv is what INT8 speeds up (Relu/Clip fold into it); Add/Mul/Transpose/Reshape/ReduceMean are quantized so
 # activations stay INT8 between convs (residual adds, the frames-to-batch transpose): measured on the student,
 # quantizing Conv alone left a float round trip (DequantizeLinear -> op -> QuantizeLinear) around every one of
@@ -53,9 +57,30 @@ def downstream_nodes(model: Any, start_op: str = FLOAT_FROM) -> set[str]:
     return seen
 
 
-def float_nodes(model: Any, quantize_head: bool) -> list[str]:
+def input_convs(model: Any) -> set[str]:
+    """Names of the first Conv on every data path from each graph input (the encoders' stems). Shape and Size
+    are not followed: the dynamic-T graph feeds the input's shape to reshapes all through the network."""
+    consumers = _consumers(model)
+    found: set[str] = set()
+    for graph_input in model.graph.input:
+        seen: set[str] = set()
+        frontier = [graph_input.name]
+        while frontier:
+            for n in consumers.get(frontier.pop(), []):
+                if n.name in seen:
+                    continue
+                seen.add(n.name)
+                if n.op_type == "Conv":
+                    found.add(n.name)
+                elif n.op_type not in ("Shape", "Size"):
+                    frontier.extend(n.output)
+    return found
+
+
+def float_nodes(model: Any, quantize_head: bool, float_input_convs: bool = True) -> list[str]:
     """Nodes kept float: the correlation (similarities in [-1, 1] next to probabilities) and Softmax always; the
-    sync head's convs unless ``quantize_head`` (they see the float correlation and are dequantized before Softmax).
+    sync head's convs unless ``quantize_head`` (they see the float correlation and are dequantized before Softmax);
+    the encoders' first convs when ``float_input_convs``.
     Keeping the encoders' final projections float as well was tried: the correlation's error did not change."""
     after = downstream_nodes(model)
     if quantize_head:
@@ -63,6 +88,8 @@ def float_nodes(model: Any, quantize_head: bool) -> list[str]:
         corr = producers.get("correlation")
         head = downstream_nodes(model, corr.op_type) if corr is not None else set()
         after -= {n.name for n in model.graph.node if n.name in head and n.op_type == "Conv"}
+    if float_input_convs:
+        after |= input_convs(model)
     return sorted(after)
 
 
@@ -113,9 +140,10 @@ class CalibrationReader:
 
 def quantize_qdq(fp32_path: Path, out_path: Path, calib: Any, *, method: str = "minmax",
                  symmetric_activations: bool = False, per_channel: bool = True,
-                 quantize_head: bool = True, frames: int | None = None,
+                 quantize_head: bool = True, stems: str = "float", frames: int | None = None,
                  op_types: tuple[str, ...] = QUANTIZED_OPS, calib_chunk: int = CALIB_CHUNK) -> dict[str, Any]:
     """Write an INT8 QDQ model of ``fp32_path`` to ``out_path``; return the recipe for the manifest.
+    ``stems``: "float" keeps the encoders' first convs float (:func:`input_convs`), "int8" quantizes them too.
     ``calib_chunk``: clips calibrated at a time (memory; see :class:`CalibrationReader`)."""
     onnx = require("onnx", "export", "INT8 quantization")
     require("onnxruntime", "onnxruntime", "INT8 quantization")
@@ -124,13 +152,16 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: Any, *, method: str = "
 
     if method not in METHODS:
         raise EdgeSyncError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+    if stems not in STEMS:
+        raise EdgeSyncError(f"unknown --int8-stems {stems!r}; choose one of {', '.join(STEMS)}")
+    float_input_convs = stems == "float"
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory() as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
         graph = onnx.load(str(prepped))
-        excluded = float_nodes(graph, quantize_head)
+        excluded = float_nodes(graph, quantize_head, float_input_convs)
         quantized = [n.name for n in graph.graph.node if n.op_type in op_types and n.name not in excluded]
         reader = CalibrationReader(calib, frames)
         quantize_static(
@@ -148,5 +179,6 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: Any, *, method: str = "
     return {"format": "QDQ", "method": method, "per_channel": per_channel, "weights": "int8 symmetric",
             "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
             "quantized_ops": list(op_types), "quantized_nodes": len(quantized), "float_nodes": len(excluded),
-            "float_part": "correlation and softmax" + ("" if quantize_head else " and the sync head"),
+            "stems": stems, "float_part": ", ".join(["correlation and softmax"] + ([] if quantize_head else ["the sync head"])
+                                    + (["the first conv of each input"] if float_input_convs else [])),
             "calibration_id": calib.id}

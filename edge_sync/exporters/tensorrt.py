@@ -101,7 +101,7 @@ def float_biases(model: Any) -> int:
     return len(folded)
 
 
-def write_int8(model: Any, dst: Path, calib: Any, method: str) -> dict[str, Any]:
+def write_int8(model: Any, dst: Path, calib: Any, method: str, stems: str = "float") -> dict[str, Any]:
     """FP32 export -> symmetric INT8 Q/DQ (the lead's onnxruntime recipe) -> float biases for TensorRT."""
     onnx = require("onnx", "export", "INT8 export for TensorRT")
     from edge_sync.exporters.onnx_int8 import quantize_qdq
@@ -109,7 +109,7 @@ def write_int8(model: Any, dst: Path, calib: Any, method: str) -> dict[str, Any]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         onnx_exporter.export_onnx_file(model, fp32)
-        recipe = quantize_qdq(fp32, dst, calib, method=method, symmetric_activations=True)
+        recipe = quantize_qdq(fp32, dst, calib, method=method, symmetric_activations=True, stems=stems)
     graph = onnx.load(str(dst))
     folded = float_biases(graph)
     if folded:
@@ -118,10 +118,11 @@ def write_int8(model: Any, dst: Path, calib: Any, method: str) -> dict[str, Any]
     return recipe
 
 
-def write_model(model: Any, dst: Path, precision: str, calib: Any, method: str) -> dict[str, Any] | None:
+def write_model(model: Any, dst: Path, precision: str, calib: Any, method: str,
+                stems: str = "float") -> dict[str, Any] | None:
     """``dst`` = the graph TensorRT will parse; returns the INT8 recipe (None for float precisions)."""
     if precision == "int8":
-        return write_int8(model, dst, calib, method)
+        return write_int8(model, dst, calib, method, stems)
     onnx_exporter.export_onnx_file(model, dst)
     if precision == "fp16":
         typed = dst.with_name("model.fp16.onnx")
@@ -197,7 +198,7 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
                     source: dict[str, Any] | None = None, **options: Any) -> Path:
     """Write ``NAME.tensorrt-PRECISION/``: model.onnx (checked), build_engine.py, manifest (and model.plan
     where TensorRT is present). Options: time_range (TimeRange), calib (path or CalibrationSet, int8),
-    calib_method (minmax/entropy/percentile), build_engine (None=auto, True, False)."""
+    calib_method (minmax/entropy/percentile), int8_stems (float/int8), build_engine (None=auto, True, False)."""
     check_precision("tensorrt", precision, PRECISIONS)
     check_engine_request(options.get("build_engine"))
     time_range = resolve_time_range(model, options.get("time_range"))
@@ -210,7 +211,7 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
 
     def write(tmp: Path) -> dict[str, Any]:
         onnx_path = tmp / MODEL_FILE
-        recipe = write_model(model, onnx_path, precision, calib, method)
+        recipe = write_model(model, onnx_path, precision, calib, method, options.get("int8_stems") or "float")
         report = require_compatible(onnx_path, contract, profile)  # refuses the artifact on any error
         script = tmp / BUILD_SCRIPT
         script.write_text(build_script_text(script_defaults(contract, time_range, precision, report.opset)))
@@ -238,7 +239,8 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
 register_exporter(ExporterInfo(target="tensorrt", precisions=PRECISIONS, extra="export",
                                modules=("torch", "onnx", "onnxscript", "onnxruntime"), export=export_tensorrt,
                                shares="onnx-graph",
-                               takes={"calib": INT8, "calib_method": INT8, "time_range": PRECISIONS},
+                               takes={"calib": INT8, "calib_method": INT8, "int8_stems": INT8,
+                                      "time_range": PRECISIONS},
                                notes="TensorRT-ready ONNX + build_engine.py; the engine is built on the device"))
 
 

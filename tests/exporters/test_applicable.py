@@ -11,13 +11,14 @@ from edge_sync.exporters.applicable import ALL_PRECISIONS, InapplicableOptionErr
 
 # the decision, option by option (docs/export.md "Which options apply"): what each target's exporter really reads
 EXPECTED = {
-    "onnx": {"calib": ("int8",), "calib_method": ("int8",), "time_range": ALL_PRECISIONS},
+    "onnx": {"calib": ("int8",), "calib_method": ("int8",), "int8_stems": ("int8",), "time_range": ALL_PRECISIONS},
     "openvino": {"calib": ("int8",), "time_range": ALL_PRECISIONS},
     "coreml": {"time_range": ALL_PRECISIONS, "calib": ("int8",) if sys.platform == "darwin" else ()},
     "tflite": {"calib": ("int8",), "buckets": ALL_PRECISIONS},
-    "tensorrt": {"calib": ("int8",), "calib_method": ("int8",), "time_range": ALL_PRECISIONS},
+    "tensorrt": {"calib": ("int8",), "calib_method": ("int8",), "int8_stems": ("int8",),
+                 "time_range": ALL_PRECISIONS},
 }
-OPTIONS = ("calib", "calib_method", "time_range", "buckets")
+OPTIONS = ("calib", "calib_method", "int8_stems", "time_range", "buckets")
 
 
 def test_the_registry_says_which_options_each_target_reads():

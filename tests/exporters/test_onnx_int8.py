@@ -15,7 +15,7 @@ from edge_sync.calibration import CalibrationError, load_calibration_set  # noqa
 from edge_sync.data.synthetic import make_clip  # noqa: E402
 from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.exporters.api import export  # noqa: E402
-from edge_sync.exporters.onnx_int8 import chunk_size, downstream_nodes, quantize_qdq  # noqa: E402
+from edge_sync.exporters.onnx_int8 import chunk_size, downstream_nodes, input_convs, quantize_qdq  # noqa: E402
 from edge_sync.spec import LEGACY_FACE  # noqa: E402
 
 
@@ -55,6 +55,42 @@ def test_int8_graph_is_qdq_with_int8_weights_and_float_similarity_part(artifacts
         if node.name in float_part and node.op_type in ("Softmax", "ReduceSum"):
             assert producers[node.input[0]].op_type != "DequantizeLinear", node.name  # fed float, not INT8
     assert not model.graph.node[-1].op_type.endswith("QuantizeLinear")
+
+
+def test_the_encoders_first_convs_stay_float(artifacts):
+    """One stem conv per input (audio, video) is found through the data path (not through Shape nodes, which reach
+    reshapes all over the dynamic-T graph) and is fed a float tensor and float weights in the INT8 graph."""
+    fp32 = onnx.load(str(artifacts[0] / "model.onnx"))
+    stems = input_convs(fp32)
+    assert len(stems) == 2
+    model = onnx.load(str(artifacts[1] / "model.onnx"))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    weights = {i.name: i for i in model.graph.initializer}
+    kept = [n for n in model.graph.node if n.name in stems]
+    assert len(kept) == 2 and read_artifact(artifacts[1]).manifest["quantization"]["float_part"].endswith(
+        "the first conv of each input")
+    for conv in kept:
+        assert all(producers[i].op_type != "DequantizeLinear" for i in conv.input if i in producers), conv.name
+        assert weights[conv.input[1]].data_type == onnx.TensorProto.FLOAT, conv.name
+    other = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in stems]
+    assert sum(producers.get(n.input[1]) is not None and producers[n.input[1]].op_type == "DequantizeLinear"
+               for n in other) > 30  # every other encoder conv is INT8
+
+
+def test_int8_stems_int8_quantizes_the_first_convs_too(calib, tmp_path):
+    """--int8-stems int8: no conv is left float in the encoders (a graph NPUs that run INT8 ops only can take)."""
+    path = export("student", "onnx", "int8", tmp_path, calib=calib, int8_stems="int8")[0]
+    model = onnx.load(str(path / "model.onnx"))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    stems = [n for n in model.graph.node if n.name in input_convs(model)]  # seen through the Q/DQ pairs
+    assert len(stems) == 2
+    for conv in stems:
+        assert producers[conv.input[0]].op_type == "DequantizeLinear", conv.name  # INT8 activations in
+        assert producers[conv.input[1]].op_type == "DequantizeLinear", conv.name  # INT8 weights
+    recipe = read_artifact(path).manifest["quantization"]
+    assert recipe["stems"] == "int8" and "first conv" not in recipe["float_part"]
+    with pytest.raises(EdgeSyncError, match="--int8-stems"):
+        quantize_qdq(path / "model.onnx", tmp_path / "x.onnx", load_calibration_set(calib), stems="int4")
 
 
 def test_int8_keeps_clip_offsets_of_fp32_on_hold_out_clips(artifacts):

@@ -52,6 +52,10 @@
 # (*) with the offsets list of commit 6819d48 (vr_5 -2 instead of pcavs_741400163 +2); the GPU run started from a
 # float16 copy of runs/teacher_real.pt. runs/student_real.pt is the student bundled before this chain: `teacher-real`
 # and then `student-real`, both without REALIGN, run before the first line above overwrites runs/teacher_real.pt.
+# Session 13 (issue 15; docs/real_footage.md, not bundled): the bundled student distilled 800 more steps from the bundled
+# teacher-real, with and without the poorer-camera augmentation, both at once on one H100 (374 s):
+#   REALIGN=1 DEVICE=cuda WORKERS=7 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
+#     SYNTH=0.25 STEPS=800 LR=5e-4 BATCH=32 WINDOW=1 [DEGRADE=1] OUT=runs/s13_deg.pt bash scripts/train_bundled.sh student-real
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
@@ -192,13 +196,14 @@ case "$stage" in
       -o runs/eval_teacher_stacked_synthetic.json | tee runs/eval_teacher_stacked_synthetic.md ;;
   student-real)  # the synthetic student (`distill`) fine-tuned on the same real clips (+ SYNTH of synthetic ones, so it
                  # keeps what it knew), distilled from a real-face teacher (TEACHER), whose trunk features are
-                 # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss)
+                 # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss), DEGRADE=1 (the
+                 # poorer-camera augmentation)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
-         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true}," \
+         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true${DEGRADE:+, \"degrade\": true}}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": 1.0, \"window_min_frames\": 5, \"window_max_frames\": 10}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \

@@ -356,9 +356,9 @@ def export_command(
     calib_method: Optional[CalibMethod] = typer.Option(None, help="int8, onnx/tensorrt only (default: minmax for "
                                                                   "onnx, percentile for tensorrt)."),
     int8_stems: Optional[Int8Stems] = typer.Option(None, help="int8, onnx/tensorrt only: float (default) keeps the "
-                                                   "encoders' first convs float, which halves INT8's error at no "
-                                                   "measured cost; int8 quantizes them too, for NPUs that run INT8 "
-                                                   "ops only."),
+                                                   "encoders' first convs float, which lowers INT8's error vs "
+                                                   "PyTorch at no measured speed cost; int8 quantizes them too, for "
+                                                   "NPUs that run INT8 ops only."),
     min_frames: Optional[int] = typer.Option(None, help="Shortest clip (video frames) the artifact must take "
                                                         "(not tflite: see --buckets). Default 1."),
     opt_frames: Optional[int] = typer.Option(None, help="Clip length to optimise for (TensorRT profile, CoreML "
@@ -614,7 +614,7 @@ def sync_command(
         f"(one line on stderr, exit {CLIP_TIMEOUT_EXIT}); default: no limit. POSIX only (SIGALRM)."),
 ) -> None:
     """Measure the audio/video offset of a video file: decode, face tracks, mouth crops, MFCC, model."""
-    from edge_sync.runtimes.api import load
+    from edge_sync.runtimes.api import UNSURE_PREFIX, load
 
     if clip_timeout is not None and not 0 < clip_timeout < float("inf"):
         raise typer.BadParameter(f"must be a number of seconds > 0, got {clip_timeout:g}",
@@ -645,7 +645,7 @@ def sync_command(
         typer.echo(f"  speech in {main.speech.fraction:.0%} of the analysed frames"
                    + (" (NO SPEECH: the offset is not measured)" if main.no_speech else ""))
     for warning in result.warnings:
-        typer.echo(f"  {warning}" if warning.startswith("UNSURE") else f"  warning: {warning}")
+        typer.echo(f"  {warning}" if warning.startswith(UNSURE_PREFIX) else f"  warning: {warning}")
 
 
 def _configure_logging(verbose: bool) -> None:

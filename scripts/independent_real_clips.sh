@@ -19,16 +19,24 @@ git_dir_of() {  # git_dir_of OWNER/NAME -> a path git can read objects from
   return 1
 }
 mkdir -p "$out"
+trap 'rm -f "$out"/.*.part' EXIT
 grep -v '^#' "$table" | head -1 | cut -f1-10 > "$out/MANIFEST.tsv"
 n=0
-while IFS=$'\t' read -r file group repo path rest; do
+while IFS= read -r line; do  # whole lines: an empty column must not shift the others
+  file=$(cut -f1 <<< "$line")
+  repo=$(cut -f3 <<< "$line")
+  path=$(cut -f4 <<< "$line")
   src=${path% @*}
   commit=${path##*@}
   dir=$(git_dir_of "$repo")
   tmp="$out/.$file.part"
   git -C "$dir" show "$commit:$src" > "$tmp"  # fails loudly when the pinned commit is not in the checkout
+  if head -c 100 "$tmp" | grep -q '^version https://git-lfs'; then
+    echo "$0: $repo $src is a Git LFS pointer in that checkout; fetch the LFS object first" >&2
+    exit 1
+  fi
   mv "$tmp" "$out/$file"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$file" "$group" "$repo" "$path" "$rest" | cut -f1-10 >> "$out/MANIFEST.tsv"
+  cut -f1-10 <<< "$line" >> "$out/MANIFEST.tsv"
   n=$((n + 1))
 done < <(grep -v '^#' "$table" | tail -n +2)
 echo "$n clips in $out"

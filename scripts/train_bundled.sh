@@ -203,7 +203,7 @@ case "$stage" in
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
-         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true${DEGRADE:+, \"degrade\": true}}," \
+         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": 1.0, \"window_min_frames\": 5, \"window_max_frames\": 10}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \

@@ -59,6 +59,14 @@ def test_export_prints_one_line_per_artifact_and_nothing_from_other_tools(tmp_pa
     assert "| art/student.onnx-int8 | onnx | int8 |" in out.stdout
 
 
+def test_int8_stems_reaches_the_artifact(tmp_path, tiny_calib_path):
+    out = run("export", "--target", "onnx", "--precision", "int8", "--calib", str(tiny_calib_path), "--int8-stems",
+              "int8", "-o", "art", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "art" / "student.onnx-int8" / "manifest.json").read_text())
+    assert manifest["quantization"]["stems"] == "int8"
+
+
 def test_verbose_shows_the_tools_own_logs(tmp_path):
     out = run("-v", "export", "--target", "onnx", "-o", "art", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

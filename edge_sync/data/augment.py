@@ -423,7 +423,7 @@ def degrade(video: torch.Tensor, scale: float = 1.0, gamma: float = 1.0, noise: 
     if gamma != 1.0:
         x = ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).pow(gamma) * 2.0 - 1.0
     if noise > 0:
-        x = x + noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + noise * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x.clamp(-1.0, 1.0).contiguous().to(video.dtype)
 
 
@@ -553,6 +553,6 @@ class Augment:
 
 __all__ = [
     "Augment", "AVMixup", "ColourJitter", "FrequencyMask", "HorizontalFlip", "LowQuality", "RandomResizedCrop",
-    "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands", "mask_steps", "mixup",
-    "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift", "with_target_probs",
+    "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands",
+    "mask_steps", "mixup", "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift", "with_target_probs",
 ]

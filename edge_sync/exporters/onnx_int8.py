@@ -89,7 +89,11 @@ def float_nodes(model: Any, quantize_head: bool, float_input_convs: bool = True)
         head = downstream_nodes(model, corr.op_type) if corr is not None else set()
         after -= {n.name for n in model.graph.node if n.name in head and n.op_type == "Conv"}
     if float_input_convs:
-        after |= input_convs(model)
+        stems = input_convs(model)
+        if len(stems) != len(model.graph.input):
+            log.warning("INT8: found %d first convs for %d graph inputs (%s); those are kept float", len(stems),
+                        len(model.graph.input), ", ".join(sorted(stems)) or "none")
+        after |= stems
     return sorted(after)
 
 
@@ -179,6 +183,7 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: Any, *, method: str = "
     return {"format": "QDQ", "method": method, "per_channel": per_channel, "weights": "int8 symmetric",
             "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
             "quantized_ops": list(op_types), "quantized_nodes": len(quantized), "float_nodes": len(excluded),
-            "stems": stems, "float_part": ", ".join(["correlation and softmax"] + ([] if quantize_head else ["the sync head"])
+            "stems": stems,
+            "float_part": ", ".join(["correlation and softmax"] + ([] if quantize_head else ["the sync head"])
                                     + (["the first conv of each input"] if float_input_convs else [])),
             "calibration_id": calib.id}

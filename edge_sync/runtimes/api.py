@@ -89,6 +89,8 @@ class MainAnswer(Generic[AnswerT]):
         raise AttributeError(f"{self.name} is read from the main segment's result (sync.main.result.{self.name})")
 
 
+UNSURE_PREFIX = "UNSURE:"  # FileSync's warning when the clip's confidence is under the model's evidence floor
+
 @dataclass(repr=False)
 class FileSync(JsonResult):
     """A video file's sync: one :class:`TrackSync` per face-track segment; the clip's answer is ``main``'s, and
@@ -141,7 +143,7 @@ class FileSync(JsonResult):
         read above it, so the offset may be noise (docs/applications.md, "Unsure"). False without speech (that
         has its own flag) or without a fitted floor."""
         return (self.evidence_floor is not None and bool(self.tracks) and not self.no_speech
-                and self.confidence < self.evidence_floor)
+                and not self.confidence >= self.evidence_floor)  # a NaN confidence is no evidence either
 
     @property
     def warnings(self) -> list[str]:
@@ -156,7 +158,7 @@ class FileSync(JsonResult):
         speech = self.main.result.speech
         out += speech.speech_warnings if speech is not None else []
         if self.low_evidence:
-            out.append(f"UNSURE: confidence {self.confidence:.3f} is under this model's evidence floor "
+            out.append(f"{UNSURE_PREFIX} confidence {self.confidence:.3f} is under this model's evidence floor "
                        f"{self.evidence_floor:.3f} (fitted on real clips): the offset may be noise")
         return out
 

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_sync.data.scenes import DESYNC_KINDS, make_desync_clip, make_speakers_clip
-from edge_sync.errors import MediaError
+from edge_sync.errors import EdgeSyncError, MediaError
 from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import DESYNC_FEATURES, QUALITY_FEATURES, SPEAKER_FEATURES, desync_features, \
     speaker_frame_features, vector
@@ -238,6 +238,8 @@ def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kin
     if not sha:
         raise ValueError("the artifact's manifest names no source checkpoint_sha256; re-export it with edge-sync")
     workdir = Path(workdir) / sha[:16]
+    target = Path(out or heads_path(sha))
+    previous = _previous_heads(target)
     train_d = desync_examples(engine, "train", per_kind, workdir, progress)
     test_d = desync_examples(engine, "holdout", holdout_per_kind, workdir, progress)
     if real is not None:
@@ -259,13 +261,22 @@ def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kin
         "quality": _quality_report(quality, test_q),
         "speakers": evaluate_speakers(speakers, test_s),
     }
-    target = Path(out or heads_path(sha))
-    previous = read_heads(target) if target.is_file() else None
     heads = with_floor_of(UsecaseHeads(sha, {"desync": desync, "quality": quality, "speakers": speakers}, evaluation),
                           previous)
     path = heads.write(target)
     log.info("use-case heads: %s", json.dumps(evaluation))
     return dataclasses.replace(heads, path=path)
+
+
+def _previous_heads(path: Path) -> UsecaseHeads | None:
+    """The heads file a refit replaces (its evidence floor carries over); a broken one is replaced, not fatal."""
+    if not path.is_file():
+        return None
+    try:
+        return read_heads(path)
+    except EdgeSyncError as err:
+        log.warning("%s; it is replaced and any evidence floor in it is lost", err)
+        return None
 
 
 def evaluation_markdown(heads: UsecaseHeads) -> str:

@@ -66,7 +66,6 @@ from edge_sync._atomic import atomic_path
 from edge_sync._json import JsonResult
 from edge_sync.errors import EdgeSyncError, MediaError
 from edge_sync.features.media import _audio_stream, _check_path, _no_stream, _opened, _short, _video_stream
-from edge_sync.usecases.heads import evidence_floor_of
 
 if TYPE_CHECKING:
     from edge_sync.runtimes.api import Engine, FileSync
@@ -163,11 +162,10 @@ def fix_file(path: str | os.PathLike[str], output: str | os.PathLike[str], engin
             raise EdgeSyncError(f"{src}: no speech in the soundtrack, so there is no offset to measure and correct; "
                                 "pass delay_ms (--delay-ms) to move the sound anyway")
         delay, offset, confidence = float(result.audio_delay_ms), int(result.offset_frames), float(result.confidence)
-        floor = evidence_floor_of(engine)
-        if floor is not None and confidence < floor:  # the reading is noise: moving by it could break an intact clip
+        if sync.low_evidence:  # the reading is noise: moving by it could break an intact clip
             raise EdgeSyncError(f"{src}: too little sync evidence to correct (confidence {confidence:.3f} is under "
-                                f"this model's floor {floor:.3f}; the measured {offset:+d} frames is unsure); pass "
-                                "delay_ms (--delay-ms) to move the sound anyway")
+                                f"this model's floor {sync.evidence_floor:.3f}; the measured {offset:+d} frames is "
+                                "unsure); pass delay_ms (--delay-ms) to move the sound anyway")
         limit = getattr(getattr(engine, "contract", None), "max_offset", None)
         if limit is not None and abs(offset) >= limit:
             log.warning("%s: the measured offset %+d is at the model's limit (+-%d frames); the real delay may be "

@@ -121,3 +121,13 @@ def test_the_models_evidence_floor_travels_with_the_result(engine, gap_clip, tmp
     assert unsure.low_evidence and any(w.startswith("UNSURE: confidence") for w in unsure.warnings)
     as_json = unsure.to_dict(per_frame=False)
     assert as_json["low_evidence"] is True and as_json["evidence_floor"] == 2.0
+
+
+def test_a_broken_heads_file_costs_the_floor_not_the_sync(engine, gap_clip, tmp_path, monkeypatch):
+    from edge_sync.usecases import heads as heads_mod
+
+    sha = engine.manifest["source"]["checkpoint_sha256"]
+    monkeypatch.setattr(heads_mod, "HEADS_DIR", tmp_path)
+    heads_mod.heads_path(sha).write_text("{not json")
+    sync = engine.sync_file(gap_clip)
+    assert sync.evidence_floor is None and not sync.low_evidence and sync.tracks

@@ -87,3 +87,12 @@ def test_refitting_the_heads_keeps_the_models_evidence_floor(tmp_path, engine) -
                          holdout_speaker_clips=2, out=out, progress=False)
     assert read_heads(out).evidence_floor == refit.evidence_floor == 0.0123
     assert read_heads(out).evidence_fit == {"right_answers": 7}
+
+
+def test_a_broken_previous_heads_file_is_replaced_not_fatal(tmp_path) -> None:
+    from edge_sync.usecases.fitting import _previous_heads
+
+    broken = tmp_path / "heads.json"
+    assert _previous_heads(broken) is None  # none yet
+    broken.write_text("{not json")
+    assert _previous_heads(broken) is None

@@ -56,6 +56,13 @@ def test_a_bare_number_floor_still_reads(tmp_path) -> None:  # the format sessio
     assert back.evidence_floor == 0.05 and back.evidence_fit is None
 
 
+def test_a_floor_object_without_its_value_is_a_clear_error(tmp_path) -> None:
+    written = UsecaseHeads("ab" * 32, {"quality": _head()}, {}).write(tmp_path / "h.json")
+    written.write_text(json.dumps({**json.loads(written.read_text()), "evidence_floor": {"rule": "?"}}))
+    with pytest.raises(EdgeSyncError, match="not a use-case heads file"):
+        read_heads(written)
+
+
 def test_refitted_heads_keep_the_floor_of_their_own_model_only() -> None:
     old = UsecaseHeads("ab" * 32, {"quality": _head()}, {"v": 1}, evidence_floor=0.03, evidence_fit={"n": 1})
     refit = UsecaseHeads("ab" * 32, {"quality": _head()}, {"v": 2})

@@ -58,3 +58,8 @@ def test_a_reading_under_the_evidence_floor_gets_no_verdict(engine, desync_synce
     assert under.sync_probability == above.sync_probability  # the head's p stays, as a hint
     assert any("too little sync evidence" in w for w in under.warnings)
     assert under.to_dict()["low_evidence"] is True
+    # the score judges by the heads it is given, not by the floor the runtime read beside the model
+    flagged = dataclasses.replace(sync, evidence_floor=lse_c + 1e-3)
+    assert flagged.low_evidence and any(w.startswith("UNSURE:") for w in flagged.warnings)
+    judged = score_sync(flagged, heads)  # the bundled heads: their floor is under this clip's LSE-C
+    assert judged.in_sync is True and not any(w.startswith("UNSURE") for w in judged.warnings)

@@ -36,7 +36,8 @@ def main() -> None:
     fit = {"rule": f"{args.margin} x the lowest confidence of a right answer", "data": report["data"],
            "models": [m["model"] for m in report["models"]], "right_answers": len(right)}
     evaluation = {k: v for k, v in heads.evaluation.items() if k != "evidence_floor"}  # session 12 kept a copy here
-    dataclasses.replace(heads, evaluation=evaluation, evidence_floor=round(floor, 4), evidence_fit=fit).write(heads.path)
+    fitted = dataclasses.replace(heads, evaluation=evaluation, evidence_floor=round(floor, 4), evidence_fit=fit)
+    fitted.write(heads.path)
     print(f"evidence floor {floor:.4f} (LSE-C) from {len(right)} right answers -> {heads.path}")
 
 

@@ -554,5 +554,6 @@ class Augment:
 __all__ = [
     "Augment", "AVMixup", "ColourJitter", "FrequencyMask", "HorizontalFlip", "LowQuality", "RandomResizedCrop",
     "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands",
-    "mask_steps", "mixup", "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift", "with_target_probs",
+    "mask_steps", "mixup", "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift",
+    "with_target_probs",
 ]

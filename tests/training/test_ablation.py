@@ -24,7 +24,8 @@ TINY_TEACHER = {"video_trunk_kwargs": {"width": 0.25}, "audio_trunk_kwargs": {"w
 
 def _config(**kw) -> TrainConfig:
     base = dict(model="student", model_config=TINY_STUDENT, steps=2, batch_size=2, frames=8, checkpoint_every=2,
-                warmup_steps=1, lr=3e-3, seed=3, augment={"jitter": True, "colour": True})
+                warmup_steps=1, lr=3e-3, seed=3, augment={"jitter": True, "colour": True},
+                speech_bank=4)  # a few utterances: a machine without the cached bank need not synthesise 1000
     base.update(kw)
     return TrainConfig(**base)
 
@@ -93,7 +94,7 @@ def test_together_command_ends_every_run_at_end_at(tmp_path):
     from edge_sync.training import together
 
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"model_config": TINY_STUDENT, "checkpoint_every": 1}))
+    cfg.write_text(json.dumps({"model_config": TINY_STUDENT, "checkpoint_every": 1, "speech_bank": 4}))
     runs = [f"student:{cfg}:{tmp_path / name}" for name in ("a.pt", "b.pt")]
     together.main(["--run", runs[0], "--run", runs[1], "--steps", "3", "--batch-size", "2", "--frames", "8",
                    "--workers", "0", "--device", "cpu", "--no-augment", "--end-at", "1"])

@@ -19,7 +19,7 @@ TINY = {"video_trunk_kwargs": {"width": 0.5, "depth": 0.5}, "audio_trunk_kwargs"
 
 def _config(**kw) -> TrainConfig:
     base = dict(model="student", model_config=TINY, steps=4, batch_size=2, frames=12, checkpoint_every=2,
-                warmup_steps=1, lr=3e-3, seed=5)
+                warmup_steps=1, lr=3e-3, seed=5, speech_bank=4)  # a cold cache synthesises 4 utterances, not 1000
     base.update(kw)
     return TrainConfig(**base)
 
@@ -78,7 +78,7 @@ def test_distillation_uses_the_teacher(tmp_path):
 def test_torchrun_with_two_gloo_processes(tmp_path):
     """DistributedDataParallel on CPU: the command line a user with several machines would run."""
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"model_config": TINY, "checkpoint_every": 2, "warmup_steps": 1}))
+    cfg.write_text(json.dumps({"model_config": TINY, "checkpoint_every": 2, "warmup_steps": 1, "speech_bank": 4}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
                           "-m", "edge_sync.cli", "train", "--model", "student", "--steps", "2", "--batch-size", "2",

@@ -91,6 +91,7 @@ class MainAnswer(Generic[AnswerT]):
 
 UNSURE_PREFIX = "UNSURE:"  # FileSync's warning when the clip's confidence is under the model's evidence floor
 
+
 @dataclass(repr=False)
 class FileSync(JsonResult):
     """A video file's sync: one :class:`TrackSync` per face-track segment; the clip's answer is ``main``'s, and
@@ -146,17 +147,21 @@ class FileSync(JsonResult):
                 and not self.confidence >= self.evidence_floor)  # a NaN confidence is no evidence either
 
     @property
-    def warnings(self) -> list[str]:
-        """What a reader of the clip's offset should know: a soundtrack shorter than the video, no or little
-        speech in the main track's span, too little sync evidence for the offset to be trusted."""
-        out = []
+    def file_news(self) -> list[str]:
+        """What the file itself says, whatever is judged on it: a soundtrack shorter than the video."""
         cover = self.audio_coverage
-        if cover is not None and self.num_frames - self.audio_frames >= PADDING_NOTICE_FRAMES:
-            seconds = FRAME_MS / 1000.0
-            out.append(f"the soundtrack covers {self.audio_frames * seconds:.1f} s of the "
-                       f"{self.num_frames * seconds:.1f} s video ({cover:.0%}); the rest was padded with silence")
+        if cover is None or self.num_frames - self.audio_frames < PADDING_NOTICE_FRAMES:
+            return []
+        seconds = FRAME_MS / 1000.0
+        return [f"the soundtrack covers {self.audio_frames * seconds:.1f} s of the {self.num_frames * seconds:.1f} s "
+                f"video ({cover:.0%}); the rest was padded with silence"]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader of the clip's offset should know: the file's news, no or little speech in the main
+        track's span, too little sync evidence for the offset to be trusted."""
         speech = self.main.result.speech
-        out += speech.speech_warnings if speech is not None else []
+        out = self.file_news + (speech.speech_warnings if speech is not None else [])
         if self.low_evidence:
             out.append(f"{UNSURE_PREFIX} confidence {self.confidence:.3f} is under this model's evidence floor "
                        f"{self.evidence_floor:.3f} (fitted on real clips): the offset may be noise")

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_sync.errors import EdgeSyncError, NoFaceError
+from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
@@ -188,19 +188,10 @@ def audio_level(audio: np.ndarray, frames: int) -> np.ndarray:
     return (20.0 * np.log10(np.maximum(rms, 1e-5))).astype(np.float32)
 
 
-def _evidence_floor(engine: Any) -> float | None:
-    """The floor fitted beside the engine's model's heads; a broken heads file costs the UNSURE flag, not the sync."""
-    try:
-        return evidence_floor_of(engine)
-    except EdgeSyncError as err:
-        log.warning("no evidence floor: %s", err)
-        return None
-
-
 def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = DEFAULT_DETECTOR,
               min_frames: int = 5) -> Any:
     """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync."""
-    from edge_sync.runtimes.api import FileSync, TrackSync
+    from edge_sync.runtimes.api import UNSURE_PREFIX, FileSync, TrackSync
 
     start = time.perf_counter()
     info = probe_for_sync(path)
@@ -231,7 +222,8 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     tracks = [TrackSync(tid, s, res, cues) for tid, s, res, cues in segments]
     sync = FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
                     time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
-                    info.height or 0, audio_frames=covered, evidence_floor=_evidence_floor(engine))
+                    info.height or 0, audio_frames=covered, evidence_floor=evidence_floor_of(engine))
     for warning in sync.warnings:  # the padding is news about the file; speech presence is in the result too
-        (log.warning if "soundtrack" in warning or "UNSURE" in warning else log.info)("%s: %s", path, warning)
+        (log.warning if warning in sync.file_news or warning.startswith(UNSURE_PREFIX) else log.info)(
+            "%s: %s", path, warning)
     return sync

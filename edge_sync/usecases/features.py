@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from edge_sync.features.speech import MIN_SPEECH_FRAMES, PADDING_NOTICE_FRAMES, SpeechPresence
-from edge_sync.runtimes.api import UNSURE_PREFIX, FileSync, TrackSync
+from edge_sync.runtimes.api import FileSync, TrackSync
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import FRAME_MS
 
@@ -77,11 +77,8 @@ def judged_warnings(sync: FileSync, judged: TrackSync | None = None) -> list[str
     """What a reader of a use case's verdict should know: the file's news (a soundtrack shorter than the video),
     then no or little speech in ``judged`` (:func:`judged_track` of the main track; None: the file's news only).
     The sync's UNSURE line stays out: each use case judges the evidence with the heads it was given."""
-    whole = sync.main.result.speech
-    out = [w for w in sync.warnings if (whole is None or w not in whole.speech_warnings)
-           and not w.startswith(UNSURE_PREFIX)]
     speech = None if judged is None else judged.result.speech
-    return out + (speech.speech_warnings if speech is not None else [])
+    return sync.file_news + (speech.speech_warnings if speech is not None else [])
 
 
 def smooth(x: np.ndarray, half: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from edge_sync._atomic import atomic_write_text
 from edge_sync.errors import EdgeSyncError
 
+log = logging.getLogger(__name__)
 HEADS_DIR = Path(__file__).resolve().parent.parent / "weights" / "usecases"
 HEADS_FORMAT = "edge-sync-usecase-heads"
 
@@ -134,7 +136,12 @@ def with_floor_of(heads: UsecaseHeads, previous: UsecaseHeads | None) -> Usecase
 
 
 def evidence_floor_of(engine: Any) -> float | None:
-    """The evidence floor fitted beside the use-case heads of an engine's model (None: no heads, or no floor)."""
+    """The evidence floor fitted beside the use-case heads of an engine's model (None: no heads, or no floor; a
+    broken heads file costs the floor, with a warning, never the sync that asks for it)."""
     manifest = getattr(engine, "manifest", None)
-    heads = heads_for(manifest) if isinstance(manifest, dict) else None
+    try:
+        heads = heads_for(manifest) if isinstance(manifest, dict) else None
+    except EdgeSyncError as err:
+        log.warning("no evidence floor: %s", err)
+        return None
     return heads.evidence_floor if heads else None

@@ -5,6 +5,10 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED_ARTIFACT = WEIGHTS_DIR / "student.onnx-fp32"
+# Bundled runtime artifacts by name (the wheel carries them): the FP32 one is the default; the INT8 one is the
+# artifact the real-footage targets are scored on (calibrated on the real training clips; scripts/bundle_weights.py),
+# for devices where INT8 runs faster (ARM CPUs, NPUs). `--artifact student-int8` picks it.
+BUNDLED_ARTIFACTS = {"student-fp32": "student.onnx-fp32", "student-int8": "student.onnx-int8"}
 # Bundled checkpoints by name: one per model kind, plus the real-footage teacher 'teacher-real' (Light-ASD's real-face
 # encoders, MIT, fine-tuned with a sync head on real clips; `scripts/train_bundled.sh teacher-real-ft`; NOTICE keeps
 # Light-ASD's licence). None of them is in the wheel.
@@ -15,3 +19,13 @@ BUNDLED_CHECKPOINTS = {"teacher": "teacher.pt", "student": "student.pt", "legacy
 def bundled_checkpoint(name: str) -> Path:
     """Where the bundled checkpoint ``name`` lives (it may be absent: the wheel carries only the runtime artifact)."""
     return WEIGHTS_DIR / BUNDLED_CHECKPOINTS.get(name, f"{name}.pt")
+
+
+def artifact_path(path: str | Path | None) -> Path:
+    """Where an ``--artifact`` argument points: None is the default bundled artifact; a bundled artifact's name
+    (BUNDLED_ARTIFACTS) is that one unless a file or folder of that name exists here; anything else is a path."""
+    if path is None:
+        return BUNDLED_ARTIFACT
+    if str(path) in BUNDLED_ARTIFACTS and not Path(path).exists():
+        return WEIGHTS_DIR / BUNDLED_ARTIFACTS[str(path)]
+    return Path(path)

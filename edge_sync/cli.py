@@ -22,8 +22,8 @@ import typer.core
 
 from edge_sync import __version__, cli_usecases
 from edge_sync._paths import BUNDLED_CHECKPOINTS, WEIGHTS_DIR, bundled_checkpoint
-from edge_sync.cli_options import (BACKEND_HELP, Backend, CalibMethod, Detector, Int8Stems, Precision,
-                                   Preprocessing, Target)
+from edge_sync.cli_options import (ARTIFACT_HELP, BACKEND_HELP, Backend, CalibMethod, Detector, Int8Stems,
+                                   Precision, Preprocessing, Target)
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 
 JSON_PATH_COMMANDS = ("eval", "parity", "bench")  # where --json took a file before it became a flag
@@ -250,7 +250,7 @@ def _clip_names(spec: str) -> list[str]:
 @app.command("eval")
 def eval_command(
     model: list[str] = typer.Option(["student"], "--model", help="Model(s): student, teacher, checkpoint paths, or "
-                                    "(with --data DIR) artifact directories."),
+                                    "(with --data DIR) artifact directories or bundled ones by name (student-int8)."),
     data: str = typer.Option("synthetic", help="synthetic (the hold-out split), or a folder of in-sync videos of "
                              "real people (optional MANIFEST.tsv): the real-footage protocol with planted offsets."),
     planted: str = typer.Option("-12,-8,-4,-2,2,4,8,12", help="--data DIR: planted audio shifts in frames "
@@ -605,7 +605,7 @@ def _clip_time_limit(seconds: Optional[float]) -> Iterator[None]:
 @app.command("sync")
 def sync_command(
     video: Path = typer.Argument(..., help="A video file with a visible face and its soundtrack."),
-    artifact: Optional[Path] = typer.Option(None, help="Artifact directory (default: bundled student ONNX)."),
+    artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
     detector: Detector = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),

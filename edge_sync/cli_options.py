@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from edge_sync._paths import BUNDLED_ARTIFACTS
 from edge_sync.exporters import EXPORTERS
 from edge_sync.exporters.onnx_int8 import METHODS as CALIB_METHODS
 from edge_sync.exporters.onnx_int8 import STEMS as INT8_STEMS
@@ -33,3 +34,5 @@ Int8Stems = _choice(tuple(INT8_STEMS))
 Preprocessing = _choice(tuple(PREPROCESSING))
 
 BACKEND_HELP = "Runtime backend; auto picks, per artifact, the preferred installed one that runs its target."
+ARTIFACT_HELP = ("Artifact directory, or a bundled artifact by name: " + ", ".join(BUNDLED_ARTIFACTS)
+                 + " (default: student-fp32).")

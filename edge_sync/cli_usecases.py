@@ -7,9 +7,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
-from edge_sync.cli_options import BACKEND_HELP, Backend
+from edge_sync.cli_options import ARTIFACT_HELP, BACKEND_HELP, Backend
 
-ARTIFACT_HELP = "Artifact directory (default: the bundled student ONNX)."
 HEADS_HELP = "Use-case heads JSON (default: the heads fitted for the artifact's model, if any)."
 
 

@@ -2,9 +2,10 @@
 # Device install check: a fresh venv with only `edge-sync[onnxruntime]` (no torch, no click) runs the CLI.
 #
 # Builds the wheel of the working tree (from a clean copy of the files git tracks or would track, so a stale build/
-# cannot leak into it) and checks what it carries (the runtime artifact, no torch checkpoints), installs it with
+# cannot leak into it) and checks what it carries (the runtime artifacts, no torch checkpoints), installs it with
 # only [onnxruntime] into a new venv in a temp dir, asserts torch is absent and the CLI does not import click, then
-# runs --version, info --json, sync on a talking clip with a planted offset (with OpenCV as pip resolves it: 5 has no
+# runs --version, info --json, sync on a talking clip with a planted offset (the bundled FP32 artifact, then the
+# bundled INT8 one by name; with OpenCV as pip resolves it: 5 has no
 # Haar cascades, so there `--detector haar` must name the [haar] extra), bench on the bundled artifact (no
 # torch: timed without baselines) and on an artifact no backend runs here (skipped, exit 0), and the errors a
 # runtime-only install must give (usage error: exit 2; a command that needs torch: one line naming the extra,
@@ -57,8 +58,9 @@ import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 pt = [n for n in names if n.endswith(".pt")]
 assert not pt, f"torch checkpoints in the runtime wheel: {pt}"
-for need in ("edge_sync/weights/student.onnx-fp32/model.onnx", "edge_sync/weights/student.onnx-fp32/manifest.json"):
-    assert need in names, f"{need} missing from the wheel"
+for art in ("student.onnx-fp32", "student.onnx-int8"):  # the bundled artifacts (`--artifact student-int8`)
+    for need in (f"edge_sync/weights/{art}/model.onnx", f"edge_sync/weights/{art}/manifest.json"):
+        assert need in names, f"{need} missing from the wheel"
 assert any(n.startswith("edge_sync/features/detectors/") and n.endswith(".onnx") for n in names), "no face detector"
 for need in ("LICENSE", "NOTICE"):  # the vendored weights' licences travel with them
     assert any(n.endswith(f".dist-info/licenses/{need}") for n in names), f"{need} missing from the wheel"
@@ -115,6 +117,16 @@ assert abs(found - planted) <= 1, f"detected {found:+d}, planted {planted:+d}"
 EOF
 expect 0 sync_text -- "$ES" sync "$WORK/clip.mp4"
 grep -q "backend onnxruntime" "$WORK/sync_text.out" || fail "sync did not run on onnxruntime"
+
+step "edge-sync sync --artifact student-int8 (bundled INT8)"
+expect 0 sync_int8 -- "$ES" sync "$WORK/clip.mp4" --artifact student-int8 --json
+"$V/bin/python" - "$WORK/sync_int8.out" "$OFFSET" <<'EOF' || fail "sync --artifact student-int8: wrong answer"
+import json, sys
+main = json.load(open(sys.argv[1]))
+found, planted = main["offset_frames"], int(sys.argv[2])
+print(f"  sync INT8: offset {found:+d} (planted {planted:+d}), confidence {main['confidence']:.3f}")
+assert abs(found - planted) <= 1, f"detected {found:+d}, planted {planted:+d}"
+EOF
 
 step "OpenCV as pip resolved it; Haar without it"
 opencv=$("$V/bin/python" -c "import cv2; print(cv2.__version__)")

@@ -56,6 +56,15 @@
 # teacher-real, with and without the poorer-camera augmentation, both at once on one H100 (374 s):
 #   REALIGN=1 DEVICE=cuda WORKERS=7 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
 #     SYNTH=0.25 STEPS=800 LR=5e-4 BATCH=32 WINDOW=1 [DEGRADE=1] OUT=runs/s13_deg.pt bash scripts/train_bundled.sh student-real
+# Session 14 (issue 15): the bundled student is the session-10 student distilled 1000 more steps from the bundled
+# teacher-real, half synthetic clips, the window loss at weight 2 on windows of 5..8 frames, degrade; on one H200
+# (728 s, two calls: cut at step 600 by the call's limit, then resumed; another variant trained beside it), then
+# bundled with its INT8 artifact (calibrated on the training clips) and refitted heads and evidence floor:
+#   REALIGN=1 DEVICE=cuda WORKERS=7 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
+#     SYNTH=0.5 STEPS=1000 LR=5e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 DEGRADE=1 OUT=runs/s14_w8.pt \
+#     bash scripts/train_bundled.sh student-real
+#   REALIGN=1 STUDENT_REAL=runs/s14_w8.pt TEACHER_REAL=edge_sync/weights/teacher_real.pt \
+#     STUDENT_STAGES=edge_sync/weights/student.pt bash scripts/train_bundled.sh bundle-student-real
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
@@ -196,15 +205,16 @@ case "$stage" in
       -o runs/eval_teacher_stacked_synthetic.json | tee runs/eval_teacher_stacked_synthetic.md ;;
   student-real)  # the synthetic student (`distill`) fine-tuned on the same real clips (+ SYNTH of synthetic ones, so it
                  # keeps what it knew), distilled from a real-face teacher (TEACHER), whose trunk features are
-                 # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss), DEGRADE=1 (the
-                 # poorer-camera augmentation)
+                 # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss on windows of
+                 # 5..WINDOW_MAX frames, default 10, at weight WINDOW_WEIGHT, default 1), DEGRADE=1 (the poorer-camera
+                 # augmentation)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")}," \
-         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": 1.0, \"window_min_frames\": 5, \"window_max_frames\": 10}}}" > "$f"
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
       --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
@@ -286,14 +296,21 @@ case "$stage" in
     $E eval --model "$student" --count 200 --frames 50 --seed 1000 -o runs/eval_bundle_real_synthetic.json
     $E eval --data "$real" --clips scripts/real_holdout.txt --model "$teacher" --model "$student" \
       -o runs/eval_bundle_real.json
+    # the bundled INT8 artifact's calibration set: 64 windows of the real training clips (the clips stay outside the
+    # repository; the set's id and content hash go into the artifact's manifest)
+    [ -f runs/calib_real/manifest.json ] || $E calibrate --data "$(real_train_dir "$real")" --count 64 -o runs/calib_real
+    # teacher-real is re-bundled only when it changed (TEACHER_REAL=edge_sync/weights/teacher_real.pt keeps it)
+    teacher_arg=(--teacher-real "$teacher")
+    [ "$(realpath "$teacher")" != "$(realpath edge_sync/weights/teacher_real.pt)" ] || teacher_arg=()
     .venv/bin/python scripts/bundle_weights.py --student "$student" --student-stages ${STUDENT_STAGES:-runs/student_distilled.pt runs/student_real.pt} \
-      --teacher-real "$teacher" --eval runs/eval_bundle_real_synthetic.json --real-eval runs/eval_bundle_real.json
+      "${teacher_arg[@]}" --eval runs/eval_bundle_real_synthetic.json \
+      --real-eval runs/eval_bundle_real.json --int8-calib runs/calib_real
     .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt \
       ${REALIGN:+--real-published scripts/real_published_offsets.tsv scripts/real_holdout_offsets.tsv}
-    # the evidence floor (LSE-C under which score gives no verdict and fix refuses) from the FP32 and INT8 artifacts
-    # on the real hold-out; INT8_ARTIFACT: the student's INT8 artifact (edge-sync export --precision int8 --calib ...)
+    # the evidence floor (LSE-C under which score gives no verdict and fix refuses) from the bundled FP32 and INT8
+    # artifacts on the real hold-out
     $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model edge_sync/weights/student.onnx-fp32 \
-      ${INT8_ARTIFACT:+--model "$INT8_ARTIFACT"} -o runs/eval_floor.json
+      --model edge_sync/weights/student.onnx-int8 -o runs/eval_floor.json
     .venv/bin/python scripts/fit_evidence_floor.py runs/eval_floor.json ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \

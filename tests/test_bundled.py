@@ -38,20 +38,42 @@ def test_bundled_teacher_decides_from_five_frame_windows():
     assert result.context[5] >= 0.95 and result.clip["accuracy"] >= 0.95, (result.context, result.clip)
 
 
-@pytest.mark.parametrize("offset", [-7, 0, 4])
-def test_bundled_artifact_syncs_real_photo_clips(tmp_path, offset):
-    """The whole runtime pipeline (decode, face track, mouth crop, MFCC, ONNX model) on a real face."""
+@pytest.mark.parametrize("artifact, offset", [("student-fp32", -7), ("student-fp32", 0), ("student-fp32", 4),
+                                              ("student-int8", -7), ("student-int8", 4)])
+def test_bundled_artifact_syncs_real_photo_clips(tmp_path, artifact, offset):
+    """The whole runtime pipeline (decode, face track, mouth crop, MFCC, ONNX model) on a real face, for each
+    bundled artifact by the name a user types."""
     pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
     from edge_sync.data.talking_photo import make_talking_photo_clip
 
     clip = make_talking_photo_clip(tmp_path / "c.mp4", "Please check that the sound and the lips agree on this clip.",
                                    offset_frames=offset, seed=offset + 50, voice="en-gb+m4", speed=165)
-    out = subprocess.run([sys.executable, "-m", "edge_sync.cli", "sync", str(clip.path), "--json"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "edge_sync.cli", "sync", str(clip.path), "--json",
+                          "--artifact", artifact], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(out.stdout)
     assert abs(data["offset_frames"] - offset) <= 1, data
     assert data["audio_delay_ms"] == 40 * data["offset_frames"] and data["av_offset"] == -data["offset_frames"]
+
+
+def test_bundled_artifacts_are_the_bundled_student_and_int8_pins_its_calibration():
+    """Both bundled artifacts come from the bundled student.pt (a re-bundle that forgot one would ship an artifact of
+    an older model, whose use-case heads no longer exist), and the INT8 one records the real calibration set it was
+    made from, with the encoders' first convs kept float (the exporter's default the docs' INT8 figures use)."""
+    from edge_sync._paths import BUNDLED_ARTIFACTS, WEIGHTS_DIR
+    from edge_sync.artifact import read_artifact
+    from edge_sync.usecases.heads import heads_path
+
+    student_sha = json.loads((WEIGHTS_DIR / "student.json").read_text())["sha256"]
+    for name, folder in BUNDLED_ARTIFACTS.items():
+        manifest = read_artifact(WEIGHTS_DIR / folder).manifest  # checks every file's hash
+        assert manifest["source"]["checkpoint_sha256"] == student_sha, name
+        assert manifest["target"] == "onnx" and manifest["precision"] == name.rsplit("-", 1)[1]
+    assert heads_path(student_sha).is_file()
+    int8 = read_artifact(WEIGHTS_DIR / BUNDLED_ARTIFACTS["student-int8"]).manifest
+    calibration = int8["calibration"]
+    assert calibration["source"]["kind"] == "folder" and calibration["source"]["files"] >= 30, calibration
+    assert calibration["count"] == 64 and int8["quantization"]["stems"] == "float", int8["quantization"]
 
 
 def test_bundled_real_face_teacher_loads_without_light_asd_weights_and_finds_a_planted_offset(tmp_path, monkeypatch):

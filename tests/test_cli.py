@@ -450,11 +450,15 @@ def test_runtime_extras_carry_nothing_export_only():
     assert "nncf" in requirement_names("export", extras)  # OpenVINO INT8 export: [export,openvino]
 
 
-def test_the_wheel_carries_the_runtime_artifact_not_the_torch_checkpoints():
+def test_the_wheel_carries_the_runtime_artifacts_not_the_torch_checkpoints():
+    from edge_sync._paths import BUNDLED_ARTIFACTS, WEIGHTS_DIR
+
     globs = pyproject()["tool"]["setuptools"]["package-data"]["edge_sync"]
     root = Path(__file__).parents[1] / "edge_sync"
     shipped = {f for g in globs for f in root.glob(g) if f.is_file()}
     assert BUNDLED_ARTIFACT / "manifest.json" in shipped and BUNDLED_ARTIFACT / "model.onnx" in shipped
+    for folder in BUNDLED_ARTIFACTS.values():  # every artifact `--artifact NAME` offers
+        assert WEIGHTS_DIR / folder / "manifest.json" in shipped and WEIGHTS_DIR / folder / "model.onnx" in shipped
     assert not [f for f in shipped if f.suffix == ".pt"]
 
 

@@ -13,7 +13,7 @@ from typing import Any, Generic, Sequence, TypeVar, overload
 import numpy as np
 
 from edge_sync._json import JsonResult
-from edge_sync._paths import BUNDLED_ARTIFACT
+from edge_sync._paths import BUNDLED_ARTIFACTS, artifact_path
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io
@@ -271,8 +271,9 @@ def load(path: str | Path | None = None, backend: str = "auto", *,
     """Load an artifact directory into an :class:`Engine` (numpy in, numpy out; never imports torch).
 
     Args:
-        path: an artifact directory ``NAME.<target>-<precision>/`` made by ``edge-sync export``; None loads the
-            bundled student ONNX. Its manifest and every file's hash are checked first.
+        path: an artifact directory ``NAME.<target>-<precision>/`` made by ``edge-sync export``, or the name of a
+            bundled one ("student-fp32", "student-int8") where no such directory exists; None loads the bundled
+            student ONNX FP32. Its manifest and every file's hash are checked first.
         backend: "auto" picks the preferred installed backend that runs the artifact's target (the order
             ``edge-sync info`` prints; the choice is logged), or name one: "onnxruntime", "openvino", "litert",
             "coreml", "tensorrt".
@@ -294,10 +295,9 @@ def load(path: str | Path | None = None, backend: str = "auto", *,
     """
     if low_memory:
         bound_heap_growth()
-    if path is None:
-        if not BUNDLED_ARTIFACT.is_dir():
-            raise ArtifactError(f"no bundled artifact at {BUNDLED_ARTIFACT}; pass --artifact DIR "
-                                "(make one with: edge-sync export --target onnx -o DIR)")
-        path = BUNDLED_ARTIFACT
-    return Engine(read_artifact(path), backend=backend, threads=threads, window_frames=window_frames,
+    resolved = artifact_path(path)
+    if (path is None or str(path) in BUNDLED_ARTIFACTS) and not resolved.is_dir():
+        raise ArtifactError(f"no bundled artifact at {resolved} in this install; pass --artifact DIR "
+                            "(make one with: edge-sync export --target onnx -o DIR)")
+    return Engine(read_artifact(resolved), backend=backend, threads=threads, window_frames=window_frames,
                   providers=providers)

@@ -9,9 +9,12 @@ from edge_sync.training.metrics import context_table_markdown, metrics_table_mar
 
 
 def scorer_for(name: str) -> tuple[str, Any]:
-    """(label, scorer): an artifact directory runs on the runtime (any backend); anything else is a PyTorch
-    checkpoint or bundled name, scored by :class:`TorchScorer` with the same windows."""
-    path = Path(name)
+    """(label, scorer): an artifact directory, or a bundled artifact's name (student-int8), runs on the runtime
+    (any backend); anything else is a PyTorch checkpoint or bundled name, scored by :class:`TorchScorer` with the
+    same windows."""
+    from edge_sync._paths import artifact_path
+
+    path = artifact_path(name)
     if (path / "manifest.json").is_file():
         import edge_sync
 

@@ -205,12 +205,12 @@ def _load(spec: EngineSpec, low_memory: bool = True) -> tuple[Any, Any, dict[str
 def _local_identity(spec: EngineSpec) -> dict[str, Any] | None:
     """The identity of the model this job will score with, where its artifact can be read here (a remote Dask
     cluster may hold it at a path this machine lacks: then None, and the journal is not checked)."""
-    from edge_sync._paths import BUNDLED_ARTIFACT
+    from edge_sync._paths import artifact_path
     from edge_sync.artifact import read_artifact
     from edge_sync.usecases.heads import heads_for
 
     try:
-        manifest = read_artifact(spec.artifact or BUNDLED_ARTIFACT, verify=False).manifest
+        manifest = read_artifact(artifact_path(spec.artifact), verify=False).manifest
         return identity(manifest, heads_for(manifest, spec.heads))
     except (EdgeSyncError, OSError):
         return None

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +93,24 @@ def test_bad_inputs_are_refused_clearly(artifact, make, message):
     engine = edge_sync.load(artifact)
     with pytest.raises((ValueError, TypeError), match=message):
         engine.run(*make(*_inputs(10)))
+
+
+def test_bundled_artifacts_load_by_name_and_a_path_of_that_name_wins(artifact, tmp_path, monkeypatch):
+    """`--artifact student-int8` names a bundled artifact; a folder of that name where the user stands is theirs."""
+    from edge_sync import _paths
+
+    monkeypatch.setattr(_paths, "WEIGHTS_DIR", artifact.parent)
+    monkeypatch.setitem(_paths.BUNDLED_ARTIFACTS, "mine", artifact.name)
+    monkeypatch.chdir(tmp_path)
+    assert _paths.artifact_path("mine") == artifact and _paths.artifact_path(None) == _paths.BUNDLED_ARTIFACT
+    assert edge_sync.load("mine").manifest == edge_sync.load(artifact).manifest
+    (tmp_path / "mine").mkdir()
+    assert _paths.artifact_path("mine") == Path("mine")
+    with pytest.raises(ArtifactError, match="^mine has no manifest.json"):
+        edge_sync.load("mine")  # the user's own (empty) folder, not the bundled one
+    monkeypatch.setitem(_paths.BUNDLED_ARTIFACTS, "gone", "student.onnx-missing")
+    with pytest.raises(ArtifactError, match="no bundled artifact at .*student.onnx-missing in this install"):
+        edge_sync.load("gone")
 
 
 def test_unknown_or_unfit_backend(artifact):

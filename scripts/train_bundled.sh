@@ -285,7 +285,10 @@ case "$stage" in
     student=${STUDENT:-runs/student_distilled.pt}
     $E eval --model runs/teacher.pt --model "$student" --count 200 --frames 50 --seed 1000 \
       -o runs/eval_holdout.json | tee runs/eval_holdout.md
-    .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json
+    # a synthetic-only student's INT8 artifact is calibrated on synthetic clips (the matrix's set)
+    [ -f runs/calib_syn/manifest.json ] || $E calibrate --data synthetic --count 64 --frames 50 -o runs/calib_syn
+    .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json \
+      --int8-calib runs/calib_syn
     ;;
   bundle-student-real)  # the real-face student (STUDENT_REAL) becomes the bundled student (its ONNX artifact
                         # re-exported) and the real-face teacher it was distilled from (TEACHER_REAL) 'teacher-real';

@@ -18,6 +18,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import ALL_PRECISIONS, INT8
+from edge_sync.exporters.onnx_int8 import DEFAULT_STEMS
 from edge_sync.exporters.common import (base_manifest, check_precision, model_digest, quick_parity,
                                         resolve_calibration)
 from edge_sync.spec import AUDIO_INPUTS, example_inputs
@@ -126,7 +127,7 @@ def onnx_parity(model: Any, path: Path, frames: tuple[int, ...] = PARITY_FRAMES)
 
 def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
                      calib_method: str = "minmax", symmetric_activations: bool = True,
-                     int8_stems: str = "float") -> dict[str, Any]:
+                     int8_stems: str = DEFAULT_STEMS) -> dict[str, Any]:
     """The graph for ``precision`` at ``path``; returns manifest fields (opset, quantization recipe).
 
     INT8 activations are symmetric INT8: for the real-face student, UINT8 asymmetric activations (onnxruntime's
@@ -159,7 +160,7 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
     def write(tmp: Path) -> dict[str, Any]:
         path = tmp / "model.onnx"
         fields = write_onnx_model(model, path, precision, calib_set, calib_method or "minmax",
-                                  int8_stems=int8_stems or "float")
+                                  int8_stems=int8_stems or DEFAULT_STEMS)
         return {"entry": {"model": "model.onnx"}, **fields, "parity_quick": onnx_parity(model, path)}
 
     manifest = base_manifest(model, source, ("onnx", "onnxscript", "onnxruntime"), ["onnxruntime"],

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 METHODS = ("minmax", "entropy", "percentile")
 # --int8-stems: the encoders' first convs float (default) or INT8 too (a graph of INT8 ops only, for NPUs)
 STEMS = ("float", "int8")
+DEFAULT_STEMS = "float"  # every INT8 figure in the docs since session 13 is with float stems
 # Conv is what INT8 speeds up (Relu/Clip fold into it); Add/Mul/Transpose/Reshape/ReduceMean are quantized so
 # activations stay INT8 between convs (residual adds, the frames-to-batch transpose): measured on the student,
 # quantizing Conv alone left a float round trip (DequantizeLinear -> op -> QuantizeLinear) around every one of
@@ -144,7 +145,7 @@ class CalibrationReader:
 
 def quantize_qdq(fp32_path: Path, out_path: Path, calib: Any, *, method: str = "minmax",
                  symmetric_activations: bool = False, per_channel: bool = True,
-                 quantize_head: bool = True, stems: str = "float", frames: int | None = None,
+                 quantize_head: bool = True, stems: str = DEFAULT_STEMS, frames: int | None = None,
                  op_types: tuple[str, ...] = QUANTIZED_OPS, calib_chunk: int = CALIB_CHUNK) -> dict[str, Any]:
     """Write an INT8 QDQ model of ``fp32_path`` to ``out_path``; return the recipe for the manifest.
     ``stems``: "float" keeps the encoders' first convs float (:func:`input_convs`), "int8" quantizes them too.

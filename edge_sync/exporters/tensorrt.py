@@ -32,6 +32,7 @@ from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters import onnx as onnx_exporter
+from edge_sync.exporters.onnx_int8 import DEFAULT_STEMS
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
                                         check_precision, resolve_calibration)
 from edge_sync.exporters.tensorrt_check import (
@@ -101,7 +102,7 @@ def float_biases(model: Any) -> int:
     return len(folded)
 
 
-def write_int8(model: Any, dst: Path, calib: Any, method: str, stems: str = "float") -> dict[str, Any]:
+def write_int8(model: Any, dst: Path, calib: Any, method: str, stems: str = DEFAULT_STEMS) -> dict[str, Any]:
     """FP32 export -> symmetric INT8 Q/DQ (the lead's onnxruntime recipe) -> float biases for TensorRT."""
     onnx = require("onnx", "export", "INT8 export for TensorRT")
     from edge_sync.exporters.onnx_int8 import quantize_qdq
@@ -119,7 +120,7 @@ def write_int8(model: Any, dst: Path, calib: Any, method: str, stems: str = "flo
 
 
 def write_model(model: Any, dst: Path, precision: str, calib: Any, method: str,
-                stems: str = "float") -> dict[str, Any] | None:
+                stems: str = DEFAULT_STEMS) -> dict[str, Any] | None:
     """``dst`` = the graph TensorRT will parse; returns the INT8 recipe (None for float precisions)."""
     if precision == "int8":
         return write_int8(model, dst, calib, method, stems)
@@ -211,7 +212,7 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
 
     def write(tmp: Path) -> dict[str, Any]:
         onnx_path = tmp / MODEL_FILE
-        recipe = write_model(model, onnx_path, precision, calib, method, options.get("int8_stems") or "float")
+        recipe = write_model(model, onnx_path, precision, calib, method, options.get("int8_stems") or DEFAULT_STEMS)
         report = require_compatible(onnx_path, contract, profile)  # refuses the artifact on any error
         script = tmp / BUILD_SCRIPT
         script.write_text(build_script_text(script_defaults(contract, time_range, precision, report.opset)))

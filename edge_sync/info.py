@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from edge_sync import __version__
-from edge_sync._paths import BUNDLED_ARTIFACT, WEIGHTS_DIR
+from edge_sync._paths import BUNDLED_ARTIFACT, BUNDLED_ARTIFACTS, WEIGHTS_DIR
 from edge_sync.runtimes.platforms import platform_name
 from edge_sync.spec import AUDIO_RATE, MAX_OFFSET, MOUTH, SPEC_VERSION, VIDEO_FPS
 
@@ -48,6 +48,9 @@ def collect_info() -> dict[str, Any]:
         "export_targets": _export_targets(),
         "runtime_backends": _runtime_backends(),
         "bundled_artifact": {"path": str(BUNDLED_ARTIFACT), "installed": BUNDLED_ARTIFACT.is_dir()},
+        "bundled_artifacts": {name: {"path": str(WEIGHTS_DIR / folder), "installed": (WEIGHTS_DIR / folder).is_dir(),
+                                     "default": WEIGHTS_DIR / folder == BUNDLED_ARTIFACT}
+                              for name, folder in BUNDLED_ARTIFACTS.items()},
         "bundled_weights": weights,
     }
 
@@ -86,8 +89,10 @@ def format_info(data: dict[str, Any]) -> str:
             if e["installed"] and not e.get("runs_here", True):
                 state = f"installed; predicts on {', '.join(platform_name(p) for p in e['platforms'])} only"
             lines.append(f"  {name:<15} {state:<45} {what}: {', '.join(e[what])}")
-    art = data["bundled_artifact"]
-    lines.append(f"bundled artifact: {art['path']}" + ("" if art["installed"] else " (missing)"))
+    lines.append("bundled artifacts (--artifact NAME):")
+    for name, art in data["bundled_artifacts"].items():
+        lines.append(f"  {name + (' (default)' if art['default'] else ''):<23} {art['path']}"
+                     + ("" if art["installed"] else " (missing)"))
     if data["bundled_weights"]:
         lines.append("bundled PyTorch checkpoints (export, parity, training):")
     else:

@@ -30,10 +30,10 @@ def stage_records(checkpoints: list[str], bundled: Path) -> list[dict[str, Any]]
     records: list[dict[str, Any]] = []
     for ckpt in checkpoints:
         recorded = bundled.with_suffix(".json")
+        stages = None
         if Path(ckpt).resolve() == bundled.resolve() and recorded.is_file():
-            records += json.loads(recorded.read_text()).get("stages") or []
-        else:
-            records.append(stage_record(ckpt, load(ckpt).checkpoint_meta))
+            stages = json.loads(recorded.read_text()).get("stages")
+        records += stages or [stage_record(ckpt, load(ckpt).checkpoint_meta)]
     return records
 
 

@@ -285,7 +285,7 @@ case "$stage" in
     student=${STUDENT:-runs/student_distilled.pt}
     $E eval --model runs/teacher.pt --model "$student" --count 200 --frames 50 --seed 1000 \
       -o runs/eval_holdout.json | tee runs/eval_holdout.md
-    # a synthetic-only student's INT8 artifact is calibrated on synthetic clips (the matrix's set)
+    # a synthetic-only student's INT8 artifact is calibrated on synthetic clips (the matrix's recipe; reused if present)
     [ -f runs/calib_syn/manifest.json ] || $E calibrate --data synthetic --count 64 --frames 50 -o runs/calib_syn
     .venv/bin/python scripts/bundle_weights.py --teacher runs/teacher.pt --student "$student" --eval runs/eval_holdout.json \
       --int8-calib runs/calib_syn
@@ -300,13 +300,14 @@ case "$stage" in
     $E eval --data "$real" --clips scripts/real_holdout.txt --model "$teacher" --model "$student" \
       -o runs/eval_bundle_real.json
     # the bundled INT8 artifact's calibration set: 64 windows of the real training clips (the clips stay outside the
-    # repository; the set's id and content hash go into the artifact's manifest)
+    # repository; the set's id and content hash go into the artifact's manifest). An existing runs/calib_real is
+    # reused: delete it after changing REAL, EXTRA or the hold-out list
     [ -f runs/calib_real/manifest.json ] || $E calibrate --data "$(real_train_dir "$real")" --count 64 -o runs/calib_real
     # teacher-real is re-bundled only when it changed (TEACHER_REAL=edge_sync/weights/teacher_real.pt keeps it)
     teacher_arg=(--teacher-real "$teacher")
     [ "$(realpath "$teacher")" != "$(realpath edge_sync/weights/teacher_real.pt)" ] || teacher_arg=()
     .venv/bin/python scripts/bundle_weights.py --student "$student" --student-stages ${STUDENT_STAGES:-runs/student_distilled.pt runs/student_real.pt} \
-      "${teacher_arg[@]}" --eval runs/eval_bundle_real_synthetic.json \
+      ${teacher_arg[@]+"${teacher_arg[@]}"} --eval runs/eval_bundle_real_synthetic.json \
       --real-eval runs/eval_bundle_real.json --int8-calib runs/calib_real
     .venv/bin/python scripts/fit_usecases.py --real "$real" --real-holdout scripts/real_holdout.txt \
       ${REALIGN:+--real-published scripts/real_published_offsets.tsv scripts/real_holdout_offsets.tsv}

@@ -650,6 +650,18 @@ def _run_dask(todo: Sequence[str], emit: Emit, workers: int, scheduler: str | No
 # ---------------------------------------------------------------------------------------------- the job
 
 
+def _portable_artifact(artifact: str | Path | None) -> str | None:
+    """The spec's artifact: a bundled artifact's name stays a name (each worker loads it from its own install, as
+    None loads the default), any other path becomes absolute (workers may run from another directory)."""
+    from edge_sync._paths import artifact_path
+
+    if artifact is None:
+        return None
+    if artifact_path(artifact) != Path(artifact):
+        return str(artifact)
+    return os.path.abspath(artifact)
+
+
 def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, artifact: str | Path | None = None,
                  backend: str = "auto", workers: int = 1, runner: str = "pool", scheduler: str | None = None,
                  resume: bool = True, retry_errors: bool = False, parquet: str | Path | None = None,
@@ -681,7 +693,7 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
         require("pyarrow", "parquet", "writing Parquet")  # fail before hours of scoring, not after
     if runner == "dask":
         require("distributed", "dask", "runner='dask'")
-    spec = EngineSpec(artifact=None if artifact is None else os.path.abspath(artifact), backend=backend,
+    spec = EngineSpec(artifact=_portable_artifact(artifact), backend=backend,
                       threads=threads_per_worker, heads=None if heads is None else os.path.abspath(heads),
                       clip_timeout=clip_timeout)
     start = time.perf_counter()

@@ -108,6 +108,11 @@ def test_bundled_artifacts_load_by_name_and_a_path_of_that_name_wins(artifact, t
     assert _paths.artifact_path("mine") == Path("mine")
     with pytest.raises(ArtifactError, match="^mine has no manifest.json"):
         edge_sync.load("mine")  # the user's own (empty) folder, not the bundled one
+    (tmp_path / "mine").rmdir()
+    (tmp_path / "mine").write_text("a file of that name")  # the user's file wins too, and is refused as theirs
+    with pytest.raises(ArtifactError) as refused:
+        edge_sync.load("mine")
+    assert "no bundled artifact" not in str(refused.value)
     monkeypatch.setitem(_paths.BUNDLED_ARTIFACTS, "gone", "student.onnx-missing")
     with pytest.raises(ArtifactError, match="no bundled artifact at .*student.onnx-missing in this install"):
         edge_sync.load("gone")

@@ -90,6 +90,16 @@ def test_one_and_two_worker_processes_give_identical_results(corpus, baseline, t
         assert _results(tmp_path / f"w{workers}.jsonl") == _results(baseline)
 
 
+def test_a_bundled_artifact_by_name_scores_in_worker_processes(corpus, tmp_path, monkeypatch) -> None:
+    """`score DIR --artifact student-int8`: the name reaches the workers as a name (made absolute it would point at
+    ./student-int8 and fail), and each loads the bundled INT8 artifact of its own install."""
+    monkeypatch.chdir(tmp_path)
+    summary = score_corpus([corpus], tmp_path / "int8.jsonl", artifact="student-int8", workers=1, progress=False)
+    assert (summary.scored, summary.failed) == (4, 2)
+    results = read_results(tmp_path / "int8.jsonl")
+    assert results[str(corpus / "a/one.mp4")]["model"].startswith("student.onnx-int8@")
+
+
 def test_resume_after_a_crash_scores_only_what_is_missing(corpus, baseline, tmp_path) -> None:
     out = tmp_path / "scores.jsonl"
     lines = baseline.read_bytes().splitlines(keepends=True)

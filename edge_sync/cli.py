@@ -21,7 +21,7 @@ import typer
 import typer.core
 
 from edge_sync import __version__, cli_usecases
-from edge_sync._paths import BUNDLED_CHECKPOINTS, WEIGHTS_DIR, bundled_checkpoint
+from edge_sync._paths import BUNDLED_CHECKPOINTS, WEIGHTS_DIR, artifact_path, bundled_checkpoint
 from edge_sync.cli_options import (ARTIFACT_HELP, BACKEND_HELP, Backend, CalibMethod, Detector, Int8Stems,
                                    Precision, Preprocessing, Target)
 from edge_sync.errors import EdgeSyncError, MissingExtraError
@@ -469,7 +469,8 @@ def calibrate_command(
 
 @app.command("parity")
 def parity_command(
-    artifacts: list[Path] = typer.Argument(..., help="Artifact directories (edge-sync export -o DIR)."),
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories (edge-sync export -o DIR), or bundled "
+                                           "ones by name (student-fp32, student-int8)."),
     reference: Optional[str] = typer.Option(None, help="PyTorch reference: student, teacher or a checkpoint "
                                                        "(default: the model each artifact was exported from)."),
     data: str = typer.Option("synthetic", help="synthetic (hold-out clips with ground truth), a folder of videos, "
@@ -487,8 +488,8 @@ def parity_command(
 
     _bundled_checkpoints(reference)
     lens = tuple(int(x) for x in lengths.split(",") if x.strip())
-    results = run_parity([str(a) for a in artifacts], reference=reference, data=data, count=count, lengths=lens,
-                         backend=backend)
+    results = run_parity([str(artifact_path(a)) for a in artifacts], reference=reference, data=data, count=count,
+                         lengths=lens, backend=backend)
     settings = {"data": data, "count": count, "lengths": list(lens), "reference": reference}
     _print_result(lambda path: write_reports(results, path, report, settings), as_json, output,
                   lambda _: parity_markdown(results))
@@ -505,7 +506,8 @@ def _exit_on_failures(failures: dict[str, str]) -> None:
 
 @app.command("bench")
 def bench_command(
-    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to time."),
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to time, or bundled ones by name "
+                                           "(student-fp32, student-int8)."),
     lengths: str = typer.Option("25,100,250", help="Clip lengths (frames)."),
     batch: str = typer.Option("1,8", help="Batch sizes."),
     threads: Optional[int] = typer.Option(None, help="Threads per backend (default: the backend's choice)."),
@@ -542,7 +544,7 @@ def bench_command(
     lens = QUICK["lengths"] if quick else [int(x) for x in lengths.split(",") if x.strip()]
     batches = QUICK["batches"] if quick else [int(x) for x in batch.split(",") if x.strip()]
     rep, warm = (QUICK["repeat"], QUICK["warmup"]) if quick else (repeat, 2)
-    rows = run_bench([str(a) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines,
+    rows = run_bench([str(artifact_path(a)) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines,
                      torch_device=torch_device, torch_half=torch_half)
     table = bench_markdown(rows)
     settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend,

@@ -374,6 +374,15 @@ def test_parity_and_bench_print_json(tmp_path):
     assert {r["frames"] for r in json.loads(bench.stdout)["rows"]} == {25, 100}
 
 
+def test_parity_and_bench_take_a_bundled_artifact_by_name(tmp_path):
+    parity = run("parity", "student-int8", "--data", "none", "--lengths", "25", "--json", cwd=tmp_path)
+    assert parity.returncode == 0, parity.stderr
+    assert json.loads(parity.stdout)["results"][0]["artifact"].endswith("student.onnx-int8")
+    bench = run("bench", "student-int8", "--quick", "--no-baselines", "--json", cwd=tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    assert {r["name"] for r in json.loads(bench.stdout)["rows"]} == {"student.onnx-int8"}
+
+
 def test_json_with_a_path_is_a_deprecated_output(tmp_path):
     out = run("bench", str(BUNDLED_ARTIFACT), "--quick", "--no-baselines", "--json", str(tmp_path / "b.json"))
     assert out.returncode == 0, out.stderr

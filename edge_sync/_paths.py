@@ -21,11 +21,17 @@ def bundled_checkpoint(name: str) -> Path:
     return WEIGHTS_DIR / BUNDLED_CHECKPOINTS.get(name, f"{name}.pt")
 
 
-def artifact_path(path: str | Path | None) -> Path:
-    """Where an ``--artifact`` argument points: None is the default bundled artifact; a bundled artifact's name
-    (BUNDLED_ARTIFACTS) is that one unless a file or folder of that name exists here; anything else is a path."""
-    if path is None:
-        return BUNDLED_ARTIFACT
+def bundled_artifact_named(path: str | Path) -> Path | None:
+    """The bundled artifact a bare name means (a key of BUNDLED_ARTIFACTS), or None: any other path, or a name that
+    a file or folder in the working directory shadows."""
     if str(path) in BUNDLED_ARTIFACTS and not Path(path).exists():
         return WEIGHTS_DIR / BUNDLED_ARTIFACTS[str(path)]
-    return Path(path)
+    return None
+
+
+def artifact_path(path: str | Path | None) -> Path:
+    """Where an ``--artifact`` argument points: None is the default bundled artifact, a bundled artifact's name is
+    that one (:func:`bundled_artifact_named`), anything else is a path."""
+    if path is None:
+        return BUNDLED_ARTIFACT
+    return bundled_artifact_named(path) or Path(path)

@@ -106,27 +106,25 @@ expect 0 info_text -- "$ES" info
 grep -q "to run artifacts (a device): pip install 'edge-sync\[onnxruntime\]'" "$WORK/info_text.out" \
   || fail "info does not recommend the runtime extra for running"
 
-step "edge-sync sync clip.mp4 (planted +$OFFSET)"
-expect 0 sync -- "$ES" sync "$WORK/clip.mp4" --json
-"$V/bin/python" - "$WORK/sync.out" "$OFFSET" <<'EOF' || fail "sync: wrong answer"
+check_offset() {  # check_offset NAME: sync --json wrote $WORK/NAME.out; its offset must be the planted one +-1
+  "$V/bin/python" - "$WORK/$1.out" "$OFFSET" "$1" <<'EOF' || fail "$1: wrong answer"
 import json, sys
 main = json.load(open(sys.argv[1]))  # the main face track's result, at the top level
 found, planted = main["offset_frames"], int(sys.argv[2])
-print(f"  sync: offset {found:+d} (planted {planted:+d}), confidence {main['confidence']:.3f}")
+print(f"  {sys.argv[3]}: offset {found:+d} (planted {planted:+d}), confidence {main['confidence']:.3f}")
 assert abs(found - planted) <= 1, f"detected {found:+d}, planted {planted:+d}"
 EOF
+}
+
+step "edge-sync sync clip.mp4 (planted +$OFFSET)"
+expect 0 sync -- "$ES" sync "$WORK/clip.mp4" --json
+check_offset sync
 expect 0 sync_text -- "$ES" sync "$WORK/clip.mp4"
 grep -q "backend onnxruntime" "$WORK/sync_text.out" || fail "sync did not run on onnxruntime"
 
 step "edge-sync sync --artifact student-int8 (bundled INT8)"
 expect 0 sync_int8 -- "$ES" sync "$WORK/clip.mp4" --artifact student-int8 --json
-"$V/bin/python" - "$WORK/sync_int8.out" "$OFFSET" <<'EOF' || fail "sync --artifact student-int8: wrong answer"
-import json, sys
-main = json.load(open(sys.argv[1]))
-found, planted = main["offset_frames"], int(sys.argv[2])
-print(f"  sync INT8: offset {found:+d} (planted {planted:+d}), confidence {main['confidence']:.3f}")
-assert abs(found - planted) <= 1, f"detected {found:+d}, planted {planted:+d}"
-EOF
+check_offset sync_int8
 
 step "OpenCV as pip resolved it; Haar without it"
 opencv=$("$V/bin/python" -c "import cv2; print(cv2.__version__)")

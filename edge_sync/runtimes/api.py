@@ -13,7 +13,7 @@ from typing import Any, Generic, Sequence, TypeVar, overload
 import numpy as np
 
 from edge_sync._json import JsonResult
-from edge_sync._paths import artifact_path
+from edge_sync._paths import artifact_path, bundled_artifact_named
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io
@@ -296,7 +296,7 @@ def load(path: str | Path | None = None, backend: str = "auto", *,
     if low_memory:
         bound_heap_growth()
     resolved = artifact_path(path)
-    if (path is None or resolved != Path(path)) and not resolved.is_dir():  # a bundled one, not in this install
+    if (path is None or bundled_artifact_named(path)) and not resolved.is_dir():  # bundled, not in this install
         raise ArtifactError(f"no bundled artifact at {resolved} in this install; pass --artifact DIR "
                             "(make one with: edge-sync export --target onnx -o DIR)")
     return Engine(read_artifact(resolved), backend=backend, threads=threads, window_frames=window_frames,

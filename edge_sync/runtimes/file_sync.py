@@ -223,7 +223,7 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     sync = FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
                     time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
                     info.height or 0, audio_frames=covered, evidence_floor=evidence_floor_of(engine))
+    news = sync.file_news
     for warning in sync.warnings:  # the padding is news about the file; speech presence is in the result too
-        (log.warning if warning in sync.file_news or warning.startswith(UNSURE_PREFIX) else log.info)(
-            "%s: %s", path, warning)
+        (log.warning if warning in news or warning.startswith(UNSURE_PREFIX) else log.info)("%s: %s", path, warning)
     return sync

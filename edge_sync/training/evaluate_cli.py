@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from edge_sync._paths import artifact_path
 from edge_sync.training.metrics import context_table_markdown, metrics_table_markdown
 
 
@@ -12,8 +13,6 @@ def scorer_for(name: str) -> tuple[str, Any]:
     """(label, scorer): an artifact directory, or a bundled artifact's name (student-int8), runs on the runtime
     (any backend); anything else is a PyTorch checkpoint or bundled name, scored by :class:`TorchScorer` with the
     same windows."""
-    from edge_sync._paths import artifact_path
-
     path = artifact_path(name)
     if (path / "manifest.json").is_file():
         import edge_sync

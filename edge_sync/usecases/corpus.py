@@ -653,13 +653,11 @@ def _run_dask(todo: Sequence[str], emit: Emit, workers: int, scheduler: str | No
 def _portable_artifact(artifact: str | Path | None) -> str | None:
     """The spec's artifact: a bundled artifact's name stays a name (each worker loads it from its own install, as
     None loads the default), any other path becomes absolute (workers may run from another directory)."""
-    from edge_sync._paths import artifact_path
+    from edge_sync._paths import bundled_artifact_named
 
     if artifact is None:
         return None
-    if artifact_path(artifact) != Path(artifact):
-        return str(artifact)
-    return os.path.abspath(artifact)
+    return str(artifact) if bundled_artifact_named(artifact) else os.path.abspath(artifact)
 
 
 def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, artifact: str | Path | None = None,

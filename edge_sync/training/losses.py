@@ -26,6 +26,7 @@ __all__ = [
     "info_nce",
     "temporal_consistency_loss",
     "distillation_kl",
+    "self_similarity_distill",
     "LossWeights",
     "combined_loss",
 ]
@@ -279,6 +280,27 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return _masked_mean(per_frame, mask, student_logits)
 
 
+def self_similarity_distill(student_emb: torch.Tensor, teacher_emb: torch.Tensor,
+                            valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Relational distillation of one modality's embeddings: the mean squared difference between the student's and
+    the teacher's frame-by-frame cosine similarity matrices ``[B, T, T]`` over pairs of valid frames.
+
+    Why: correlation distillation only says how each video frame matches the sound; this says which frames of the
+    face look alike to the teacher (same mouth shape, different mouth shape), a feature-level target that needs no
+    adapter between the two models' embedding sizes. The teacher is detached.
+    """
+    if student_emb.dim() != 3 or teacher_emb.dim() != 3 or student_emb.shape[0] != teacher_emb.shape[0] \
+            or student_emb.shape[2] != teacher_emb.shape[2]:
+        raise ValueError(f"student and teacher embeddings must be [B, D, T] with the same B and T, got "
+                         f"{list(student_emb.shape)} and {list(teacher_emb.shape)}")
+    b, _, t = student_emb.shape
+    mask = _valid_mask(valid, (b, t), student_emb.device)
+    s = F.normalize(student_emb, dim=1)
+    q = F.normalize(teacher_emb.detach().to(student_emb.dtype), dim=1)
+    per_pair = (torch.einsum("bdt,bds->bts", s, s) - torch.einsum("bdt,bds->bts", q, q)).pow(2)
+    return _masked_mean(per_pair, mask[:, :, None] & mask[:, None, :], student_emb)
+
+
 def _taught_frames(valid: torch.Tensor | None, teacher_mask: torch.Tensor | None,
                    like: torch.Tensor) -> torch.Tensor | None:
     """The frames distillation learns from: valid ones of samples that have a teacher (``teacher_mask`` [B] is
@@ -315,6 +337,8 @@ class LossWeights:
     # KL between the teacher's and the student's per-frame correlation over offsets (both / corr_temperature): the
     # evidence the clip readout averages, taken from a teacher that sees real faces better than the student can
     corr_distill: float = 0.0
+    # self_similarity_distill of the video embeddings: which frames of the face the teacher sees as alike
+    video_relation: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -382,9 +406,14 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
         parts["corr_distill"] = distillation_kl(outputs["correlation"] / weights.corr_temperature,
                                                 teacher_outputs["correlation"].to(logits.device) / weights.corr_temperature,
                                                 taught, temperature=1.0)
+    if weights.video_relation:
+        if teacher_outputs is None or "video_emb" not in teacher_outputs:
+            raise ValueError("weights.video_relation > 0 needs the teacher's outputs (its video_emb) for this batch")
+        parts["video_relation"] = self_similarity_distill(outputs["video_emb"],
+                                                          teacher_outputs["video_emb"].to(logits.device), taught)
     if not parts:
         raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, focal, triplet, "
-                         "info_nce, temporal, distill, corr_distill")
+                         "info_nce, temporal, distill, corr_distill, video_relation")
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     log = {name: float(value.detach()) for name, value in parts.items()}
     log["total"] = float(total.detach())

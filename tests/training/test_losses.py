@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from edge_sync.models.correlation import shifted_correlation
 from edge_sync.training.losses import (
@@ -14,6 +15,7 @@ from edge_sync.training.losses import (
     focal_loss,
     info_nce,
     offset_cross_entropy,
+    self_similarity_distill,
     temporal_consistency_loss,
     triplet_loss,
 )
@@ -495,3 +497,35 @@ def test_distillation_learns_only_from_samples_that_have_a_teacher():
     assert untaught["distill"] == 0.0 and untaught["corr_distill"] == 0.0
     with pytest.raises(ValueError, match="corr_distill"):
         combined_loss(out, {"offsets": offsets}, LossWeights(corr_distill=1.0))
+
+
+def test_self_similarity_distill_compares_which_frames_look_alike_not_the_embedding_space():
+    """Zero for any student whose frames relate as the teacher's do (another size, scale or rotation of the same
+    embeddings), the mean squared cosine-matrix gap otherwise, over pairs of valid frames only."""
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 8, 6)
+    rotation, _ = torch.linalg.qr(torch.randn(12, 12))
+    same_relations = torch.einsum("ed,bdt->bet", rotation[:, :8], teacher) * 3.0  # [2, 12, 6]
+    assert float(self_similarity_distill(same_relations, teacher)) == pytest.approx(0.0, abs=1e-10)
+    student = torch.randn(2, 12, 6, requires_grad=True)
+    valid = torch.tensor([[True] * 6, [True, True, True, False, False, False]])
+    loss = self_similarity_distill(student, teacher, valid)
+    s, q = F.normalize(student.detach(), dim=1), F.normalize(teacher, dim=1)
+    gap = (s.transpose(1, 2) @ s - q.transpose(1, 2) @ q).pow(2)
+    by_hand = (gap[0].sum() + gap[1, :3, :3].sum()) / (36 + 9)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5) and float(loss) > 0
+    loss.backward()
+    assert student.grad is not None and float(student.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="same B and T"):
+        self_similarity_distill(student, teacher[:, :, :5])
+
+
+def test_video_relation_learns_from_the_teacher_video_embeddings_of_taught_samples():
+    out = {**_fake_outputs(b=2, t=6), "video_emb": torch.randn(2, 16, 6, requires_grad=True)}
+    teacher = {"logits": torch.randn(2, 31, 6), "video_emb": torch.randn(2, 32, 6)}
+    batch = {"offsets": torch.zeros(2, 6, dtype=torch.int64), "teacher_mask": torch.tensor([True, False])}
+    _, parts = combined_loss(out, batch, LossWeights(ce=0.0, video_relation=1.0), teacher_outputs=teacher)
+    expected = self_similarity_distill(out["video_emb"][:1].detach(), teacher["video_emb"][:1])
+    assert parts["video_relation"] == pytest.approx(float(expected), rel=1e-6) and parts["video_relation"] > 0
+    with pytest.raises(ValueError, match="video_relation"):
+        combined_loss(out, batch, LossWeights(video_relation=1.0))

@@ -469,7 +469,7 @@ def calibrate_command(
 
 @app.command("parity")
 def parity_command(
-    artifacts: list[Path] = typer.Argument(..., help="Artifact directories (edge-sync export -o DIR), or bundled "
+    artifacts: list[str] = typer.Argument(..., help="Artifact directories (edge-sync export -o DIR), or bundled "
                                            "ones by name (student-fp32, student-int8)."),
     reference: Optional[str] = typer.Option(None, help="PyTorch reference: student, teacher or a checkpoint "
                                                        "(default: the model each artifact was exported from)."),
@@ -488,7 +488,7 @@ def parity_command(
 
     _bundled_checkpoints(reference)
     lens = tuple(int(x) for x in lengths.split(",") if x.strip())
-    results = run_parity([str(artifact_path(a)) for a in artifacts], reference=reference, data=data, count=count,
+    results = run_parity([str(artifact_path(a).absolute()) for a in artifacts], reference=reference, data=data, count=count,
                          lengths=lens, backend=backend)
     settings = {"data": data, "count": count, "lengths": list(lens), "reference": reference}
     _print_result(lambda path: write_reports(results, path, report, settings), as_json, output,
@@ -506,7 +506,7 @@ def _exit_on_failures(failures: dict[str, str]) -> None:
 
 @app.command("bench")
 def bench_command(
-    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to time, or bundled ones by name "
+    artifacts: list[str] = typer.Argument(..., help="Artifact directories to time, or bundled ones by name "
                                            "(student-fp32, student-int8)."),
     lengths: str = typer.Option("25,100,250", help="Clip lengths (frames)."),
     batch: str = typer.Option("1,8", help="Batch sizes."),
@@ -544,7 +544,7 @@ def bench_command(
     lens = QUICK["lengths"] if quick else [int(x) for x in lengths.split(",") if x.strip()]
     batches = QUICK["batches"] if quick else [int(x) for x in batch.split(",") if x.strip()]
     rep, warm = (QUICK["repeat"], QUICK["warmup"]) if quick else (repeat, 2)
-    rows = run_bench([str(artifact_path(a)) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines,
+    rows = run_bench([str(artifact_path(a).absolute()) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines,
                      torch_device=torch_device, torch_half=torch_half)
     table = bench_markdown(rows)
     settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend,
@@ -607,7 +607,7 @@ def _clip_time_limit(seconds: Optional[float]) -> Iterator[None]:
 @app.command("sync")
 def sync_command(
     video: Path = typer.Argument(..., help="A video file with a visible face and its soundtrack."),
-    artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
+    artifact: Optional[str] = typer.Option(None, help=ARTIFACT_HELP),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
     detector: Detector = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),

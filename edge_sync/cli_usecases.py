@@ -50,7 +50,7 @@ def _each_file(videos: list[Path], analyse: Callable[[Path], Any], as_json: bool
 
 def speakers_command(
     video: Path = typer.Argument(..., help="A video with one or more faces and their shared soundtrack."),
-    artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
+    artifact: Optional[str] = typer.Option(None, help=ARTIFACT_HELP),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     heads: Optional[Path] = typer.Option(None, help=HEADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object with per-frame probabilities."),
@@ -76,7 +76,7 @@ def speakers_command(
 
 def score_command(
     inputs: list[Path] = typer.Argument(..., help="Video files, or folders of them (scored as a corpus)."),
-    artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
+    artifact: Optional[str] = typer.Option(None, help=ARTIFACT_HELP),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     heads: Optional[Path] = typer.Option(None, help=HEADS_HELP),
     legacy_checkpoint: Optional[Path] = typer.Option(None, help="Score with an original SyncNet checkpoint "
@@ -140,7 +140,7 @@ def score_command(
 
 def desync_command(
     videos: list[Path] = typer.Argument(..., help="Video files to check."),
-    artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
+    artifact: Optional[str] = typer.Option(None, help=ARTIFACT_HELP),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     heads: Optional[Path] = typer.Option(None, help=HEADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video (with the features)."),
@@ -164,7 +164,7 @@ def fix_command(
     video: Path = typer.Argument(..., help="The video whose sound is early or late."),
     output: Path = typer.Option(..., "-o", "--output", help="The fixed clip: .mp4, .mov, .m4v or .mkv (its folder "
                                                             "must exist; never the input)."),
-    artifact: Optional[Path] = typer.Option(None, help=ARTIFACT_HELP),
+    artifact: Optional[str] = typer.Option(None, help=ARTIFACT_HELP),
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     delay_ms: Optional[float] = typer.Option(None, help="Correct this delay instead of measuring it (ms; > 0: the "
                                                         "sound is late, < 0: early)."),

@@ -383,6 +383,14 @@ def test_parity_and_bench_take_a_bundled_artifact_by_name(tmp_path):
     assert {r["name"] for r in json.loads(bench.stdout)["rows"]} == {"student.onnx-int8"}
 
 
+def test_a_path_spelt_with_a_folder_is_never_a_bundled_name(tmp_path):
+    """./student-int8 means a folder here: missing, it is an error, not the bundled artifact of that name."""
+    for args in (("sync", "clip.mp4", "--artifact", "./student-int8"), ("bench", "./student-int8", "--quick")):
+        out = run(*args, cwd=tmp_path)
+        assert out.returncode != 0 and "student-int8" in out.stderr + out.stdout, (args, out.stdout, out.stderr)
+        assert "student.onnx-int8" not in out.stdout, args
+
+
 def test_json_with_a_path_is_a_deprecated_output(tmp_path):
     out = run("bench", str(BUNDLED_ARTIFACT), "--quick", "--no-baselines", "--json", str(tmp_path / "b.json"))
     assert out.returncode == 0, out.stderr

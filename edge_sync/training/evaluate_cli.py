@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from edge_sync._paths import artifact_path
+from edge_sync._paths import artifact_path, bundled_artifact_named
 from edge_sync.training.metrics import context_table_markdown, metrics_table_markdown
 
 
@@ -18,7 +18,8 @@ def scorer_for(name: str) -> tuple[str, Any]:
         import edge_sync
 
         engine = edge_sync.load(path)
-        return f"{path.name} ({engine.backend})", engine
+        shown = name if bundled_artifact_named(name) else path.name  # a bundled artifact by the name it was asked by
+        return f"{shown} ({engine.backend})", engine
     from edge_sync.evaluation.torch_scorer import TorchScorer
     from edge_sync.models.io import load, parameter_count
     from edge_sync.training.legacy_adapter import as_scored

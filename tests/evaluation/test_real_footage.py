@@ -138,13 +138,15 @@ def test_cli_eval_on_a_folder_runs_the_protocol_on_an_artifact_and_a_checkpoint(
     from edge_sync.cli import app
 
     out = CliRunner().invoke(app, ["eval", "--data", str(talking_dir), "--model", str(BUNDLED_ARTIFACT), "--model",
-                                   "student", "--model", "student-int8", "--planted", "5",
+                                   "student", "--model", "student-int8", "--model",
+                                   str(BUNDLED_ARTIFACT.with_name("student.onnx-int8")), "--planted", "5",
                                    "--json", str(tmp_path / "r.json")])
     assert out.exit_code == 0, out.output
     assert "originals 0+-1" in out.output and "| talk.mp4 |" in out.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert [m["overall"]["originals"] for m in report["models"]] == [1, 1, 1]
-    assert report["models"][2]["model"] == "student.onnx-int8 (onnxruntime)"  # a bundled artifact by its name
+    assert [m["overall"]["originals"] for m in report["models"]] == [1, 1, 1, 1]
+    # a bundled artifact asked for by its name is shown by it, and by its path apart from that
+    assert [m["model"] for m in report["models"][2:]] == ["student-int8 (onnxruntime)", "student.onnx-int8 (onnxruntime)"]
     assert [c["planted"] for c in report["models"][0]["cases"]] == [0, 5]
     # the artifact and its PyTorch checkpoint read the same offsets
     assert [c["detected"] for c in report["models"][0]["cases"]] == [c["detected"] for c in report["models"][1]["cases"]]

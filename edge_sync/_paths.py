@@ -1,6 +1,8 @@
 """Where the bundled weights and artifacts live inside the installed package (stdlib only)."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -19,6 +21,33 @@ BUNDLED_CHECKPOINTS = {"teacher": "teacher.pt", "student": "student.pt", "legacy
 def bundled_checkpoint(name: str) -> Path:
     """Where the bundled checkpoint ``name`` lives (it may be absent: the wheel carries only the runtime artifact)."""
     return WEIGHTS_DIR / BUNDLED_CHECKPOINTS.get(name, f"{name}.pt")
+
+
+def bundled_checkpoint_with_sha(sha256: str | None) -> str | None:
+    """The name of the bundled checkpoint whose weights hash to ``sha256`` (its sidecar JSON records it), or None.
+    Why: an artifact's manifest names the checkpoint it came from by a path of the machine that exported it; the
+    hash finds that checkpoint in any other checkout."""
+    if not sha256:
+        return None
+    for name, file in BUNDLED_CHECKPOINTS.items():
+        try:
+            if json.loads((WEIGHTS_DIR / file).with_suffix(".json").read_text()).get("sha256") == sha256:
+                return name
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies inside it (a path other checkouts can follow), else
+    as given."""
+    text = str(path)
+    if os.path.isabs(text):
+        try:
+            return str(Path(text).relative_to(Path.cwd()))
+        except ValueError:
+            return text
+    return text
 
 
 def bundled_artifact_named(path: str | Path) -> Path | None:

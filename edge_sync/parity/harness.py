@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from edge_sync._paths import BUNDLED_CHECKPOINTS, bundled_checkpoint_with_sha
 from edge_sync.artifact import parse_artifact_dirname
 from edge_sync.errors import EdgeSyncError
 from edge_sync.parity.tolerances import TOLERANCES, Tolerance
@@ -219,10 +220,17 @@ def compare(engine: Any, model: Any, cases: list[ParityCase], tol: Tolerance, re
 def _reference_for(manifest: dict[str, Any], reference: str | None) -> str:
     if reference:
         return reference
-    model = manifest.get("source", {}).get("model")
+    source = manifest.get("source", {})
+    model = source.get("model")
+    if model and (Path(model).exists() or model in BUNDLED_CHECKPOINTS):
+        return str(model)
+    bundled = bundled_checkpoint_with_sha(source.get("checkpoint_sha256"))  # exported on another machine
+    if bundled:
+        return bundled
     if not model:
         raise EdgeSyncError(f"{manifest.get('name')}: the manifest names no source model; pass --reference")
-    return str(model)
+    raise EdgeSyncError(f"{manifest.get('name')}: its source model {model} is not here and no bundled checkpoint has "
+                        f"its weights; pass --reference")
 
 
 def run_parity(artifacts: list[str | Path], reference: str | None = None, data: str | None = "synthetic",

@@ -11,6 +11,7 @@ pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'"
 from edge_sync._paths import BUNDLED_ARTIFACT  # noqa: E402
 from edge_sync.cli import main  # noqa: E402
 from edge_sync.parity import TOLERANCES, run_parity  # noqa: E402
+from edge_sync.errors import EdgeSyncError  # noqa: E402
 from edge_sync.parity.harness import failing_fraction  # noqa: E402
 
 
@@ -62,3 +63,23 @@ def test_cli_writes_reports_and_exits_non_zero_on_failure(tmp_path, capsys):
         main(["parity", str(BUNDLED_ARTIFACT), "--reference", "teacher", "--data", "none", "--lengths", "25"])
     assert exc.value.code == 1
     assert "sync_probs failing elements" in capsys.readouterr().err
+
+
+def test_the_reference_of_an_artifact_exported_on_another_machine_is_found_by_its_weights_hash():
+    """A manifest records the exporting machine's checkpoint path; elsewhere the bundled checkpoint with the same
+    sha256 is the reference, and an unknown one asks for --reference instead of failing on a missing file."""
+    import json
+
+    from edge_sync._paths import WEIGHTS_DIR
+    from edge_sync.parity.harness import _reference_for
+
+    manifest = json.loads((WEIGHTS_DIR / "student.onnx-int8" / "manifest.json").read_text())
+    manifest["source"]["model"] = "/another/machine/edge_sync/weights/student.pt"
+    assert _reference_for(manifest, None) == "student"
+    assert _reference_for(manifest, "teacher") == "teacher"  # --reference wins
+    manifest["source"]["checkpoint_sha256"] = "0" * 64
+    with pytest.raises(EdgeSyncError, match="is not here.*--reference"):
+        _reference_for(manifest, None)
+    manifest["source"] = {}
+    with pytest.raises(EdgeSyncError, match="names no source model"):
+        _reference_for(manifest, None)

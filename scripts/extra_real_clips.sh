@@ -29,6 +29,8 @@ for video in "$videos"/*.mp4; do
   case "$name" in  # the Light-ASD teacher of the 31 shared training clips reads these 2 frames off, the
     Obama_clip1|Obama_clip3|feifeili_clip3)  # bundled student elsewhere: kept out of training
       group=real-suspect description="$description; models disagree on its sync (teacher +-2 frames), left out" ;;
+    KristiNoem|Obama_clip2)  # the bundled teacher-real and student of session 14 both read these +2: kept out too
+      group=real-suspect description="$description; read +2 frames by the bundled teacher and student, left out" ;;
   esac
   duration=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$out/$clip")
   printf '%s\t%s\tFuxiVirtualHuman/styletalk\tsamples/source_video/{video/%s.mp4,wav/%s.wav} @%s\t%s\t30\t256x256\t16000\t%s\tMIT\n' \

@@ -65,6 +65,15 @@
 #     bash scripts/train_bundled.sh student-real
 #   REALIGN=1 STUDENT_REAL=runs/s14_w8.pt TEACHER_REAL=edge_sync/weights/teacher_real.pt \
 #     STUDENT_STAGES=edge_sync/weights/student.pt bash scripts/train_bundled.sh bundle-student-real
+# Session 15 (issue 15; docs/real_footage.md, not bundled): four more distillations of the bundled student on one H100,
+# e.g. the last stage on windows of exactly 5 frames (w5; cut at step 500 by the call's limit) and the relational
+# video distillation with five StyleTalk clips (stvr; EXTRA from scripts/extra_real_clips.sh):
+#   REALIGN=1 DEVICE=cuda WORKERS=7 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
+#     SYNTH=0.5 STEPS=700 LR=2e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=5 DEGRADE=1 OUT=runs/s15_w5.pt \
+#     bash scripts/train_bundled.sh student-real
+#   REALIGN=1 EXTRA=../extra_real_train DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt \
+#     STUDENT=edge_sync/weights/student.pt SYNTH=0.5 STEPS=900 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 \
+#     DEGRADE=1 VIDEO_RELATION=4.0 OUT=runs/s15_stvr.pt bash scripts/train_bundled.sh student-real   # 323 s
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
@@ -207,14 +216,14 @@ case "$stage" in
                  # keeps what it knew), distilled from a real-face teacher (TEACHER), whose trunk features are
                  # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss on windows of
                  # 5..WINDOW_MAX frames, default 10, at weight WINDOW_WEIGHT, default 1), DEGRADE=1 (the poorer-camera
-                 # augmentation)
+                 # augmentation), VIDEO_RELATION=W (the teacher's frame-to-frame video similarities at weight W)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")}," \
-         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}}}" > "$f"
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
       --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"

@@ -31,23 +31,22 @@ def bundled_checkpoint_with_sha(sha256: str | None) -> str | None:
         return None
     for name, file in BUNDLED_CHECKPOINTS.items():
         try:
-            if json.loads((WEIGHTS_DIR / file).with_suffix(".json").read_text()).get("sha256") == sha256:
-                return name
+            sidecar = json.loads((WEIGHTS_DIR / file).with_suffix(".json").read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(sidecar, dict) and sidecar.get("sha256") == sha256:
+            return name
     return None
 
 
-def portable_path(path: str | Path) -> str:
-    """``path`` relative to the working directory when it lies inside it (a path other checkouts can follow), else
-    as given."""
-    text = str(path)
-    if os.path.isabs(text):
-        try:
-            return str(Path(text).relative_to(Path.cwd()))
-        except ValueError:
-            return text
-    return text
+def recorded_model_path(model: str | Path) -> str:
+    """How a manifest names the checkpoint an artifact came from: a bundled name as given (when no file shadows it),
+    anything else as an absolute path, which holds from any working directory of this machine (other machines find a
+    bundled checkpoint by its weights hash, :func:`bundled_checkpoint_with_sha`)."""
+    text = str(model)
+    if text in BUNDLED_CHECKPOINTS and not Path(text).exists():
+        return text
+    return os.path.abspath(text)
 
 
 def bundled_artifact_named(path: str | Path) -> Path | None:

@@ -273,7 +273,7 @@ def eval_command(
     attention: str = typer.Option("runs/teacher_attention.pt", help="--ablation: the teacher with cross-modal "
                                   "attention (scripts/train_bundled.sh teacher-attention)."),
     student: str = typer.Option("student", help="--ablation: the distilled student (default: the bundled one)."),
-    int8: Optional[Path] = typer.Option(None, help="--ablation: the student's INT8 artifact (default: exported "
+    int8: Optional[str] = typer.Option(None, help="--ablation: the student's INT8 artifact (default: exported "
                                         "from --student to ONNX INT8 for this run)."),
     extra: list[str] = typer.Option([], "--extra", help="--ablation: more rows, LABEL=CHECKPOINT."),
     base_rows: bool = typer.Option(True, "--base-rows/--no-base-rows", help="--ablation: the five rows of the "

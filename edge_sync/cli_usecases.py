@@ -12,7 +12,7 @@ from edge_sync.cli_options import ARTIFACT_HELP, BACKEND_HELP, Backend
 HEADS_HELP = "Use-case heads JSON (default: the heads fitted for the artifact's model, if any)."
 
 
-def _engine(artifact: Optional[Path], backend: str):
+def _engine(artifact: Optional[str], backend: str):
     from edge_sync.runtimes.api import load
 
     return load(artifact, backend=backend)

@@ -385,7 +385,9 @@ def test_parity_and_bench_take_a_bundled_artifact_by_name(tmp_path):
 
 def test_a_path_spelt_with_a_folder_is_never_a_bundled_name(tmp_path):
     """./student-int8 means a folder here: missing, it is an error, not the bundled artifact of that name."""
-    for args in (("sync", "clip.mp4", "--artifact", "./student-int8"), ("bench", "./student-int8", "--quick")):
+    for args in (("sync", "clip.mp4", "--artifact", "./student-int8"), ("bench", "./student-int8", "--quick"),
+                 ("parity", "./student-int8", "--data", "none", "--lengths", "25", "--json"),
+                 ("desync", "clip.mp4", "--artifact", "./student-int8")):
         out = run(*args, cwd=tmp_path)
         assert out.returncode != 0 and "student-int8" in out.stderr + out.stdout, (args, out.stdout, out.stderr)
         assert "student.onnx-int8" not in out.stdout, args

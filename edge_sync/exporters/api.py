@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_sync._paths import portable_path
+from edge_sync._paths import recorded_model_path
 from edge_sync.errors import MissingExtraError
 from edge_sync.exporters import EXPORTERS, get_exporter
 from edge_sync.exporters.applicable import FLAGS, refuse_inapplicable
@@ -47,7 +47,7 @@ def export(model: str | Path = "student", target: str = "onnx", precision: str =
     targets = export_targets(target)
     check_options(targets, precision, options)
     net = load(model)
-    source = {"model": portable_path(model), "kind": getattr(net, "kind", None),
+    source = {"model": recorded_model_path(model), "kind": getattr(net, "kind", None),
               "checkpoint_sha256": getattr(net, "checkpoint_sha256", None)}
     name = name or Path(str(model)).stem
     written = []

@@ -218,19 +218,31 @@ def compare(engine: Any, model: Any, cases: list[ParityCase], tol: Tolerance, re
 
 # --- driver --------------------------------------------------------------------------------------------
 def _reference_for(manifest: dict[str, Any], reference: str | None) -> str:
+    """The checkpoint to compare an artifact with: ``--reference``, else the bundled checkpoint with the weights hash the
+    manifest records (whatever path the exporting machine wrote), else the recorded path."""
     if reference:
         return reference
     source = manifest.get("source", {})
-    model = source.get("model")
-    if model and (Path(model).exists() or model in BUNDLED_CHECKPOINTS):
-        return str(model)
-    bundled = bundled_checkpoint_with_sha(source.get("checkpoint_sha256"))  # exported on another machine
+    bundled = bundled_checkpoint_with_sha(source.get("checkpoint_sha256"))
     if bundled:
         return bundled
+    model = source.get("model")
     if not model:
         raise EdgeSyncError(f"{manifest.get('name')}: the manifest names no source model; pass --reference")
-    raise EdgeSyncError(f"{manifest.get('name')}: its source model {model} is not here and no bundled checkpoint has "
-                        f"its weights; pass --reference")
+    if not (Path(model).exists() or model in BUNDLED_CHECKPOINTS):
+        raise EdgeSyncError(f"{manifest.get('name')}: its source model {model} is not here and no bundled checkpoint "
+                            f"has its weights; pass --reference")
+    return str(model)
+
+
+def _check_reference(manifest: dict[str, Any], reference: str | None, model: Any) -> None:
+    """Refuse a reference found by the manifest whose weights are not the ones the artifact was exported from (a
+    checkpoint retrained at the same path): its parity would only measure the retraining."""
+    sha = manifest.get("source", {}).get("checkpoint_sha256")
+    found = getattr(model, "checkpoint_sha256", None)
+    if reference is None and sha and found and found != sha:
+        raise EdgeSyncError(f"{manifest.get('name')}: the recorded source model {manifest['source'].get('model')} now "
+                            f"holds other weights (sha256 {found[:12]}, exported from {sha[:12]}); pass --reference")
 
 
 def run_parity(artifacts: list[str | Path], reference: str | None = None, data: str | None = "synthetic",
@@ -262,6 +274,7 @@ def run_parity(artifacts: list[str | Path], reference: str | None = None, data: 
             engine = load_engine(path, backend=backend)
             ref_name = _reference_for(engine.manifest, reference)
             model = model_for(ref_name)
+            _check_reference(engine.manifest, reference, model)
             kind = getattr(model, "kind", None)
             task_teacher = model_for(teacher) if teacher and kind == "student" else None
             cases = build_cases(model, lengths, count, data, engine.buckets)

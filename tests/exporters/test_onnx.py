@@ -41,6 +41,13 @@ def test_artifact_layout_and_manifest(fp32_artifact, student_ckpt):
     assert set(m["files"]) == {"model.onnx"}
 
 
+def test_the_manifest_names_its_checkpoint_by_a_path_that_holds_from_any_directory(student_ckpt, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.chdir(student_ckpt.parent)
+    art = read_artifact(export("student.pt", "onnx", "fp32", tmp_path)[0])
+    assert art.manifest["source"]["model"] == str(student_ckpt.resolve())
+
+
 @pytest.mark.parametrize("frames", [25, 100, 250])
 def test_fp32_matches_pytorch_at_lengths_other_than_the_export_sample(fp32_artifact, student_ckpt, frames):
     import onnxruntime as ort

@@ -65,19 +65,29 @@ def test_cli_writes_reports_and_exits_non_zero_on_failure(tmp_path, capsys):
     assert "sync_probs failing elements" in capsys.readouterr().err
 
 
-def test_the_reference_of_an_artifact_exported_on_another_machine_is_found_by_its_weights_hash():
-    """A manifest records the exporting machine's checkpoint path; elsewhere the bundled checkpoint with the same
-    sha256 is the reference, and an unknown one asks for --reference instead of failing on a missing file."""
+def test_the_reference_of_an_artifact_is_found_by_its_weights_hash_and_checked_against_it(tmp_path):
+    """A manifest records the exporting machine's checkpoint path; the bundled checkpoint with the manifest's weights
+    hash is the reference wherever that path points, a recorded file that now holds other weights is refused, and
+    an unknown one asks for --reference instead of failing on a missing file."""
     import json
+    from types import SimpleNamespace
 
     from edge_sync._paths import WEIGHTS_DIR
-    from edge_sync.parity.harness import _reference_for
+    from edge_sync.parity.harness import _check_reference, _reference_for
 
     manifest = json.loads((WEIGHTS_DIR / "student.onnx-int8" / "manifest.json").read_text())
-    manifest["source"]["model"] = "/another/machine/edge_sync/weights/student.pt"
-    assert _reference_for(manifest, None) == "student"
+    sha = manifest["source"]["checkpoint_sha256"]
+    (tmp_path / "student.pt").write_bytes(b"another checkpoint at the recorded path")
+    for recorded in ("/another/machine/edge_sync/weights/student.pt", str(tmp_path / "student.pt")):
+        manifest["source"]["model"] = recorded
+        assert _reference_for(manifest, None) == "student"
     assert _reference_for(manifest, "teacher") == "teacher"  # --reference wins
     manifest["source"]["checkpoint_sha256"] = "0" * 64
+    assert _reference_for(manifest, None) == str(tmp_path / "student.pt")  # not bundled: the recorded file
+    with pytest.raises(EdgeSyncError, match="now holds other weights"):
+        _check_reference(manifest, None, SimpleNamespace(checkpoint_sha256=sha))
+    _check_reference(manifest, "my.pt", SimpleNamespace(checkpoint_sha256=sha))  # asked for: the user's choice
+    manifest["source"]["model"] = "/another/machine/student.pt"
     with pytest.raises(EdgeSyncError, match="is not here.*--reference"):
         _reference_for(manifest, None)
     manifest["source"] = {}

@@ -1,6 +1,8 @@
 """Training as a user runs it: resumable, seeded, the same under torchrun with 2 gloo processes."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -251,6 +253,10 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
     result = train(cfg, tmp_path / "student.pt", progress=False)
     assert result.steps == 3 and result.history[-1]["distill"] >= 0 and "corr_distill" in result.history[-1]
     assert io.load(tmp_path / "student.pt").checkpoint_meta["recipe"]["teacher_trunk_features"] is True
+    # the teacher's video embeddings alone are something to learn from: no logit distillation is switched on for them
+    related = train(dataclasses.replace(cfg, steps=1, loss=LossWeights(ce=1.0, video_relation=1.0)),
+                    tmp_path / "related.pt", progress=False)
+    assert "video_relation" in related.history[-1] and "distill" not in related.history[-1]
     with pytest.raises(ValueError, match="a teacher"):
         train(_config(data=videos, frames=20, teacher_trunk_features=True), tmp_path / "bad.pt", progress=False)
     with pytest.raises(ValueError, match="temporal jitter"):

@@ -488,8 +488,8 @@ def parity_command(
 
     _bundled_checkpoints(reference)
     lens = tuple(int(x) for x in lengths.split(",") if x.strip())
-    results = run_parity([str(artifact_path(a).absolute()) for a in artifacts], reference=reference, data=data, count=count,
-                         lengths=lens, backend=backend)
+    paths = [str(artifact_path(a).absolute()) for a in artifacts]
+    results = run_parity(paths, reference=reference, data=data, count=count, lengths=lens, backend=backend)
     settings = {"data": data, "count": count, "lengths": list(lens), "reference": reference}
     _print_result(lambda path: write_reports(results, path, report, settings), as_json, output,
                   lambda _: parity_markdown(results))
@@ -544,8 +544,9 @@ def bench_command(
     lens = QUICK["lengths"] if quick else [int(x) for x in lengths.split(",") if x.strip()]
     batches = QUICK["batches"] if quick else [int(x) for x in batch.split(",") if x.strip()]
     rep, warm = (QUICK["repeat"], QUICK["warmup"]) if quick else (repeat, 2)
-    rows = run_bench([str(artifact_path(a).absolute()) for a in artifacts], lens, batches, threads, rep, warm, backend, baselines,
-                     torch_device=torch_device, torch_half=torch_half)
+    paths = [str(artifact_path(a).absolute()) for a in artifacts]
+    rows = run_bench(paths, lens, batches, threads, rep, warm, backend, baselines, torch_device=torch_device,
+                     torch_half=torch_half)
     table = bench_markdown(rows)
     settings = {"lengths": lens, "batches": batches, "threads": threads, "repeat": rep, "backend": backend,
                 "baselines": baselines, "torch_device": torch_device, "torch_half": torch_half}

@@ -218,8 +218,8 @@ def compare(engine: Any, model: Any, cases: list[ParityCase], tol: Tolerance, re
 
 # --- driver --------------------------------------------------------------------------------------------
 def _reference_for(manifest: dict[str, Any], reference: str | None) -> str:
-    """The checkpoint to compare an artifact with: ``--reference``, else the bundled checkpoint with the weights hash the
-    manifest records (whatever path the exporting machine wrote), else the recorded path."""
+    """The checkpoint to compare an artifact with: ``--reference``, else the bundled checkpoint with the weights hash
+    the manifest records (whatever path the exporting machine wrote), else the recorded path."""
     if reference:
         return reference
     source = manifest.get("source", {})

@@ -408,7 +408,8 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
                                                 taught, temperature=1.0)
     if weights.video_relation:
         if teacher_outputs is None or "video_emb" not in teacher_outputs:
-            raise ValueError("weights.video_relation > 0 needs the teacher's outputs (its video_emb) for this batch")
+            raise ValueError("weights.video_relation > 0 needs the teacher's outputs (its video_emb) for this "
+                         "batch")
         parts["video_relation"] = self_similarity_distill(outputs["video_emb"],
                                                           teacher_outputs["video_emb"].to(logits.device), taught)
     if not parts:

@@ -146,7 +146,8 @@ def test_cli_eval_on_a_folder_runs_the_protocol_on_an_artifact_and_a_checkpoint(
     report = json.loads((tmp_path / "r.json").read_text())
     assert [m["overall"]["originals"] for m in report["models"]] == [1, 1, 1, 1]
     # a bundled artifact asked for by its name is shown by it, and by its path apart from that
-    assert [m["model"] for m in report["models"][2:]] == ["student-int8 (onnxruntime)", "student.onnx-int8 (onnxruntime)"]
+    assert [m["model"] for m in report["models"][2:]] == ["student-int8 (onnxruntime)",
+                                                          "student.onnx-int8 (onnxruntime)"]
     assert [c["planted"] for c in report["models"][0]["cases"]] == [0, 5]
     # the artifact and its PyTorch checkpoint read the same offsets
     assert [c["detected"] for c in report["models"][0]["cases"]] == [c["detected"] for c in report["models"][1]["cases"]]

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
 
-from edge_sync._paths import BUNDLED_ARTIFACT  # noqa: E402
+from edge_sync._paths import BUNDLED_ARTIFACT, WEIGHTS_DIR  # noqa: E402
 from edge_sync.bench import run_bench  # noqa: E402
 from edge_sync.bench.measure import measure_baselines  # noqa: E402
 from edge_sync.bench.report import bench_markdown  # noqa: E402
@@ -37,7 +37,9 @@ def test_broken_and_parity_failing_artifacts_get_a_status(tmp_path):
     wrong = tmp_path / "student.onnx-fp32"
     shutil.copytree(BUNDLED_ARTIFACT, wrong)
     manifest = json.loads((wrong / "manifest.json").read_text())
-    manifest["source"]["model"] = "teacher"  # its outputs are not the teacher's: parity must fail
+    teacher_sha = json.loads((WEIGHTS_DIR / "teacher.json").read_text())["sha256"]
+    # claims to come from the teacher (by name and weights hash); its outputs are not the teacher's: parity must fail
+    manifest["source"].update(model="teacher", checkpoint_sha256=teacher_sha)
     (wrong / "manifest.json").write_text(json.dumps(manifest))
     rows = run_bench([tmp_path / "missing.onnx-fp32", wrong], [10], [1], repeat=1, warmup=0, baselines=False)
     assert rows[0].status == "failed" and "not an artifact directory" in rows[0].detail

@@ -216,14 +216,15 @@ case "$stage" in
                  # keeps what it knew), distilled from a real-face teacher (TEACHER), whose trunk features are
                  # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss on windows of
                  # 5..WINDOW_MAX frames, default 10, at weight WINDOW_WEIGHT, default 1), DEGRADE=1 (the poorer-camera
-                 # augmentation), VIDEO_RELATION=W (the teacher's frame-to-frame video similarities at weight W)
+                 # augmentation), CHANNEL=1 (the microphone/room augmentation of the MFCC), VIDEO_RELATION=W /
+                 # AUDIO_RELATION=W (the teacher's frame-to-frame video / audio similarities at weight W)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
-         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")}," \
-         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}}}" > "$f"
+         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")$([ "${CHANNEL:-0}" = 1 ] && echo ", \"channel\": true")}," \
+         "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}${AUDIO_RELATION:+, \"audio_relation\": $AUDIO_RELATION}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
       --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"

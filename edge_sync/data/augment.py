@@ -354,6 +354,39 @@ class FrequencyMask:
 
 
 @dataclass
+class ChannelTilt:
+    """With probability p, the sound as another microphone or room would give it: over the mel bands, a gain that
+    tilts linearly by up to +-max_tilt_db from the lowest to the highest band, a smooth bump of up to +-max_bump_db
+    and an overall level of up to +-max_gain_db, applied to the MFCC as the constant offset it amounts to
+    (:func:`edge_sync.features.mfcc.cepstral_offset`). Why: a model that keys on the spectral balance of its
+    training clips' recordings reads another recording of the same speech at another lag; distilled from a teacher
+    that heard the clean sound, the student learns to ignore the channel."""
+
+    name: ClassVar[str] = "channel"
+    p: float = 0.5
+    max_tilt_db: float = 12.0
+    max_bump_db: float = 6.0
+    max_gain_db: float = 10.0
+
+    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
+        from edge_sync.features.mfcc import cepstral_offset
+        from edge_sync.spec import MFCC
+
+        audio = sample["audio"]
+        if audio.ndim < 3 or audio.shape[-2] != MFCC.numcep:
+            raise ValueError(f"the channel augmentation needs a [1, {MFCC.numcep}, steps] MFCC, "
+                             f"got {list(audio.shape)}")
+        if not _coin(generator, self.p):
+            return dict(sample)
+        x = np.linspace(0.0, 1.0, MFCC.nfilt)
+        gain_db = (_uniform(generator, -self.max_tilt_db, self.max_tilt_db) * (x - 0.5)
+                   + _uniform(generator, -self.max_bump_db, self.max_bump_db) * np.sin(np.pi * x)
+                   + _uniform(generator, -self.max_gain_db, self.max_gain_db))
+        offset = torch.from_numpy(cepstral_offset(gain_db * math.log(10.0) / 10.0)).to(audio.dtype)
+        return {**sample, "audio": audio + offset[:, None]}
+
+
+@dataclass
 class TimeMask:
     """With probability p, mask ``num_masks`` runs of 1..max_width MFCC steps (keep runs short: the
     model must still see which sound goes with which frame)."""
@@ -494,15 +527,16 @@ class AVMixup:
 
 # --- pipeline -----------------------------------------------------------------------------------
 TRANSFORMS: dict[str, type] = {cls.name: cls for cls in (
-    TemporalJitter, RandomResizedCrop, HorizontalFlip, ColourJitter, LowQuality, FrequencyMask, TimeMask)}
+    TemporalJitter, RandomResizedCrop, HorizontalFlip, ColourJitter, LowQuality, ChannelTilt, FrequencyMask,
+    TimeMask)}
 
 
 @dataclass
 class Augment:
     """Single-clip transforms applied in order, plus optional batch mixup for the trainer.
 
-    Build it from a config dict whose keys are transform names (``jitter``, ``crop``, ``flip``,
-    ``colour``, ``degrade``, ``freq_mask``, ``time_mask``, ``mixup``) and values their parameters (``True`` for
+    Build it from a config dict whose keys are transform names (``jitter``, ``crop``, ``flip``, ``colour``,
+    ``degrade``, ``channel``, ``freq_mask``, ``time_mask``, ``mixup``) and values their parameters (``True`` for
     defaults, ``False``/``None`` to leave it out). Transforms run in that fixed order whatever the
     dict order, so a config read from JSON or YAML always means the same pipeline.
     """
@@ -552,8 +586,8 @@ class Augment:
 
 
 __all__ = [
-    "Augment", "AVMixup", "ColourJitter", "FrequencyMask", "HorizontalFlip", "LowQuality", "RandomResizedCrop",
-    "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands",
+    "Augment", "AVMixup", "ChannelTilt", "ColourJitter", "FrequencyMask", "HorizontalFlip", "LowQuality",
+    "RandomResizedCrop", "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands",
     "mask_steps", "mixup", "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift",
     "with_target_probs",
 ]

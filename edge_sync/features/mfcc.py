@@ -50,6 +50,22 @@ def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     return mat
 
 
+def cepstral_offset(band_gain: np.ndarray, params: MfccParams = MFCC) -> np.ndarray:
+    """The change of every MFCC coefficient [numcep] that a gain ``band_gain`` [nfilt] (natural log of power, per mel
+    band) causes when constant in time: the liftered DCT of the gains, and for the energy coefficient the log of their
+    mean power gain (exact for a flat gain; an estimate for a tilted one, whose effect on energy depends on the sound).
+    Why: a microphone, a room or a codec acts on speech as such a gain, and MFCCs turn it into a constant offset."""
+    gain = np.asarray(band_gain, np.float64)
+    if gain.shape != (params.nfilt,):
+        raise ValueError(f"band_gain must have one value per mel band ({params.nfilt}), got shape {gain.shape}")
+    offset = _dct_matrix(params.nfilt, params.numcep) @ gain
+    n = np.arange(params.numcep)
+    offset *= 1.0 + (params.ceplifter / 2.0) * np.sin(np.pi * n / params.ceplifter)
+    if params.append_energy:
+        offset[0] = np.log(np.mean(np.exp(gain)))
+    return offset.astype(np.float32)
+
+
 def _frames(signal: np.ndarray, frame_len: int, frame_step: int) -> np.ndarray:
     """Zero-pad the tail so the last partial window counts, then view as [N, frame_len] windows."""
     n = len(signal)

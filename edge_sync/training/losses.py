@@ -337,8 +337,9 @@ class LossWeights:
     # KL between the teacher's and the student's per-frame correlation over offsets (both / corr_temperature): the
     # evidence the clip readout averages, taken from a teacher that sees real faces better than the student can
     corr_distill: float = 0.0
-    # self_similarity_distill of the video embeddings: which frames of the face the teacher sees as alike
+    # self_similarity_distill of the video / audio embeddings: which frames the teacher sees (hears) as alike
     video_relation: float = 0.0
+    audio_relation: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -406,15 +407,17 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
         parts["corr_distill"] = distillation_kl(outputs["correlation"] / weights.corr_temperature,
                                                 teacher_outputs["correlation"].to(logits.device) / weights.corr_temperature,
                                                 taught, temperature=1.0)
-    if weights.video_relation:
-        if teacher_outputs is None or "video_emb" not in teacher_outputs:
-            raise ValueError("weights.video_relation > 0 needs the teacher's outputs (its video_emb) for this "
-                         "batch")
-        parts["video_relation"] = self_similarity_distill(outputs["video_emb"],
-                                                          teacher_outputs["video_emb"].to(logits.device), taught)
+    for modality in ("video", "audio"):
+        if getattr(weights, f"{modality}_relation"):
+            emb = f"{modality}_emb"
+            if teacher_outputs is None or emb not in teacher_outputs:
+                raise ValueError(f"weights.{modality}_relation > 0 needs the teacher's outputs (its {emb}) for this "
+                                 "batch")
+            teacher_emb = teacher_outputs[emb].to(logits.device)
+            parts[f"{modality}_relation"] = self_similarity_distill(outputs[emb], teacher_emb, taught)
     if not parts:
         raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, focal, triplet, "
-                         "info_nce, temporal, distill, corr_distill, video_relation")
+                         "info_nce, temporal, distill, corr_distill, video_relation, audio_relation")
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     log = {name: float(value.detach()) for name, value in parts.items()}
     log["total"] = float(total.detach())

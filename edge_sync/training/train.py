@@ -296,7 +296,8 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
         teacher = as_trainable(load(config.teacher)).to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        if not (config.loss.distill or config.loss.corr_distill or config.loss.video_relation):  # nothing to learn from it
+        if not (config.loss.distill or config.loss.corr_distill or config.loss.video_relation
+                or config.loss.audio_relation):  # nothing to learn from it
             config.loss.distill = 1.0
     if config.teacher_trunk_features:
         from edge_sync.training.trunk_features import check_teacher_config

@@ -1,12 +1,14 @@
 """Augmentations keep audio, video and labels consistent, are deterministic, and never edit their input."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from edge_sync.data.augment import (
-    Augment, AVMixup, ColourJitter, FrequencyMask, HorizontalFlip, LowQuality, RandomResizedCrop, TemporalJitter,
-    TimeMask, adjust_colour, degrade, mask_bands, mixup, mixup_batch, one_hot_targets, resized_crop, temporal_shift)
+    Augment, AVMixup, ChannelTilt, ColourJitter, FrequencyMask, HorizontalFlip, LowQuality, RandomResizedCrop,
+    TemporalJitter, TimeMask, adjust_colour, degrade, mask_bands, mixup, mixup_batch, one_hot_targets, resized_crop, temporal_shift)
 from edge_sync.spec import MAX_OFFSET as K
 from edge_sync.spec import MFCC_PER_FRAME, N_MFCC, num_offsets
 
@@ -353,3 +355,23 @@ def test_low_quality_is_one_camera_per_clip_within_its_ranges():
     assert not torch.equal(out["video"], sample["video"])
     assert torch.equal(out["audio"], sample["audio"]) and torch.equal(out["offsets"], sample["offsets"])
     assert torch.equal(LowQuality(p=0.0)(sample, gen(5))["video"], sample["video"])
+
+
+def test_channel_tilt_moves_each_sample_by_one_constant_smooth_spectral_offset():
+    """p=1: the MFCC moves by the same 13 values at every step (a channel does not change over a window), by at most
+    what the configured gains allow; p=0 or another seed: unchanged or different; a non-MFCC audio is refused."""
+    sample = make_sample(3)
+    out = ChannelTilt(p=1.0)(sample, gen(1))
+    delta = out["audio"] - sample["audio"]
+    assert torch.allclose(delta, delta[..., :1].expand_as(delta), atol=1e-5) and float(delta.abs().max()) > 0.1
+    assert torch.equal(out["video"], sample["video"]) and torch.equal(out["offsets"], sample["offsets"])
+    assert torch.equal(ChannelTilt(p=1.0)(sample, gen(1))["audio"], out["audio"])  # seeded
+    assert not torch.equal(ChannelTilt(p=1.0)(sample, gen(2))["audio"], out["audio"])
+    level_only = ChannelTilt(p=1.0, max_tilt_db=0.0, max_bump_db=0.0, max_gain_db=10.0)(sample, gen(1))
+    shift = level_only["audio"] - sample["audio"]
+    assert torch.allclose(shift[0, 1:], torch.zeros_like(shift[0, 1:]), atol=1e-5)  # a level moves energy only
+    assert float(shift[0, 0].abs().max()) <= 10.0 * math.log(10.0) / 10.0 + 1e-5
+    assert torch.equal(ChannelTilt(p=0.0)(sample, gen(1))["audio"], sample["audio"])
+    with pytest.raises(ValueError, match="MFCC"):
+        ChannelTilt(p=1.0)({**sample, "audio": torch.zeros(1, 40, 48)}, gen(1))
+    assert isinstance(Augment.from_config({"channel": True}).transforms[0], ChannelTilt)

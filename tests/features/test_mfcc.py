@@ -117,3 +117,36 @@ def test_chunks_with_the_previous_sample_equal_the_whole_signal():
     tail = mfcc(x[cut:], previous=x[cut - 1])
     np.testing.assert_allclose(tail[: len(whole) - 37], whole[37:], rtol=1e-9, atol=1e-9)
     assert not np.allclose(mfcc(x[cut:])[0], whole[37])  # without it the first window's pre-emphasis differs
+
+
+def test_cepstral_offset_is_what_a_level_or_a_tilt_does_to_the_mfcc():
+    """A level change moves only the energy coefficient, exactly; a filter moves the other coefficients by the
+    liftered DCT of the log-gain it causes in each mel band (measured here from the band energies themselves)."""
+    from scipy.signal import lfilter
+
+    from edge_sync.features.mfcc import cepstral_offset, mel_filterbank
+    from edge_sync.spec import MFCC
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(16000) * 0.1
+    base = mfcc(x)
+    louder = mfcc(x * 10 ** (6.0 / 20.0))  # +6 dB
+    predicted = cepstral_offset(np.full(MFCC.nfilt, 6.0 * np.log(10.0) / 10.0))
+    assert np.allclose(louder - base, predicted[None, :], atol=1e-4)
+    assert np.allclose(predicted[1:], 0.0, atol=1e-6)
+
+    bank = mel_filterbank(MFCC.nfilt, MFCC.nfft, MFCC.sample_rate, MFCC.lowfreq, MFCC.sample_rate / 2)
+
+    def log_bands(signal):  # python_speech_features' filterbank energies, 25 ms frames every 10 ms
+        emphasised = np.concatenate([signal[:1], signal[1:] - MFCC.preemph * signal[:-1]])
+        frames = np.lib.stride_tricks.sliding_window_view(emphasised, 400)[::160]
+        return np.log(np.abs(np.fft.rfft(frames, MFCC.nfft)) ** 2 / MFCC.nfft @ bank.T)
+
+    tilted = lfilter([1.0, -0.5], [1.0], x)  # a gentle high-pass
+    bands = log_bands(x)
+    gain = (log_bands(tilted) - bands).mean(axis=0)
+    assert gain[-1] > 0.5 > -0.5 > gain[len(gain) // 2]  # more high bands, fewer middle ones
+    measured = (mfcc(tilted) - base)[:len(bands)].mean(axis=0)  # the same (full) frames
+    assert np.allclose(measured[1:], cepstral_offset(gain)[1:], atol=1e-4)
+    with pytest.raises(ValueError, match="one value per mel band"):
+        cepstral_offset(np.zeros(5))

@@ -529,3 +529,8 @@ def test_video_relation_learns_from_the_teacher_video_embeddings_of_taught_sampl
     assert parts["video_relation"] == pytest.approx(float(expected), rel=1e-6) and parts["video_relation"] > 0
     with pytest.raises(ValueError, match="video_relation"):
         combined_loss(out, batch, LossWeights(video_relation=1.0))
+    # the same for the audio embeddings
+    teacher["audio_emb"] = torch.randn(2, 32, 6)
+    _, parts = combined_loss(out, batch, LossWeights(ce=0.0, audio_relation=1.0), teacher_outputs=teacher)
+    expected = self_similarity_distill(out["audio_emb"][:1].detach(), teacher["audio_emb"][:1])
+    assert set(parts) == {"audio_relation", "total"} and parts["audio_relation"] == pytest.approx(float(expected))

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_sync.spec import MAX_OFFSET, num_offsets
+from edge_sync.features.mfcc import cepstral_offset
+from edge_sync.spec import MAX_OFFSET, MFCC, num_offsets
 
 Sample = dict[str, torch.Tensor]
 FILLS = ("edge", "zero")
@@ -369,9 +370,6 @@ class ChannelTilt:
     max_gain_db: float = 10.0
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
-        from edge_sync.features.mfcc import cepstral_offset
-        from edge_sync.spec import MFCC
-
         audio = sample["audio"]
         if audio.ndim < 3 or audio.shape[-2] != MFCC.numcep:
             raise ValueError(f"the channel augmentation needs a [1, {MFCC.numcep}, steps] MFCC, "

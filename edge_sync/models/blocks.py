@@ -72,6 +72,29 @@ class TemporalBlock1d(nn.Module):
         return self.act(x + self.pointwise(self.temporal(x)))
 
 
+class FrameMotion2d(nn.Module):
+    """Depthwise temporal conv at every spatial position of a per-frame feature map, added as a residual.
+
+    Why: the student pools each frame to a vector before its temporal blocks, so it cannot see where in the
+    mouth something moved between frames; this mixes neighbouring frames while the map is still spatial (the
+    job the teacher's Conv3d does), as a Conv2d over [B, C, T, H*W] that every export target runs and quantises.
+    BatchNorm's scale starts at zero, so a block added to a trained trunk leaves its outputs unchanged.
+    """
+
+    def __init__(self, channels: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.temporal = conv_bn_act(2, channels, channels, (kernel, 1), padding=(kernel // 2, 0), groups=channels,
+                                    act=None)
+        nn.init.zeros_(self.temporal[1].weight)
+
+    def forward(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """x [B*T, C, H, W] (frames of ``batch`` clips) -> the same shape."""
+        bt, c, h, w = x.shape
+        seq = x.reshape(batch, bt // batch, c, h * w).permute(0, 2, 1, 3)  # [B, C, T, H*W]
+        mixed = self.temporal(seq).permute(0, 2, 1, 3).reshape(bt, c, h, w)
+        return x + mixed
+
+
 class DilatedResidual1d(nn.Module):
     """Dense temporal conv with dilation and a residual, used by the sync head and the teacher."""
 

@@ -132,3 +132,23 @@ def test_shared_exports_run_torch_onnx_once_per_model(student_ckpt, fp32_artifac
     with onnx_exporter.shared_exports(shared):
         onnx_exporter.export_onnx_file(other.eval(), tmp_path / "c.onnx")  # other weights: a graph of its own
     assert len(list(shared.iterdir())) == 2
+
+
+def test_a_student_with_motion_blocks_exports_with_dynamic_time(tmp_path):
+    """FrameMotion2d reshapes frames back into clips: the exported graph must not bake in the sample's length."""
+    import onnxruntime as ort
+
+    from edge_sync.exporters.onnx import sample_inputs
+    from edge_sync.models.student import StudentConfig
+
+    model = randomise_batchnorm(X3DStudent(StudentConfig(video_trunk_kwargs={"motion_stages": [1, 2],
+                                                                             "temporal_kernel": 3})))
+    save_checkpoint(model, tmp_path / "motion.pt")
+    path = export(tmp_path / "motion.pt", "onnx", "fp32", tmp_path / "art")[0]
+    sess = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for frames in (7, 60):
+        audio, video = sample_inputs(model, frames, batch=2, seed=frames)
+        out = sess.run(None, {"audio": audio.numpy(), "video": video.numpy()})
+        with torch.inference_mode():
+            ref = model(audio, video)
+        assert np.abs(out[1] - ref[1].numpy()).max() <= 1e-4

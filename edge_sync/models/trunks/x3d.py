@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edge_sync.models.blocks import (TemporalBlock1d, X3DBlock2d, batch_to_sequence, conv_bn_act,
+from edge_sync.models.blocks import (FrameMotion2d, TemporalBlock1d, X3DBlock2d, batch_to_sequence, conv_bn_act,
                                      frames_to_batch)
 from edge_sync.models.trunks import register_audio_trunk, register_video_trunk
 
@@ -29,24 +29,38 @@ class X3DVideoTrunk(nn.Module):
 
     def __init__(self, width: float = 1.0, depth: float = 1.0, stage_channels: tuple[int, ...] = (24, 48, 96),
                  stage_blocks: tuple[int, ...] = (1, 2, 2), stem_channels: int = 16, out_channels: int = 128,
-                 temporal_blocks: int = 2, temporal_kernel: int = 5, act: str = "hswish", se: bool = True) -> None:
+                 temporal_blocks: int = 2, temporal_kernel: int = 5, act: str = "hswish", se: bool = True,
+                 motion_stages: tuple[int, ...] = (), motion_kernel: int = 3) -> None:
+        """``motion_stages``: stages (0-based) after whose last block a :class:`FrameMotion2d` mixes neighbouring
+        frames at every spatial position (none by default: the bundled student before session 16)."""
         super().__init__()
         stem = _ch(stem_channels, width)
         layers: list[nn.Module] = [conv_bn_act(2, 3, stem, 4, stride=4, act=act)]  # 112 -> 28 patchify
         cin = stem
+        motion: dict[str, nn.Module] = {}
         for i, (c, n) in enumerate(zip(stage_channels, stage_blocks)):
             cout = _ch(c, width)
             for j in range(_depth(n, depth)):
                 layers.append(X3DBlock2d(cin, cout, stride=2 if j == 0 else 1, se=se and j % 2 == 0, act=act))
                 cin = cout
+            if i in motion_stages:  # keyed by the spatial layer it follows, so older checkpoints' keys still fit
+                motion[str(len(layers) - 1)] = FrameMotion2d(cout, motion_kernel)
+        if set(motion_stages) - set(range(len(stage_channels))):
+            raise ValueError(f"motion_stages {motion_stages} name stages outside 0..{len(stage_channels) - 1}")
         layers.append(conv_bn_act(2, cin, _ch(out_channels, width), 1, act=act))
         self.spatial = nn.Sequential(*layers)
+        self.motion = nn.ModuleDict(motion)
         self.out_channels = _ch(out_channels, width)
         self.temporal = nn.Sequential(*[TemporalBlock1d(self.out_channels, temporal_kernel, act=act)
                                         for _ in range(temporal_blocks)])
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        per_frame = self.spatial(frames_to_batch(video)).mean(dim=(2, 3))  # [B*T, C]
+        x = frames_to_batch(video)
+        for index, layer in enumerate(self.spatial):
+            x = layer(x)
+            if str(index) in self.motion:
+                x = self.motion[str(index)](x, video.shape[0])
+        per_frame = x.mean(dim=(2, 3))  # [B*T, C]
         return self.temporal(batch_to_sequence(per_frame, video.shape[0]))
 
 

@@ -74,6 +74,19 @@
 #   REALIGN=1 EXTRA=../extra_real_train DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt \
 #     STUDENT=edge_sync/weights/student.pt SYNTH=0.5 STEPS=900 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 \
 #     DEGRADE=1 VIDEO_RELATION=4.0 OUT=runs/s15_stvr.pt bash scripts/train_bundled.sh student-real   # 323 s
+# Session 16 (issue 15; docs/real_footage.md, not bundled), one run per call on one H100 (14 data workers): the bundled
+# student reshaped for short windows (temporal kernel 3: k3; then FrameMotion2d after video stages 1 and 2: k3m), and
+# the bundled student with a stronger colour jitter, the channel augmentation and audio_relation (robust; cut at
+# step 1100 of 1200 by the call's limit):
+#   KERNEL=3 OUT=runs/s16_k3_start.pt bash scripts/train_bundled.sh reshape-student
+#   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/s16_k3_start.pt \
+#     SYNTH=0.5 STEPS=1200 LR=5e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 DEGRADE=1 OUT=runs/s16_k3.pt \
+#     bash scripts/train_bundled.sh student-real   # 435 s
+#   STUDENT=runs/s16_k3.pt MOTION="1 2" OUT=runs/s16_k3m_start.pt bash scripts/train_bundled.sh reshape-student
+#   (then student-real as for k3 from runs/s16_k3m_start.pt, OUT=runs/s16_k3m.pt; 449 s)
+#   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
+#     SYNTH=0.5 STEPS=1200 END_AT=1100 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 DEGRADE=1 CHANNEL=1 \
+#     COLOUR=strong AUDIO_RELATION=2.0 OUT=runs/s16_robust.pt bash scripts/train_bundled.sh student-real   # 426 s
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
@@ -216,20 +229,28 @@ case "$stage" in
                  # keeps what it knew), distilled from a real-face teacher (TEACHER), whose trunk features are
                  # computed per batch; STUDENT (start), OUT, STEPS, BATCH, WINDOW=1 (the window loss on windows of
                  # 5..WINDOW_MAX frames, default 10, at weight WINDOW_WEIGHT, default 1), DEGRADE=1 (the poorer-camera
-                 # augmentation), CHANNEL=1 (the microphone/room augmentation of the MFCC), VIDEO_RELATION=W /
-                 # AUDIO_RELATION=W (the teacher's frame-to-frame video / audio similarities at weight W)
+                 # augmentation), CHANNEL=1 (the microphone/room augmentation of the MFCC), COLOUR=strong (brightness
+                 # +-0.3, contrast and saturation x0.4..1.6 instead of +-0.2), VIDEO_RELATION=W / AUDIO_RELATION=W (the
+                 # teacher's frame-to-frame video / audio similarities at weight W)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
+    colour=true
+    [ "${COLOUR:-}" != strong ] || colour='{"p": 0.8, "brightness": 0.3, "contrast": 0.6, "saturation": 0.3}'
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
          "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
-         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": true, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")$([ "${CHANNEL:-0}" = 1 ] && echo ", \"channel\": true")}," \
+         "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": $colour, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")$([ "${CHANNEL:-0}" = 1 ] && echo ", \"channel\": true")}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}${AUDIO_RELATION:+, \"audio_relation\": $AUDIO_RELATION}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
       --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
     $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" --model student \
       -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
+  reshape-student)  # the student STUDENT (default: the bundled one) carried over to temporal kernel KERNEL (both
+                    # trunks) and/or FrameMotion2d blocks after the video stages MOTION (e.g. "1 2"), as OUT: centre
+                    # taps kept, new blocks the identity (edge_sync.training.reshape); then student-real trains it
+    .venv/bin/python scripts/reshape_student.py "${STUDENT:-edge_sync/weights/student.pt}" "${OUT:-runs/student_reshaped.pt}" \
+      ${KERNEL:+--temporal-kernel "$KERNEL"} ${MOTION:+--motion-stages $MOTION} ;;
   options-trunks)  # issue 19: teachers from scratch with the teacher's own video trunk, I3D and SlowFast (similar
                    # sizes), together on one stream of batches: the real training clips + a synthetic half, CE +
                    # correlation CE, 1000-step schedule (the table's rows ended at step 850: END_AT=850)
@@ -328,7 +349,7 @@ case "$stage" in
     .venv/bin/python scripts/fit_evidence_floor.py runs/eval_floor.json ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real | teacher-real-ft | teacher-stacked | student-real | bundle-student-real |" \
+          "teacher-real | teacher-real-ft | teacher-stacked | student-real | reshape-student | bundle-student-real |" \
           "options-trunks | options-pretrain | ablation-options" >&2
      exit 2 ;;
 esac

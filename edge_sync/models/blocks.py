@@ -73,12 +73,13 @@ class TemporalBlock1d(nn.Module):
 
 
 class FrameMotion2d(nn.Module):
-    """Depthwise temporal conv at every spatial position of a per-frame feature map, added as a residual.
+    """Depthwise temporal conv at every spatial position of per-frame feature maps, added as a residual.
 
     Why: the student pools each frame to a vector before its temporal blocks, so it cannot see where in the
     mouth something moved between frames; this mixes neighbouring frames while the map is still spatial (the
-    job the teacher's Conv3d does), as a Conv2d over [B, C, T, H*W] that every export target runs and quantises.
-    BatchNorm's scale starts at zero, so a block added to a trained trunk leaves its outputs unchanged.
+    job the teacher's Conv3d does), as a Conv2d over [B, C, T, H*W] (:func:`frames_to_grid`), which ONNX,
+    OpenVINO, CoreML and TFLite all run. BatchNorm's scale starts at zero, so a block added to a trained trunk
+    leaves its outputs unchanged.
     """
 
     def __init__(self, channels: int, kernel: int = 3) -> None:
@@ -87,12 +88,21 @@ class FrameMotion2d(nn.Module):
                                     act=None)
         nn.init.zeros_(self.temporal[1].weight)
 
-    def forward(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        """x [B*T, C, H, W] (frames of ``batch`` clips) -> the same shape."""
-        bt, c, h, w = x.shape
-        seq = x.reshape(batch, bt // batch, c, h * w).permute(0, 2, 1, 3)  # [B, C, T, H*W]
-        mixed = self.temporal(seq).permute(0, 2, 1, 3).reshape(bt, c, h, w)
-        return x + mixed
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """grid [B, C, T, H*W] -> the same shape."""
+        return grid + self.temporal(grid)
+
+
+def frames_to_grid(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """[B*T, C, H, W] -> [B, C, T, H*W]. Written with flatten and time as -1, no arithmetic on sizes, and as a plain
+    function rather than inside a module: CoreML's converter rejects a traced product of sizes here."""
+    flat = x.flatten(2)  # [B*T, C, H*W]
+    return flat.reshape(batch, -1, flat.shape[1], flat.shape[2]).permute(0, 2, 1, 3)
+
+
+def grid_to_frames(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, C, T, H*W] -> [B*T, C, H, W], the inverse of :func:`frames_to_grid`."""
+    return grid.permute(0, 2, 1, 3).flatten(0, 1).unflatten(2, (height, width))
 
 
 class DilatedResidual1d(nn.Module):

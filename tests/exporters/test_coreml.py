@@ -348,3 +348,20 @@ def test_teacher_exports_and_its_program_matches_pytorch(tmp_path, precision):
     probs_tol, corr_tol, agree_min = TOLERANCE[precision]
     assert np.abs(probs - ref[0]).max() <= probs_tol and np.abs(corr - ref[1]).max() <= corr_tol
     assert (probs.argmax(1) == ref[0].argmax(1)).mean() >= agree_min
+
+
+def test_a_student_with_motion_blocks_converts_with_a_flexible_time_axis(tmp_path):
+    """FrameMotion2d regroups frames into clips; written with a product of traced sizes it did not convert."""
+    from edge_sync.models.io import save_checkpoint
+    from edge_sync.models.student import StudentConfig, X3DStudent
+    from tests.models.helpers import randomise_batchnorm
+
+    model = randomise_batchnorm(X3DStudent(StudentConfig(video_trunk_kwargs={"motion_stages": [1, 2],
+                                                                             "temporal_kernel": 3})))
+    save_checkpoint(model, tmp_path / "motion.pt")
+    program = load_program(export(tmp_path / "motion.pt", "coreml", "fp32", tmp_path / "art")[0] / cm.PACKAGE)
+    audio, video = sample_inputs(model, 37, seed=37)
+    with torch.inference_mode():
+        ref = model(audio, video)[1].numpy()
+    corr = run_program(program, {"audio": audio.numpy(), "video": video.numpy()})[1]
+    assert np.abs(corr - ref).max() <= 1e-4

@@ -5,26 +5,36 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edge_sync.models.blocks import FrameMotion2d
+from edge_sync.models.blocks import FrameMotion2d, frames_to_grid, grid_to_frames
 from edge_sync.models.student import StudentConfig, X3DStudent
 from edge_sync.models.trunks.x3d import X3DVideoTrunk
 from tests.models.helpers import randomise_batchnorm
 
 
 def test_a_new_motion_block_is_the_identity():
-    x = torch.randn(2 * 6, 8, 5, 5)
-    assert torch.equal(FrameMotion2d(8).eval()(x, batch=2), x)
+    grid = torch.randn(2, 8, 6, 25)
+    assert torch.equal(FrameMotion2d(8).eval()(grid), grid)
 
 
 def test_motion_mixes_only_neighbouring_frames_of_the_same_clip_at_the_same_place():
     block = randomise_batchnorm(FrameMotion2d(4, kernel=3))
     x = torch.zeros(2 * 7, 4, 3, 3)
-    base = block(x, batch=2)
+    def run(frames):
+        return grid_to_frames(block(frames_to_grid(frames, 2)), 3, 3)
+
+    base = run(x)
     x[3, :, 1, 2] = 1.0  # clip 0, frame 3, one spatial position
-    changed = (block(x, batch=2) - base).abs().sum(dim=1)  # [B*T, H, W]
+    changed = (run(x) - base).abs().sum(dim=1)  # [B*T, H, W]
     frames, rows, cols = torch.nonzero(changed > 1e-6, as_tuple=True)
     assert set(frames.tolist()) == {2, 3, 4}  # its neighbours in clip 0; clip 1 (frames 7..13) untouched
     assert set(rows.tolist()) == {1} and set(cols.tolist()) == {2}
+
+
+def test_grid_round_trip():
+    x = torch.randn(3 * 4, 5, 2, 3)
+    grid = frames_to_grid(x, 3)
+    assert grid.shape == (3, 5, 4, 6) and torch.equal(grid[1, :, 2].reshape(5, 2, 3), x[1 * 4 + 2])
+    assert torch.equal(grid_to_frames(grid, 2, 3), x)
 
 
 def test_motion_stages_give_a_trunk_frames_that_see_their_neighbours_before_pooling():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edge_sync.models.blocks import (FrameMotion2d, TemporalBlock1d, X3DBlock2d, batch_to_sequence, conv_bn_act,
-                                     frames_to_batch)
+                                     frames_to_batch, frames_to_grid, grid_to_frames)
 from edge_sync.models.trunks import register_audio_trunk, register_video_trunk
 
 
@@ -59,7 +59,7 @@ class X3DVideoTrunk(nn.Module):
         for index, layer in enumerate(self.spatial):
             x = layer(x)
             if str(index) in self.motion:
-                x = self.motion[str(index)](x, video.shape[0])
+                x = grid_to_frames(self.motion[str(index)](frames_to_grid(x, video.shape[0])), x.shape[2], x.shape[3])
         per_frame = x.mean(dim=(2, 3))  # [B*T, C]
         return self.temporal(batch_to_sequence(per_frame, video.shape[0]))
 

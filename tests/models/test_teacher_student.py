@@ -67,7 +67,7 @@ def test_student_is_at_most_a_tenth_of_the_teacher(teacher, student):
 def test_student_uses_only_portable_ops(student):
     """No Conv3d (no INT8 CONV_3D in LiteRT...), no attention, and never a temporal stride."""
     allowed = (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Hardswish, nn.Hardsigmoid, nn.ReLU,
-               nn.Sequential, nn.ModuleList, nn.Identity)
+               nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Identity)
     for name, module in student.named_modules():
         if name == "" or type(module).__module__.startswith("edge_sync"):
             continue

@@ -40,6 +40,8 @@ def reshape_student(model: X3DStudent, temporal_kernel: int | None = None,
                     motion_stages: tuple[int, ...] | None = None) -> X3DStudent:
     """A new student of the changed shape holding ``model``'s weights: temporal convs keep their centre taps, new
     motion blocks start as the identity, anything else must match exactly (a clear error otherwise)."""
+    if not isinstance(model, X3DStudent):
+        raise ValueError(f"only a student can be reshaped, not a {type(model).__name__}")
     reshaped = X3DStudent(reshaped_config(model.config, temporal_kernel, motion_stages))
     old = model.state_dict()
     state = {}

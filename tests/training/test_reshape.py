@@ -42,3 +42,10 @@ def test_reshaping_changes_only_what_it_is_asked(k3_student):
     same = reshape_student(k3_student)
     assert same.config == k3_student.config
     assert all(torch.equal(v, k3_student.state_dict()[k]) for k, v in same.state_dict().items())
+
+
+def test_only_a_student_is_reshaped():
+    from edge_sync.models.teacher import SyncNetFCN
+
+    with pytest.raises(ValueError, match="only a student"):
+        reshape_student(SyncNetFCN(), temporal_kernel=3)

@@ -32,7 +32,7 @@ class X3DVideoTrunk(nn.Module):
                  temporal_blocks: int = 2, temporal_kernel: int = 5, act: str = "hswish", se: bool = True,
                  motion_stages: tuple[int, ...] = (), motion_kernel: int = 3) -> None:
         """``motion_stages``: stages (0-based) after whose last block a :class:`FrameMotion2d` mixes neighbouring
-        frames at every spatial position (none by default: the bundled student before session 16)."""
+        frames at every spatial position (none by default, as in the bundled student)."""
         super().__init__()
         stem = _ch(stem_channels, width)
         layers: list[nn.Module] = [conv_bn_act(2, 3, stem, 4, stride=4, act=act)]  # 112 -> 28 patchify
@@ -59,7 +59,8 @@ class X3DVideoTrunk(nn.Module):
         for index, layer in enumerate(self.spatial):
             x = layer(x)
             if str(index) in self.motion:
-                x = grid_to_frames(self.motion[str(index)](frames_to_grid(x, video.shape[0])), x.shape[2], x.shape[3])
+                grid = self.motion[str(index)](frames_to_grid(x, video.shape[0]))
+                x = grid_to_frames(grid, x.shape[2], x.shape[3])
         per_frame = x.mean(dim=(2, 3))  # [B*T, C]
         return self.temporal(batch_to_sequence(per_frame, video.shape[0]))
 

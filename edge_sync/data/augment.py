@@ -585,7 +585,8 @@ class Augment:
 
 __all__ = [
     "Augment", "AVMixup", "ChannelTilt", "ColourJitter", "FrequencyMask", "HorizontalFlip", "LowQuality",
-    "RandomResizedCrop", "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade", "in_range", "mask_bands",
+    "RandomResizedCrop", "TemporalJitter", "TimeMask", "TRANSFORMS", "adjust_colour", "check_sample", "degrade",
+    "in_range", "mask_bands",
     "mask_steps", "mixup", "mixup_batch", "one_hot_targets", "resized_crop", "sample_beta", "temporal_shift",
     "with_target_probs",
 ]

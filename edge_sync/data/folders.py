@@ -224,7 +224,8 @@ class VideoFolderDataset(Dataset):
                  cache_dir: str | Path | None = None, seed: int = 0,
                  offsets: Literal["uniform"] | int = "uniform", labels: bool = True,
                  extensions: tuple[str, ...] = VIDEO_EXTENSIONS, preprocessing: VideoPreprocessing = MOUTH,
-                 min_negative_shift: int = 3, min_activity: float = 0.5, draws: int = 8, detector: str = DEFAULT_DETECTOR,
+                 min_negative_shift: int = 3, min_activity: float = 0.5, draws: int = 8,
+                 detector: str = DEFAULT_DETECTOR,
                  max_open: int = 8, segments: Mapping[str, list[CachedSegment]] | None = None,
                  published_offsets: Mapping[str, int] | None = None) -> None:
         self.root = Path(root)

@@ -360,7 +360,8 @@ def prepare_speech_bank(split: str = "train", cache_dir: Path | None = None, pro
 
     cache = (cache_dir or default_cache_dir()) / "speech"
     made = 0
-    for i in tqdm(range(bank_size or SPEECH_BANK[split]), desc=f"speech bank ({split})", disable=not progress, unit="utt"):
+    for i in tqdm(range(bank_size or SPEECH_BANK[split]), desc=f"speech bank ({split})", disable=not progress,
+                  unit="utt"):
         utt = random_utterance(np.random.default_rng([_split_code(split), i, 7919]), split)
         if not (cache / f"{utt.key()}.npy").is_file():
             synthesise(utt, cache_dir)

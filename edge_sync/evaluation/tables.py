@@ -71,7 +71,8 @@ def render(reports: Sequence[RealFootageReport], planted: Sequence[int]) -> str:
                 "most one found relative to it: the sound may be that late as published, or the model biased there; "
                 "the absolute columns count every case of such a clip wrong):\n"]
         out += [f"- {clip}: {d:+d} frames ({model})" for model, clip, d in off]
-    out += ["\nPer clip (original: detected offset (confidence); planted: shifts recovered +-1):\n", clip_table(reports)]
+    out += ["\nPer clip (original: detected offset (confidence); planted: shifts recovered +-1):\n",
+            clip_table(reports)]
     skipped = {k: v for r in reports for k, v in r.skipped.items()}
     if skipped:
         out += ["\nNot scored:\n"] + [f"- {k}: {v}" for k, v in sorted(skipped.items())]

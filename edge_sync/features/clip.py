@@ -75,8 +75,8 @@ def _segments(track: FaceTrack, mfcc: np.ndarray, crop: str, preprocessing: Vide
         if j - i < min_frames:
             continue
         start = int(track.frames[i])
-        out.append(ClipSegment(track.track_id, start, j - i, np.ascontiguousarray(mfcc[..., 4 * start:4 * (start + j - i)]),
-                               crops[i:j], preprocessing))
+        audio = np.ascontiguousarray(mfcc[..., 4 * start:4 * (start + j - i)])
+        out.append(ClipSegment(track.track_id, start, j - i, audio, crops[i:j], preprocessing))
     return out
 
 

@@ -325,8 +325,8 @@ class YuNetDetector(FaceDetector):
 
     A small CNN (~75 k parameters) that finds faces from about 10 to 300 pixels, frontal or turned, with five
     landmarks. It runs on a copy scaled so its longest side is ``detect_size`` pixels (a face 1/8 of a 1080p
-    frame's height is then ~22 px, inside its range), and in :meth:`detect_region` on a crop scaled so the expected face is
-    ``region_face_px``: a look around a tracked face costs a fraction of a full-frame pass. Boxes are
+    frame's height is then ~22 px, inside its range), and in :meth:`detect_region` on a crop scaled so the expected
+    face is ``region_face_px``: a look around a tracked face costs a fraction of a full-frame pass. Boxes are
     :func:`aligned_box` es from the landmarks (``raw_boxes=True`` keeps the detector's own boxes).
     """
 

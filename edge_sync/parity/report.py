@@ -33,7 +33,8 @@ def parity_markdown(results: list[ArtifactParity]) -> str:
         status = (r.status if r.passed else f"{r.status}: {r.skipped}" if r.skipped
                   else f"**{r.status}**: " + "; ".join(r.failures()))
         rows.append(f"| {Path(r.artifact).name} | {r.backend} | {_fmt(_worst(r, 'sync_probs_max_abs'), '.1e')} "
-                    f"| {_fmt(_worst(r, 'correlation_max_abs'), '.1e')} | {_fmt(_worst(r, 'sync_probs_cosine'), '.6f')} "
+                    f"| {_fmt(_worst(r, 'correlation_max_abs'), '.1e')} "
+                    f"| {_fmt(_worst(r, 'sync_probs_cosine'), '.6f')} "
                     f"| {_fmt(checks.get('frame offset agreement'), '.2%')} "
                     f"| {_fmt(checks.get('clip offset agreement'), '.1%')} | {acc} | {vs_teacher} | {status} |")
     return "\n".join(rows)

@@ -39,7 +39,8 @@ def contract_from_manifest(manifest: dict[str, Any]) -> ModelContract:
         return ModelContract(audio_input=c["audio_input"], video=video, max_offset=int(c["max_offset"]),
                              min_frames=int(c.get("min_frames", 1)))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"the manifest's contract is incomplete or unknown ({exc}); re-export the artifact") from exc
+        raise ArtifactError(f"the manifest's contract is incomplete or unknown ({exc}); "
+                            "re-export the artifact") from exc
 
 
 @dataclass(repr=False)
@@ -235,7 +236,8 @@ class Engine:
     def _windowed(self, audio: np.ndarray, video_window, frames: int) -> SyncResult:
         start = time.perf_counter()
         probs, corr = run_windows(self._session.run, audio, video_window, frames, self.window_frames,
-                                  self.context_frames, self.buckets, f"{self.artifact.path} (the artifact)", ArtifactError)
+                                  self.context_frames, self.buckets, f"{self.artifact.path} (the artifact)",
+                                  ArtifactError)
         speech = speech_presence(audio) if self.contract.audio_input == "mfcc" else None
         return SyncResult.from_outputs(probs, corr, backend=self.backend, seconds=time.perf_counter() - start,
                                        speech=speech)

@@ -84,7 +84,8 @@ class SyncStream:
                                         or keep_frames < 1):
             raise ValueError(f"keep_frames must be a positive number of frames or None, got {keep_frames!r}")
         if previous_sample is not None:
-            if isinstance(previous_sample, bool) or not isinstance(previous_sample, (int, float, np.floating, np.integer)):
+            numeric = (int, float, np.floating, np.integer)
+            if isinstance(previous_sample, bool) or not isinstance(previous_sample, numeric):
                 raise TypeError(f"previous_sample must be a number (the sample before the first pushed one) or None, "
                                 f"got {type(previous_sample).__name__} {previous_sample!r}")
             if not -1.0 <= float(previous_sample) <= 1.0:  # NaN fails this too

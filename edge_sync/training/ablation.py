@@ -273,7 +273,8 @@ def run_ablation(rows: list[AblationRow], data: str = "synthetic", seed: int = 1
         from edge_sync.features.faces import DEFAULT_DETECTOR
 
         settings["real"] = {"data": str(real.root), "clips": list(real.names or []),
-                            "planted": list(real.planted or DEFAULT_PLANTED), "detector": real.detector or DEFAULT_DETECTOR}
+                            "planted": list(real.planted or DEFAULT_PLANTED),
+                            "detector": real.detector or DEFAULT_DETECTOR}
     return AblationResult(results, settings, evals)
 
 

@@ -404,9 +404,9 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
     if weights.corr_distill:
         if teacher_outputs is None or "correlation" not in teacher_outputs:
             raise ValueError("weights.corr_distill > 0 needs the teacher's outputs (its correlation) for this batch")
+        teacher_correlation = teacher_outputs["correlation"].to(logits.device)
         parts["corr_distill"] = distillation_kl(outputs["correlation"] / weights.corr_temperature,
-                                                teacher_outputs["correlation"].to(logits.device) / weights.corr_temperature,
-                                                taught, temperature=1.0)
+                                                teacher_correlation / weights.corr_temperature, taught, temperature=1.0)
     for modality in ("video", "audio"):
         if getattr(weights, f"{modality}_relation"):
             emb = f"{modality}_emb"

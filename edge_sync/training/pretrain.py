@@ -124,7 +124,8 @@ def build_pretrain_dataset(config: PretrainConfig) -> Dataset:
     # the folder's out-of-sync negatives are as far from sync as the correspondence objective asks
     min_shift = config.objective_options.get("correspondence", {}).get("min_shift", 3)
     folder = VideoFolderDataset(root, frames=config.frames, seed=config.seed, labels=False,
-                                min_negative_shift=min_shift, cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+                                min_negative_shift=min_shift,
+                                cache_dir=Path(config.cache_dir) if config.cache_dir else None)
     if len(folder) == 0:
         raise ValueError(f"no usable clip in {root}: every video was skipped ({folder.skipped})")
     return UnlabeledWindows(folder, count, synthetic, config.synthetic_fraction, config.seed, config.shuffle)
@@ -178,8 +179,9 @@ def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) 
     started = time.perf_counter()
 
     def write(step: int) -> None:
-        meta = {"pretrain": config.to_dict(), "steps_done": step, "train_seconds": round(time.perf_counter() - started, 1),
-                "device": str(device), "history": history[-20:]}
+        meta = {"pretrain": config.to_dict(), "steps_done": step,
+                "train_seconds": round(time.perf_counter() - started, 1), "device": str(device),
+                "history": history[-20:]}
         save_checkpoint(model, output, meta=meta)
 
     bar = tqdm(total=config.steps, disable=not progress, unit="step", desc="pretrain")

@@ -451,8 +451,10 @@ def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: f
     teacher_outputs = None
     if run.teacher is not None:
         with torch.no_grad():
-            teacher_outputs = (run.teacher.forward_trunk_features(batch["teacher_audio"], batch["teacher_video"])
-                               if "teacher_video" in batch else run.teacher.forward_features(batch["audio"], batch["video"]))
+            if "teacher_video" in batch:
+                teacher_outputs = run.teacher.forward_trunk_features(batch["teacher_audio"], batch["teacher_video"])
+            else:
+                teacher_outputs = run.teacher.forward_features(batch["audio"], batch["video"])
     loss, parts = combined_loss(outputs, batch, run.config.loss, teacher_outputs=teacher_outputs)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()

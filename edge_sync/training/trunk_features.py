@@ -246,5 +246,5 @@ def check_teacher_config(config: Any) -> None:
 
 
 __all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "TEACHER_KEYS", "TRUNKS", "TeacherFeatureWindows",
-           "TrunkFeatureWindows", "WithoutTeacher", "check_config", "check_teacher_config", "segment_features", "synthetic_pool", "trunk_feature_dataset",
-           "with_teacher_features"]
+           "TrunkFeatureWindows", "WithoutTeacher", "check_config", "check_teacher_config", "segment_features",
+           "synthetic_pool", "trunk_feature_dataset", "with_teacher_features"]

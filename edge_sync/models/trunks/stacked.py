@@ -58,12 +58,13 @@ class StackedTrunk(nn.Module):
 
 def _stacked(build: Callable[..., nn.Module], kind: str, trunks: list[dict[str, Any]]) -> StackedTrunk:
     if not isinstance(trunks, list) or not trunks:
-        raise ValueError(f"a stacked {kind} trunk needs trunks=[{{'name': ..., 'kwargs': {{...}}}}, ...], got {trunks!r}")
+        raise ValueError(f"a stacked {kind} trunk needs trunks=[{{'name': ..., 'kwargs': {{...}}}}, ...], "
+                         f"got {trunks!r}")
     built, specs = [], []
     for spec in trunks:
         if not isinstance(spec, dict) or "name" not in spec or set(spec) - SPEC_KEYS:
-            raise ValueError(f"each stacked {kind} trunk is a dict with 'name' and optional {sorted(SPEC_KEYS - {'name'})}"
-                             f", got {spec!r}")
+            raise ValueError(f"each stacked {kind} trunk is a dict with 'name' and optional "
+                             f"{sorted(SPEC_KEYS - {'name'})}, got {spec!r}")
         trunk = build(spec["name"], **dict(spec.get("kwargs", {})))
         if spec.get("weights"):
             load_local_weights(trunk, spec["weights"], select_prefix=spec.get("select_prefix", ""),

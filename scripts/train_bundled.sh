@@ -83,7 +83,11 @@
 #     SYNTH=0.5 STEPS=1200 LR=5e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 DEGRADE=1 OUT=runs/s16_k3.pt \
 #     bash scripts/train_bundled.sh student-real   # 435 s
 #   STUDENT=runs/s16_k3.pt MOTION="1 2" OUT=runs/s16_k3m_start.pt bash scripts/train_bundled.sh reshape-student
-#   (then student-real as for k3 from runs/s16_k3m_start.pt, OUT=runs/s16_k3m.pt; 449 s)
+#   (then student-real as for k3 from runs/s16_k3m_start.pt, OUT=runs/s16_k3m.pt; 449 s). k3m_cpu: runs/s16_k3m.pt with
+#   its motion blocks' BatchNorm weights set to 0.25 by hand, then on the 2-core CPU (33 min):
+#   REALIGN=1 DEVICE=cpu WORKERS=1 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/s16_k3m_g.pt SYNTH=0.5 \
+#     STEPS=900 LR=3e-4 BATCH=16 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 DEGRADE=1 OUT=runs/s16_k3m_cpu.pt \
+#     bash scripts/train_bundled.sh student-real
 #   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
 #     SYNTH=0.5 STEPS=1200 END_AT=1100 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 DEGRADE=1 CHANNEL=1 \
 #     COLOUR=strong AUDIO_RELATION=2.0 OUT=runs/s16_robust.pt bash scripts/train_bundled.sh student-real   # 426 s

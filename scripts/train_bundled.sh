@@ -84,7 +84,10 @@
 #     bash scripts/train_bundled.sh student-real   # 435 s
 #   STUDENT=runs/s16_k3.pt MOTION="1 2" OUT=runs/s16_k3m_start.pt bash scripts/train_bundled.sh reshape-student
 #   (then student-real as for k3 from runs/s16_k3m_start.pt, OUT=runs/s16_k3m.pt; 449 s). k3m_cpu: runs/s16_k3m.pt with
-#   its motion blocks' BatchNorm weights set to 0.25 by hand, then on the 2-core CPU (33 min):
+#   its motion blocks' BatchNorm weights set to 0.25, then on the 2-core CPU (33 min):
+#   .venv/bin/python -c "from edge_sync.models import io; m = io.load('runs/s16_k3m.pt')
+#   [b.temporal[1].weight.data.fill_(0.25) for b in m.video_encoder.motion.values()]
+#   io.save_checkpoint(m, 'runs/s16_k3m_g.pt')"
 #   REALIGN=1 DEVICE=cpu WORKERS=1 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/s16_k3m_g.pt SYNTH=0.5 \
 #     STEPS=900 LR=3e-4 BATCH=16 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 DEGRADE=1 OUT=runs/s16_k3m_cpu.pt \
 #     bash scripts/train_bundled.sh student-real

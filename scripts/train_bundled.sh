@@ -91,6 +91,7 @@
 #   REALIGN=1 DEVICE=cpu WORKERS=1 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/s16_k3m_g.pt SYNTH=0.5 \
 #     STEPS=900 LR=3e-4 BATCH=16 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 DEGRADE=1 OUT=runs/s16_k3m_cpu.pt \
 #     bash scripts/train_bundled.sh student-real
+#   (k3m_ft: the same from runs/s16_k3m_cpu.pt with STEPS=600 LR=1e-4 WINDOW_WEIGHT=1.0 OUT=runs/s16_k3m_ft.pt; 21 min)
 #   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
 #     SYNTH=0.5 STEPS=1200 END_AT=1100 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 DEGRADE=1 CHANNEL=1 \
 #     COLOUR=strong AUDIO_RELATION=2.0 OUT=runs/s16_robust.pt bash scripts/train_bundled.sh student-real   # 426 s

@@ -46,6 +46,11 @@ def _uniform(generator: torch.Generator | None, low: float, high: float) -> floa
     return low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
 
 
+def _symmetric(generator: torch.Generator | None, limit: float) -> float:
+    """Uniform in [-limit, limit]: the draw of every "up to +-limit" augmentation parameter."""
+    return _uniform(generator, -limit, limit)
+
+
 def _randint(generator: torch.Generator | None, low: int, high: int) -> int:
     """Uniform integer in [low, high] inclusive."""
     return int(torch.randint(low, high + 1, (), generator=generator))
@@ -377,9 +382,9 @@ class ChannelTilt:
         if not _coin(generator, self.p):
             return dict(sample)
         x = np.linspace(0.0, 1.0, MFCC.nfilt)
-        gain_db = (_uniform(generator, -self.max_tilt_db, self.max_tilt_db) * (x - 0.5)
-                   + _uniform(generator, -self.max_bump_db, self.max_bump_db) * np.sin(np.pi * x)
-                   + _uniform(generator, -self.max_gain_db, self.max_gain_db))
+        gain_db = (_symmetric(generator, self.max_tilt_db) * (x - 0.5)
+                   + _symmetric(generator, self.max_bump_db) * np.sin(np.pi * x)
+                   + _symmetric(generator, self.max_gain_db))
         offset = torch.from_numpy(cepstral_offset(gain_db * math.log(10.0) / 10.0)).to(audio.dtype)
         return {**sample, "audio": audio + offset[:, None]}
 
@@ -432,7 +437,7 @@ class ColourJitter:
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
         if not _coin(generator, self.p):
             return dict(sample)
-        shift = _uniform(generator, -self.brightness, self.brightness) if self.brightness else 0.0
+        shift = _symmetric(generator, self.brightness) if self.brightness else 0.0
         contrast = _uniform(generator, 1 - self.contrast, 1 + self.contrast) if self.contrast else 1.0
         saturation = _uniform(generator, 1 - self.saturation, 1 + self.saturation) if self.saturation else 1.0
         return {**sample, "video": adjust_colour(sample["video"], shift, contrast, saturation)}
@@ -475,7 +480,7 @@ class LowQuality:
         if not _coin(generator, self.p):
             return dict(sample)
         scale = _uniform(generator, self.min_scale, 1.0)
-        gamma = math.exp(_uniform(generator, -math.log(self.max_gamma), math.log(self.max_gamma)))
+        gamma = math.exp(_symmetric(generator, math.log(self.max_gamma)))
         sd = _uniform(generator, 0.0, self.noise)
         return {**sample, "video": degrade(sample["video"], scale, gamma, sd, generator)}
 

@@ -56,11 +56,14 @@ class SyncModelConfig:
 def contract_forward(model: nn.Module, audio: torch.Tensor, video: torch.Tensor, features: bool = False,
                      windows: tuple[torch.Tensor, torch.Tensor] | None = None):
     """The ``forward`` every trainable sync model shares: (sync_probs, correlation) from ``forward_features``, or
-    that dict itself with ``features=True`` (plus ``window_scores`` of ``windows`` for the window loss)."""
+    that dict itself with ``features=True`` (plus ``window_scores`` of ``windows`` for the window loss, and the
+    windows' embeddings where the model has ``window_features``)."""
     out = model.forward_features(audio, video)
     if features:
         if windows is not None:
-            out["window_scores"] = model.window_scores(*windows)
+            window_features = getattr(model, "window_features", None)
+            out.update(window_features(*windows) if callable(window_features)
+                       else {"window_scores": model.window_scores(*windows)})
         return out
     return torch.softmax(out["logits"], dim=1), out["correlation"]
 
@@ -125,9 +128,14 @@ class SyncModel(nn.Module):
         Why: the published context protocol gives the model only the c-frame window; the per-frame
         ``correlation`` of a whole clip lets the encoders see neighbouring frames too.
         """
-        k = self.config.max_offset
+        return self.window_features(audio, video)["window_scores"]
+
+    def window_features(self, audio: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`window_scores` with the window's own embeddings (``window_audio_emb`` [B,D,c+2K],
+        ``window_video_emb`` [B,D,c]): what the window-context loss compares with the whole clip's."""
         a, v = self.embed(audio, video)
-        return window_correlation(v, a, k)
+        return {"window_scores": window_correlation(v, a, self.config.max_offset), "window_audio_emb": a,
+                "window_video_emb": v}
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor, features: bool = False,
                 windows: tuple[torch.Tensor, torch.Tensor] | None = None):

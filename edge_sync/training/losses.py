@@ -311,6 +311,36 @@ def _taught_frames(valid: torch.Tensor | None, teacher_mask: torch.Tensor | None
     return _valid_mask(valid, (b, t), like.device) & teacher_mask.to(like.device).bool()[:, None]
 
 
+def window_context_loss(window_video_emb: torch.Tensor, window_audio_emb: torch.Tensor, video_emb: torch.Tensor,
+                        audio_emb: torch.Tensor, start: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cosine distance between a window's embeddings seen alone and the same frames' embeddings in the
+    whole clip (held fixed), video frames s..s+c-1 and audio frames s-K..s+c-1+K.
+
+    Why: on the strict context protocol the student's video encoder, seeing 5 frames, loses what it reads from
+    its neighbours (its clip evidence reaches ~96% where the window alone gives ~72%). The whole-clip embedding of
+    each frame is a dense per-frame target for what the window should still say; the window loss gives one
+    31-way label per window. The whole clip is the model's own view (stop-gradient), so no second model is needed.
+    """
+    b, _, c = window_video_emb.shape
+    k = (window_audio_emb.shape[-1] - c) // 2
+    if video_emb.shape[:2] != window_video_emb.shape[:2] or tuple(start.shape) != (b,):
+        raise ValueError(f"window embeddings {list(window_video_emb.shape)} do not fit the clip's "
+                         f"{list(video_emb.shape)} and starts {list(start.shape)}")
+    start = start.to(video_emb.device)
+    if int(start.min()) < k or int(start.max()) + c + k > video_emb.shape[-1]:
+        raise ValueError(f"window starts must leave K={k} frames of audio either side inside the clip")
+
+    def frames(emb: torch.Tensor, first: torch.Tensor, count: int) -> torch.Tensor:
+        index = first[:, None] + torch.arange(count, device=emb.device)[None]
+        return emb.detach().gather(2, index.unsqueeze(1).expand(-1, emb.shape[1], -1))
+
+    video_gap = 1.0 - (window_video_emb * frames(video_emb, start, c)).sum(dim=1).mean(dim=1)
+    audio_gap = 1.0 - (window_audio_emb * frames(audio_emb, start - k, c + 2 * k)).sum(dim=1).mean(dim=1)
+    per_window = video_gap + audio_gap
+    keep = torch.ones_like(per_window, dtype=torch.bool) if keep is None else keep.to(per_window.device)
+    return _masked_mean(per_window, keep, per_window)
+
+
 # --- what the trainer calls ----------------------------------------------------------------------
 @dataclass
 class LossWeights:
@@ -333,6 +363,9 @@ class LossWeights:
     corr_temperature: float = 0.1
     window_ce: float = 0.0  # cross-entropy on window_scores of short windows seen alone (strict context protocol)
     window_min_frames: int = 5
+    # cosine distance of the windows' embeddings (seen alone) to the whole clip's (window_context_loss); draws
+    # windows of window_min_frames..window_max_frames as window_ce does
+    window_context: float = 0.0
     window_max_frames: int = 15
     # KL between the teacher's and the student's per-frame correlation over offsets (both / corr_temperature): the
     # evidence the clip readout averages, taken from a teacher that sees real faces better than the student can
@@ -382,6 +415,13 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
         keep = batch.get("window_valid")
         keep = torch.ones_like(per_window, dtype=torch.bool) if keep is None else keep.to(logits.device)
         parts["window_ce"] = _masked_mean(per_window, keep, per_window)
+    if weights.window_context:
+        if "window_video_emb" not in outputs or "window_start" not in batch:
+            raise ValueError("weights.window_context > 0 needs a model with window_features (SyncModel) and "
+                             "the batch's windows")
+        parts["window_context"] = window_context_loss(outputs["window_video_emb"], outputs["window_audio_emb"],
+                                                      outputs["video_emb"], outputs["audio_emb"],
+                                                      batch["window_start"], batch.get("window_valid"))
     if weights.focal:
         parts["focal"] = focal_loss(logits, targets, valid, weights.focal_gamma, max_offset)
     if weights.triplet:
@@ -416,8 +456,8 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
             teacher_emb = teacher_outputs[emb].to(logits.device)
             parts[f"{modality}_relation"] = self_similarity_distill(outputs[emb], teacher_emb, taught)
     if not parts:
-        raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, focal, triplet, "
-                         "info_nce, temporal, distill, corr_distill, video_relation, audio_relation")
+        raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, window_context, "
+                         "focal, triplet, info_nce, temporal, distill, corr_distill, video_relation, audio_relation")
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     log = {name: float(value.detach()) for name, value in parts.items()}
     log["total"] = float(total.detach())

@@ -439,13 +439,13 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
 def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: float, stopping: bool) -> None:
     """One optimisation step of one model on the shared batch, and its checkpoint when due."""
     weights = run.config.loss
-    if weights.window_ce:  # windows drawn from (seed, step, rank): a resumed run draws the same ones
+    if weights.window_ce or weights.window_context:  # windows from (seed, step, rank): a resumed run draws the same
         generator = torch.Generator().manual_seed((run.config.seed * 1_000_003 + step) * 64 + rank)
         windows = sample_windows(batch, _unwrap(run.model).contract.max_offset, weights.window_min_frames,
                                  weights.window_max_frames, generator)
         if windows is None:
-            raise ValueError(f"window_ce needs clips of at least {weights.window_min_frames} + 2K frames; "
-                             f"--frames {batch['video'].shape[2]} is too short")
+            raise ValueError(f"window_ce / window_context need clips of at least {weights.window_min_frames} + 2K "
+                             f"frames; --frames {batch['video'].shape[2]} is too short")
         batch = {**batch, **windows}
     outputs = _forward(run.model, batch)
     teacher_outputs = None

@@ -223,8 +223,8 @@ def check_config(config: Any) -> None:
         problems.append("no pixel augmentation (--no-augment)")
     if config.teacher:
         problems.append("no teacher (distillation runs the teacher on raw inputs)")
-    if config.loss.window_ce:
-        problems.append("no window_ce (window losses need raw windows)")
+    if config.loss.window_ce or config.loss.window_context:
+        problems.append("no window_ce or window_context (window losses need raw windows)")
     if problems:
         raise ValueError("trunk_features (training on cached trunk features) needs " + "; ".join(problems))
 

@@ -29,7 +29,7 @@ def sample_windows(batch: dict[str, torch.Tensor], max_offset: int, min_frames: 
     allow (s >= K and s + c + K <= T); the starts are drawn per clip. Returns None when clips are too short for a
     window of ``min_frames`` (T < min_frames + 2K). The truth is the median of the window's per-frame offsets,
     rounded down to an offset (drifting clips change within a window); ``window_valid`` is False for windows
-    with an unlabelled frame or a truth beyond +-K, which the loss leaves out.
+    with an unlabelled frame or a truth beyond +-K, which the loss leaves out; ``window_start`` holds each s.
     """
     video, audio, offsets = batch["video"], batch["audio"], batch["offsets"]
     frames = video.shape[2]
@@ -47,4 +47,5 @@ def sample_windows(batch: dict[str, torch.Tensor], max_offset: int, min_frames: 
     if "valid" in batch:
         valid &= torch.stack([batch["valid"][i, s:s + c].all() for i, s in enumerate(starts)])
     return {"window_audio": window_audio, "window_video": window_video,
-            "window_offsets": truth.clamp(-k, k), "window_valid": valid}
+            "window_offsets": truth.clamp(-k, k), "window_valid": valid,
+            "window_start": torch.tensor(starts, dtype=torch.long)}

@@ -52,6 +52,29 @@ def test_correlation_is_cosine_of_the_embeddings(request, which):
     assert out["correlation"][0, 15 + 10, 0].item() == 0.0  # audio frame 10 is outside a 9-frame clip
 
 
+def test_window_features_are_the_windows_own_embeddings_and_scores():
+    """forward(features=True, windows=...) adds the window's scores and the embeddings they are made of: the
+    window seen alone (c video frames, c + 2K audio frames), not a slice of the clip's (the bundled student: an
+    untrained one embeds noise frames alike)."""
+    from edge_sync.models.io import load
+
+    student = load("student").eval()
+    audio, video = _inputs(40)
+    window_audio, window_video = audio[..., 4 * 3:4 * 38], video[:, :, 18:23]  # c = 5, K = 15
+    with torch.no_grad():
+        out = student(audio, video, features=True, windows=(window_audio, window_video))
+        a, v = student.embed(window_audio, window_video)
+    d = student.config.embed_dim
+    assert out["window_video_emb"].shape == (2, d, 5) and out["window_audio_emb"].shape == (2, d, 35)
+    torch.testing.assert_close(out["window_video_emb"], v)
+    torch.testing.assert_close(out["window_audio_emb"], a)
+    torch.testing.assert_close(out["window_scores"], student.window_scores(window_audio, window_video))
+    truth_k = 3  # candidate k of window frame j is window audio frame j + K + k
+    by_hand = (v * a[:, :, 15 + truth_k:15 + truth_k + 5]).sum(dim=(1, 2))
+    torch.testing.assert_close(out["window_scores"][:, 15 + truth_k], by_hand, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out["window_video_emb"], out["video_emb"][:, :, 18:23], atol=1e-3)
+
+
 def test_clips_in_a_batch_do_not_mix(student):
     audio, video = _inputs(6)
     with torch.no_grad():

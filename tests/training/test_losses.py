@@ -18,6 +18,7 @@ from edge_sync.training.losses import (
     self_similarity_distill,
     temporal_consistency_loss,
     triplet_loss,
+    window_context_loss,
 )
 
 K1 = 1  # 3 offset classes keep hand computations short
@@ -476,6 +477,48 @@ def test_window_cross_entropy_by_hand():
     # without windows in the outputs (a model or batch without them) the term is simply absent
     _, parts = combined_loss(_fake_outputs(b=2, t=6), batch, LossWeights(ce=1.0, window_ce=1.0))
     assert "window_ce" not in parts
+
+
+def test_window_context_is_zero_when_the_window_sees_what_the_clip_sees_and_grows_with_the_gap():
+    """window_context: 1 - cos between each window frame's embedding and the same frame's whole-clip embedding
+    (video frames s..s+c-1, audio s-K..s+c-1+K), averaged per window and summed over the two modalities."""
+    g = torch.Generator().manual_seed(3)
+    b, d, t, k, c = 2, 8, 20, 3, 4
+    video = F.normalize(torch.randn(b, d, t, generator=g), dim=1)
+    audio = F.normalize(torch.randn(b, d, t, generator=g), dim=1)
+    start = torch.tensor([3, 9])
+    same_v = torch.stack([video[i, :, s:s + c] for i, s in enumerate(start.tolist())])
+    same_a = torch.stack([audio[i, :, s - k:s + c + k] for i, s in enumerate(start.tolist())])
+    assert float(window_context_loss(same_v, same_a, video, audio, start)) == pytest.approx(0.0, abs=1e-6)
+    # a window one frame off (the wrong frames) is far from the clip's view of its own frames
+    shifted_v = torch.stack([video[i, :, s + 1:s + 1 + c] for i, s in enumerate(start.tolist())])
+    wrong = window_context_loss(shifted_v, same_a, video, audio, start)
+    by_hand = sum(float(1 - (shifted_v[i] * same_v[i]).sum(0).mean()) for i in range(b)) / b
+    assert float(wrong) == pytest.approx(by_hand, rel=1e-5) and float(wrong) > 0.5
+    # masked windows are left out; starts that leave no K frames of audio are refused
+    kept = window_context_loss(shifted_v, same_a, video, audio, start, keep=torch.tensor([False, True]))
+    assert float(kept) == pytest.approx(float(1 - (shifted_v[1] * same_v[1]).sum(0).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="K=3"):
+        window_context_loss(same_v, same_a, video, audio, torch.tensor([2, 9]))
+
+
+def test_window_context_trains_the_window_not_the_clip():
+    """The whole clip's embeddings are the target (no gradient); the window's own get one."""
+    g = torch.Generator().manual_seed(4)
+    video = F.normalize(torch.randn(1, 8, 12, generator=g), dim=1).requires_grad_()
+    audio = F.normalize(torch.randn(1, 8, 12, generator=g), dim=1).requires_grad_()
+    win_v = F.normalize(torch.randn(1, 8, 3, generator=g), dim=1).requires_grad_()
+    win_a = F.normalize(torch.randn(1, 8, 7, generator=g), dim=1).requires_grad_()
+    out = {**_fake_outputs(b=1, t=12), "video_emb": video, "audio_emb": audio, "window_video_emb": win_v,
+           "window_audio_emb": win_a}
+    batch = {"offsets": torch.zeros(1, 12, dtype=torch.long), "window_start": torch.tensor([4])}
+    total, parts = combined_loss(out, batch, LossWeights(ce=0.0, window_context=2.0))
+    assert parts["total"] == pytest.approx(2.0 * parts["window_context"], rel=1e-6)
+    total.backward()
+    assert win_v.grad.abs().sum() > 0 and win_a.grad.abs().sum() > 0
+    assert video.grad is None and audio.grad is None
+    with pytest.raises(ValueError, match="window_features"):
+        combined_loss(_fake_outputs(b=1, t=12), batch, LossWeights(ce=0.0, window_context=1.0))
 
 
 def test_distillation_learns_only_from_samples_that_have_a_teacher():

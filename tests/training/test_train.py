@@ -124,6 +124,18 @@ def test_window_loss_trains_and_resumes_exactly(tmp_path):
         train(_config(loss=LossWeights(window_ce=1.0)), tmp_path / "short.pt", progress=False)
 
 
+def test_window_context_alone_draws_windows_and_trains_them(tmp_path):
+    """window_context needs no window_ce: the trainer draws windows for either, and the window's embeddings
+    move towards the whole clip's."""
+    from edge_sync.training.losses import LossWeights
+
+    cfg = _config(frames=36, steps=2, loss=LossWeights(ce=1.0, window_context=1.0, window_min_frames=5,
+                                                       window_max_frames=6))
+    history = train(cfg, tmp_path / "c.pt", progress=False).history
+    assert "window_context" in history[-1] and "window_ce" not in history[-1]
+    assert 0 < history[-1]["window_context"] < 4
+
+
 def test_freeze_keeps_the_named_parameters_fixed_and_rejects_typos(tmp_path):
     start = io.load("student")
     before = {n: p.detach().clone().float() for n, p in start.state_dict().items()}

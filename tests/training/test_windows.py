@@ -26,7 +26,7 @@ def test_windows_line_up_video_audio_and_truth():
         assert 2 <= c <= 8 and w["window_audio"].shape[-1] == 4 * (c + 2 * K)
         for i in range(3):
             s = int(w["window_video"][i, 0, 0, 0, 0])  # the window's first frame number
-            assert K <= s <= frames - c - K
+            assert K <= s <= frames - c - K and int(w["window_start"][i]) == s
             assert w["window_video"][i, 0, :, 0, 0].tolist() == list(range(s, s + c))
             # candidate k of window frame j is audio frame j + K + k: the truth k pairs each frame with itself
             k = int(w["window_offsets"][i])

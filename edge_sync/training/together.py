@@ -38,8 +38,8 @@ def run_config(model: str, config_json: Path | None, args: argparse.Namespace) -
     shared = dict(model=model, data=args.data, steps=args.steps, batch_size=args.batch_size, frames=args.frames,
                   lr=args.lr, seed=args.seed, workers=args.workers, device=args.device, half_weights=args.half)
     # the JSON may override a shared option for its run (a lower lr to fine-tune pretrained trunks, say); options that
-    # shape the batches must still agree across runs (train_together checks)
-    return TrainConfig(**{**shared, **extra}, augment=augment, loss=loss, teacher=None)
+    # shape the batches must still agree across runs (train_together checks); "teacher" makes its run a distillation
+    return TrainConfig(**{**shared, "teacher": None, **extra}, augment=augment, loss=loss)
 
 
 def main(argv: list[str] | None = None) -> None:

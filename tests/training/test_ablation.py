@@ -115,6 +115,13 @@ def test_together_command_builds_the_config_edge_sync_train_builds(tmp_path):
     ours = together.run_config("teacher", cfg, args)
     theirs = cli._train_config("teacher", "synthetic", 30, 4, 40, 2e-3, 0, 2, cfg, "cpu", True, None, True)
     assert ours.to_dict() == theirs.to_dict()
+    # a "teacher" in the JSON makes that run a distillation, as it does for `edge-sync train --config`
+    cfg.write_text(json.dumps({"teacher": "runs/t.pt", "loss": {"ce": 1.0, "distill": 1.0}}))
+    ours = together.run_config("student", cfg, args)
+    theirs = cli._train_config("student", "synthetic", 30, 4, 40, 2e-3, 0, 2, cfg, "cpu", True, None, True)
+    assert ours.teacher == "runs/t.pt" and ours.to_dict() == theirs.to_dict()
+    cfg.write_text(json.dumps({}))
+    assert together.run_config("student", cfg, args).teacher is None
     cfg.write_text(json.dumps({"lr": 3e-4, "warmup_steps": 10}))  # a run's own learning rate beats the shared one
     own = together.run_config("teacher", cfg, args)
     assert (own.lr, own.warmup_steps, own.steps) == (3e-4, 10, 30)

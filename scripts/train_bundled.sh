@@ -95,6 +95,21 @@
 #   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
 #     SYNTH=0.5 STEPS=1200 END_AT=1100 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 DEGRADE=1 CHANNEL=1 \
 #     COLOUR=strong AUDIO_RELATION=2.0 OUT=runs/s16_robust.pt bash scripts/train_bundled.sh student-real   # 426 s
+# Session 17 (issue 15; docs/real_footage.md, not bundled), on this 2-core CPU (no GPU could be started): the window-
+# context loss on the bundled student, (a) synthetic only, 200 steps, with and without it (8 min each):
+#   .venv/bin/edge-sync train --config CFG --steps 200 --batch-size 16 --frames 40 --lr 3e-4 -o runs/s17cpu/ab_with.pt
+#   (CFG: {"model": "edge_sync/weights/student.pt", "augment": {"crop": true, "flip": true, "colour": true,
+#   "freq_mask": true}, "loss": {"ce": 1.0, "corr_ce": 0.5, "corr_temperature": 0.07, "window_ce": 3.0,
+#   "window_min_frames": 5, "window_max_frames": 8, "window_context": 8.0}}; ab_without: "window_context": 0.0)
+# (b) in the real-footage recipe (18 min):
+#   REALIGN=1 DEVICE=cpu WORKERS=1 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
+#     SYNTH=0.5 STEPS=600 LR=3e-4 BATCH=16 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 DEGRADE=1 WINDOW_CONTEXT=8.0 \
+#     OUT=runs/s17_wc_cpu.pt bash scripts/train_bundled.sh student-real
+# (c) two students from scratch on one stream of batches (the bundled shape, and temporal kernel 3 with FrameMotion2d
+#   after every video stage), 400 steps, no teacher (22 min): python -m edge_sync.training.together --steps 400
+#   --batch-size 16 --frames 40 --lr 3e-3 --run student:A.json:runs/s17cpu/A.pt --run student:C.json:runs/s17cpu/C.pt
+#   (A.json / C.json: speech_bank 400, the int8-friendly model_config, C's with temporal_kernel 3 on both trunks and
+#   motion_stages [0, 1, 2]; the loss of (a))
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s

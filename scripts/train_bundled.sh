@@ -95,8 +95,10 @@
 #   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=edge_sync/weights/student.pt \
 #     SYNTH=0.5 STEPS=1200 END_AT=1100 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=2.0 WINDOW_MAX=8 DEGRADE=1 CHANNEL=1 \
 #     COLOUR=strong AUDIO_RELATION=2.0 OUT=runs/s16_robust.pt bash scripts/train_bundled.sh student-real   # 426 s
-# Session 17 (issue 15; docs/real_footage.md, not bundled), on this 2-core CPU (no GPU could be started): the window-
-# context loss on the bundled student, (a) synthetic only, 200 steps, with and without it (8 min each):
+# Session 17 (issue 15; docs/real_footage.md, not bundled). On one H100: DEVICE=cuda WORKERS=14 BANK=400 STEPS=1000
+# bash scripts/train_bundled.sh student-shapes (cut at step 470 by the call's limit; scored at the step-400 states).
+# On this 2-core CPU, the window-context loss on the bundled student, (a) synthetic only, 200 steps, with and
+# without it (8 min each):
 #   .venv/bin/edge-sync train --config CFG --steps 200 --batch-size 16 --frames 40 --lr 3e-4 -o runs/s17cpu/ab_with.pt
 #   (CFG: {"model": "edge_sync/weights/student.pt", "augment": {"crop": true, "flip": true, "colour": true,
 #   "freq_mask": true}, "loss": {"ce": 1.0, "corr_ce": 0.5, "corr_temperature": 0.07, "window_ce": 3.0,
@@ -270,6 +272,26 @@ case "$stage" in
       --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
     $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" --model student \
       -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
+  student-shapes)  # three students distilled from scratch from the bundled teacher on synthetic clips, together on one
+                   # stream of batches, the window loss and window_context from the start: the bundled shape (A),
+                   # temporal kernel 3 with FrameMotion2d after every video stage (C), and C at width 1.2 (E, 224 K
+                   # parameters); OUT_DIR (default runs), STEPS, END_AT
+    d=${OUT_DIR:-runs}
+    runs=()
+    for row in 'A|{}|{}' \
+               'C|{"temporal_kernel": 3, "motion_stages": [0, 1, 2]}|{"temporal_kernel": 3}' \
+               'E|{"temporal_kernel": 3, "motion_stages": [0, 1, 2], "width": 1.2}|{"temporal_kernel": 3}'; do
+      IFS='|' read -r name video audio <<< "$row"
+      f=$(mktemp --suffix .json)
+      echo "{\"teacher\": \"edge_sync/weights/teacher.pt\", \"speech_bank\": ${BANK:-400}, \"checkpoint_every\": 100," \
+           "\"model_config\": {\"video_trunk_kwargs\": $(echo "$video" | sed 's/^{/{"act": "relu", "se": false, /; s/, }/}/')," \
+           "\"audio_trunk_kwargs\": $(echo "$audio" | sed 's/^{/{"act": "relu", /; s/, }/}/')}," \
+           "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07," \
+           "\"window_ce\": 3.0, \"window_min_frames\": 5, \"window_max_frames\": 8, \"window_context\": 8.0}}" > "$f"
+      runs+=(--run "student:$f:$d/student_shape_$name.pt")
+    done
+    $PY -m edge_sync.training.together --steps "${STEPS:-1500}" --batch-size "${BATCH:-32}" --frames 40 --lr 3e-3 \
+      --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half ${END_AT:+--end-at "$END_AT"} "${runs[@]}" ;;
   reshape-student)  # the student STUDENT (default: the bundled one) carried over to temporal kernel KERNEL (both
                     # trunks) and/or FrameMotion2d blocks after the video stages MOTION (e.g. "1 2"), as OUT: centre
                     # taps kept, new blocks the identity (edge_sync.training.reshape); then student-real trains it
@@ -373,7 +395,8 @@ case "$stage" in
     .venv/bin/python scripts/fit_evidence_floor.py runs/eval_floor.json ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real | teacher-real-ft | teacher-stacked | student-real | reshape-student | bundle-student-real |" \
+          "teacher-real | teacher-real-ft | teacher-stacked | student-real | student-shapes | reshape-student |" \
+          "bundle-student-real |" \
           "options-trunks | options-pretrain | ablation-options" >&2
      exit 2 ;;
 esac

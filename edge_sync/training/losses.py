@@ -320,6 +320,7 @@ def window_context_loss(window_video_emb: torch.Tensor, window_audio_emb: torch.
     its neighbours (its clip evidence reaches ~96% where the window alone gives ~72%). The whole-clip embedding of
     each frame is a dense per-frame target for what the window should still say; the window loss gives one
     31-way label per window. The whole clip is the model's own view (stop-gradient), so no second model is needed.
+    Measured in session 17 (docs/real_footage.md): it did not lift a warm-started student's strict figure.
     """
     b, _, c = window_video_emb.shape
     k = (window_audio_emb.shape[-1] - c) // 2
@@ -363,10 +364,10 @@ class LossWeights:
     corr_temperature: float = 0.1
     window_ce: float = 0.0  # cross-entropy on window_scores of short windows seen alone (strict context protocol)
     window_min_frames: int = 5
+    window_max_frames: int = 15
     # cosine distance of the windows' embeddings (seen alone) to the whole clip's (window_context_loss); draws
     # windows of window_min_frames..window_max_frames as window_ce does
     window_context: float = 0.0
-    window_max_frames: int = 15
     # KL between the teacher's and the student's per-frame correlation over offsets (both / corr_temperature): the
     # evidence the clip readout averages, taken from a teacher that sees real faces better than the student can
     corr_distill: float = 0.0

@@ -278,14 +278,14 @@ case "$stage" in
                    # parameters); OUT_DIR (default runs), STEPS, END_AT
     d=${OUT_DIR:-runs}
     runs=()
-    for row in 'A|{}|{}' \
-               'C|{"temporal_kernel": 3, "motion_stages": [0, 1, 2]}|{"temporal_kernel": 3}' \
-               'E|{"temporal_kernel": 3, "motion_stages": [0, 1, 2], "width": 1.2}|{"temporal_kernel": 3}'; do
+    int8='"act": "relu"'  # the INT8-friendly student (ReLU; no squeeze-excite in the video trunk)
+    for row in "A|{$int8, \"se\": false}|{$int8}" \
+               "C|{$int8, \"se\": false, \"temporal_kernel\": 3, \"motion_stages\": [0, 1, 2]}|{$int8, \"temporal_kernel\": 3}" \
+               "E|{$int8, \"se\": false, \"temporal_kernel\": 3, \"motion_stages\": [0, 1, 2], \"width\": 1.2}|{$int8, \"temporal_kernel\": 3}"; do
       IFS='|' read -r name video audio <<< "$row"
       f=$(mktemp --suffix .json)
       echo "{\"teacher\": \"edge_sync/weights/teacher.pt\", \"speech_bank\": ${BANK:-400}, \"checkpoint_every\": 100," \
-           "\"model_config\": {\"video_trunk_kwargs\": $(echo "$video" | sed 's/^{/{"act": "relu", "se": false, /; s/, }/}/')," \
-           "\"audio_trunk_kwargs\": $(echo "$audio" | sed 's/^{/{"act": "relu", /; s/, }/}/')}," \
+           "\"model_config\": {\"video_trunk_kwargs\": $video, \"audio_trunk_kwargs\": $audio}," \
            "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07," \
            "\"window_ce\": 3.0, \"window_min_frames\": 5, \"window_max_frames\": 8, \"window_context\": 8.0}}" > "$f"
       runs+=(--run "student:$f:$d/student_shape_$name.pt")

@@ -327,9 +327,9 @@ def window_context_loss(window_video_emb: torch.Tensor, window_audio_emb: torch.
     if video_emb.shape[:2] != window_video_emb.shape[:2] or tuple(start.shape) != (b,):
         raise ValueError(f"window embeddings {list(window_video_emb.shape)} do not fit the clip's "
                          f"{list(video_emb.shape)} and starts {list(start.shape)}")
-    start = start.to(video_emb.device)
-    if int(start.min()) < k or int(start.max()) + c + k > video_emb.shape[-1]:
+    if int(start.min()) < k or int(start.max()) + c + k > video_emb.shape[-1]:  # before the move: no device sync
         raise ValueError(f"window starts must leave K={k} frames of audio either side inside the clip")
+    start = start.to(video_emb.device)
 
     def frames(emb: torch.Tensor, first: torch.Tensor, count: int) -> torch.Tensor:
         index = first[:, None] + torch.arange(count, device=emb.device)[None]

@@ -257,14 +257,16 @@ case "$stage" in
                  # augmentation), CHANNEL=1 (the microphone/room augmentation of the MFCC), COLOUR=strong (brightness
                  # +-0.3, contrast and saturation x0.4..1.6 instead of +-0.2), VIDEO_RELATION=W / AUDIO_RELATION=W (the
                  # teacher's frame-to-frame video / audio similarities at weight W), WINDOW_CONTEXT=W (with WINDOW=1:
-                 # the windows' embeddings pulled towards the whole clip's, window_context_loss, at weight W)
+                 # the windows' embeddings pulled towards the whole clip's, window_context_loss, at weight W),
+                 # SYNTH_TEACHER=PATH (a teacher for the synthetic clips mixed in, e.g. the bundled synthetic teacher
+                 # edge_sync/weights/teacher.pt, instead of their labels alone)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
     colour=true
     [ "${COLOUR:-}" != strong ] || colour='{"p": 0.8, "brightness": 0.3, "contrast": 0.6, "saturation": 0.3}'
     f=$(mktemp --suffix .json)
     echo "{\"model\": \"${STUDENT:-runs/student_distilled.pt}\", \"teacher_trunk_features\": true," \
-         "\"synthetic_fraction\": ${SYNTH:-0.5}, ${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
+         "\"synthetic_fraction\": ${SYNTH:-0.5}, ${SYNTH_TEACHER:+\"synthetic_teacher\": \"$SYNTH_TEACHER\", }${BANK:+\"speech_bank\": $BANK, }\"checkpoint_every\": 100," \
          "\"augment\": {\"crop\": true, \"flip\": true, \"colour\": $colour, \"freq_mask\": true$([ "${DEGRADE:-0}" = 1 ] && echo ", \"degrade\": true")$([ "${CHANNEL:-0}" = 1 ] && echo ", \"channel\": true")}," \
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${WINDOW_CONTEXT:+, \"window_context\": $WINDOW_CONTEXT}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}${AUDIO_RELATION:+, \"audio_relation\": $AUDIO_RELATION}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \

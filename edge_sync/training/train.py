@@ -64,6 +64,10 @@ class TrainConfig:
     # anyway): each step runs only its projections and head, so a Light-ASD teacher costs next to nothing on a CPU
     teacher_trunk_features: bool = False
     synthetic_pool: int = 256  # trunk_features with synthetic_fraction: in-sync synthetic clips rendered once
+    # with teacher_trunk_features and synthetic_fraction: a checkpoint that teaches the synthetic clips mixed in (on
+    # their raw inputs), which otherwise learn from their labels alone; a student distilled on synthetic clips keeps
+    # what its synthetic teacher gave it (per-frame accuracy, the strict 5-frame context) while it learns real faces
+    synthetic_teacher: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -270,6 +274,7 @@ class _Run:
     history: list[dict[str, float]]
     elapsed: float
     running: float | None = None
+    synthetic_teacher: nn.Module | None = None  # TrainConfig.synthetic_teacher, loaded
 
 
 def train(config: TrainConfig, output: str | Path, resume: bool = True, progress: bool = True,
@@ -303,6 +308,16 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
         from edge_sync.training.trunk_features import check_teacher_config
 
         check_teacher_config(config)
+    synthetic_teacher = None
+    if config.synthetic_teacher:
+        from edge_sync.training.legacy_adapter import as_trainable
+        from edge_sync.training.trunk_features import check_synthetic_teacher_config
+
+        check_synthetic_teacher_config(config)
+        synthetic_teacher = as_trainable(load(config.synthetic_teacher)).to(device).eval().requires_grad_(False)
+        if synthetic_teacher.contract.max_offset != model.contract.max_offset:
+            raise ValueError(f"synthetic_teacher {config.synthetic_teacher} scores offsets "
+                             f"+-{synthetic_teacher.contract.max_offset}, the student +-{model.contract.max_offset}")
     freeze = list(config.freeze)
     if config.trunk_features:
         from edge_sync.training.trunk_features import TRUNKS, OnTrunkFeatures, check_config
@@ -330,7 +345,8 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
         log.info("resuming %s at step %d", output, start_step)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    return _Run(config, output, model, teacher, optimizer, scheduler, start_step, history, elapsed)
+    return _Run(config, output, model, teacher, optimizer, scheduler, start_step, history, elapsed,
+                synthetic_teacher=synthetic_teacher)
 
 
 def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume: bool = True,
@@ -453,6 +469,10 @@ def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: f
         with torch.no_grad():
             if "teacher_video" in batch:
                 teacher_outputs = run.teacher.forward_trunk_features(batch["teacher_audio"], batch["teacher_video"])
+                if run.synthetic_teacher is not None:
+                    from edge_sync.training.trunk_features import teach_synthetic
+
+                    teacher_outputs, batch = teach_synthetic(teacher_outputs, batch, run.synthetic_teacher)
             else:
                 teacher_outputs = run.teacher.forward_features(batch["audio"], batch["video"])
     loss, parts = combined_loss(outputs, batch, run.config.loss, teacher_outputs=teacher_outputs)

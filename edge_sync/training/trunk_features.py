@@ -245,6 +245,48 @@ def check_teacher_config(config: Any) -> None:
         raise ValueError("teacher_trunk_features (the teacher on cached trunk features) needs " + "; ".join(problems))
 
 
-__all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "TEACHER_KEYS", "TRUNKS", "TeacherFeatureWindows",
-           "TrunkFeatureWindows", "WithoutTeacher", "check_config", "check_teacher_config", "segment_features",
-           "synthetic_pool", "trunk_feature_dataset", "with_teacher_features"]
+def check_synthetic_teacher_config(config: Any) -> None:
+    """What a teacher for the synthetic clips mixed into a distillation on cached teacher features needs."""
+    problems = []
+    if not config.teacher_trunk_features:
+        problems.append("teacher_trunk_features (without it the teacher already sees every clip)")
+    if not config.synthetic_fraction:
+        problems.append("a synthetic_fraction (synthetic clips for it to teach)")
+    if config.loss.video_relation or config.loss.audio_relation:
+        problems.append("no video_relation or audio_relation (two teachers' embeddings need not agree in size)")
+    if problems:
+        raise ValueError("synthetic_teacher (a teacher for the synthetic clips mixed in) needs " + "; ".join(problems))
+
+
+SYNTHETIC_TAUGHT = ("logits", "correlation")  # what distillation (distill, corr_distill) reads of a teacher
+
+
+def teach_synthetic(teacher_outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                    synthetic_teacher: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The folder teacher's outputs with the untaught rows (``teacher_mask`` False: the synthetic clips, whose teacher
+    features are zeros) replaced by ``synthetic_teacher``'s on their raw inputs, and the batch with every row taught.
+
+    Why: synthetic clips mixed into a real-face distillation keep a student's sync skills only as far as their labels
+    go (one offset per clip); their teacher's per-frame distribution over offsets is the richer target the student
+    was first distilled on. The synthetic teacher sees the student's (augmented) inputs, as in a plain distillation.
+    """
+    untaught = ~batch["teacher_mask"].bool()
+    if not bool(untaught.any()):
+        return teacher_outputs, batch
+    with torch.no_grad():
+        taught = synthetic_teacher.forward_features(batch["audio"][untaught], batch["video"][untaught])
+    merged = dict(teacher_outputs)
+    for key in SYNTHETIC_TAUGHT:
+        ours, theirs = teacher_outputs[key], taught[key].to(teacher_outputs[key].dtype)
+        if ours.shape[1:] != theirs.shape[1:]:
+            raise ValueError(f"the synthetic teacher's {key} is {tuple(theirs.shape[1:])} a clip, the teacher's "
+                             f"{tuple(ours.shape[1:])}")
+        merged[key] = ours.clone()
+        merged[key][untaught] = theirs
+    return merged, {**batch, "teacher_mask": torch.ones_like(batch["teacher_mask"])}
+
+
+__all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "SYNTHETIC_TAUGHT", "TEACHER_KEYS", "TRUNKS",
+           "TeacherFeatureWindows", "TrunkFeatureWindows", "WithoutTeacher", "check_config",
+           "check_synthetic_teacher_config", "check_teacher_config", "segment_features", "synthetic_pool",
+           "teach_synthetic", "trunk_feature_dataset", "with_teacher_features"]

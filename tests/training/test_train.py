@@ -269,6 +269,19 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
     related = train(dataclasses.replace(cfg, steps=1, loss=LossWeights(ce=1.0, video_relation=1.0)),
                     tmp_path / "related.pt", progress=False)
     assert "video_relation" in related.history[-1] and "distill" not in related.history[-1]
+    # synthetic clips mixed in learn from a teacher of their own (here the student just distilled) where one is
+    # named: the same seeded run without it ends elsewhere
+    mixed = dataclasses.replace(cfg, steps=2, synthetic_fraction=0.5)
+    train(mixed, tmp_path / "labels.pt", progress=False)
+    train(dataclasses.replace(mixed, synthetic_teacher=str(tmp_path / "student.pt")), tmp_path / "taught.pt",
+          progress=False)
+    labels, taught = io.load(tmp_path / "labels.pt").state_dict(), io.load(tmp_path / "taught.pt").state_dict()
+    assert any(not torch.equal(labels[k], taught[k]) for k in labels)
+    with pytest.raises(ValueError, match="synthetic_teacher .*needs teacher_trunk_features"):
+        train(_config(synthetic_teacher=str(tmp_path / "student.pt")), tmp_path / "bad.pt", progress=False)
+    with pytest.raises(ValueError, match="synthetic_teacher .*needs a synthetic_fraction"):
+        train(dataclasses.replace(cfg, synthetic_teacher=str(tmp_path / "student.pt")), tmp_path / "bad.pt",
+              progress=False)
     with pytest.raises(ValueError, match="a teacher"):
         train(_config(data=videos, frames=20, teacher_trunk_features=True), tmp_path / "bad.pt", progress=False)
     with pytest.raises(ValueError, match="temporal jitter"):

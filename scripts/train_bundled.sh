@@ -112,6 +112,18 @@
 #   --batch-size 16 --frames 40 --lr 3e-3 --run student:A.json:runs/s17cpu/A.pt --run student:C.json:runs/s17cpu/C.pt
 #   (A.json / C.json: speech_bank 400, the int8-friendly model_config, C's with temporal_kernel 3 on both trunks and
 #   motion_stages [0, 1, 2]; the loss of (a))
+# Session 18 (issue 15; docs/real_footage.md, not bundled). On one H100: the session-17 call's step-400 states of C and
+# E resumed to the end of their 1,000-step schedule (the same command as session 17's, A left out; 301 s), then
+# student-real on each (306 s each):
+#   DEVICE=cuda WORKERS=14 BANK=400 STEPS=1000 bash scripts/train_bundled.sh student-shapes
+#   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/student_shape_E.pt \
+#     SYNTH=0.5 STEPS=1000 LR=1e-3 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 \
+#     OUT=runs/s18_e_real.pt bash scripts/train_bundled.sh student-real                        # (C: the same from _C)
+# On this 2-core CPU, E's real stage with and without a teacher for its synthetic clips, 300 steps each (both at once):
+#   [SYNTH_TEACHER=edge_sync/weights/teacher.pt] REALIGN=1 DEVICE=cpu WORKERS=0 BANK=56 \
+#     TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/student_shape_E.pt SYNTH=0.5 STEPS=300 LR=1e-3 BATCH=16 \
+#     WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 OUT=runs/s18_ab_with.pt \
+#     bash scripts/train_bundled.sh student-real
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s

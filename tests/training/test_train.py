@@ -242,7 +242,7 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
     window (computed once per clip), and a run distils from them; runs it cannot serve are refused."""
     pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
     from edge_sync.data.talking_photo import make_talking_photo_clip
-    from edge_sync.training.train import build_dataset
+    from edge_sync.training.train import build_dataset, build_model
     from edge_sync.training.trunk_features import TeacherFeatureWindows
 
     make_talking_photo_clip(tmp_path / "videos" / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
@@ -277,6 +277,10 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
           progress=False)
     labels, taught = io.load(tmp_path / "labels.pt").state_dict(), io.load(tmp_path / "taught.pt").state_dict()
     assert any(not torch.equal(labels[k], taught[k]) for k in labels)
+    io.save_checkpoint(build_model(_config(model_config={**TINY, "max_offset": 7})), tmp_path / "narrow.pt")
+    with pytest.raises(ValueError, match=r"scores offsets \+-7, the student \+-15"):
+        train(dataclasses.replace(mixed, synthetic_teacher=str(tmp_path / "narrow.pt")), tmp_path / "bad.pt",
+              progress=False)
     with pytest.raises(ValueError, match="synthetic_teacher .*needs teacher_trunk_features"):
         train(_config(synthetic_teacher=str(tmp_path / "student.pt")), tmp_path / "bad.pt", progress=False)
     with pytest.raises(ValueError, match="synthetic_teacher .*needs a synthetic_fraction"):

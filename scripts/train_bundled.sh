@@ -125,7 +125,8 @@
 #     WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 OUT=runs/s18_ab_with.pt \
 #     bash scripts/train_bundled.sh student-real
 # and with SYNTH_TEACHER at LR=3e-4 (WORKERS=1, alone: 20 min); E's step-400 state (runs/s17cpu/gpu_E.pt) with
-# STEPS=800 at LR=1e-3, no SYNTH_TEACHER (28 min).
+# STEPS=800 at LR=1e-3, no SYNTH_TEACHER (28 min); C (runs/student_shape_C.pt) with SYNTH_TEACHER, STEPS=400, LR=3e-4
+# (WORKERS=1, beside a CI run: 25 min).
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s

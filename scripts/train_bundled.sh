@@ -113,9 +113,9 @@
 #   (A.json / C.json: speech_bank 400, the int8-friendly model_config, C's with temporal_kernel 3 on both trunks and
 #   motion_stages [0, 1, 2]; the loss of (a))
 # Session 18 (issue 15; docs/real_footage.md, not bundled). On one H100: the session-17 call's step-400 states of C and
-# E resumed to the end of their 1,000-step schedule (the same command as session 17's, A left out; 301 s), then
+# E resumed to the end of their 1,000-step schedule (session 17's command with A left out; 301 s), then
 # student-real on each (306 s each):
-#   DEVICE=cuda WORKERS=14 BANK=400 STEPS=1000 bash scripts/train_bundled.sh student-shapes
+#   SHAPES="C E" DEVICE=cuda WORKERS=14 BANK=400 STEPS=1000 bash scripts/train_bundled.sh student-shapes
 #   REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/student_shape_E.pt \
 #     SYNTH=0.5 STEPS=1000 LR=1e-3 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 \
 #     OUT=runs/s18_e_real.pt bash scripts/train_bundled.sh student-real                        # (C: the same from _C)
@@ -292,7 +292,7 @@ case "$stage" in
   student-shapes)  # three students distilled from scratch from the bundled teacher on synthetic clips, together on one
                    # stream of batches, the window loss and window_context from the start: the bundled shape (A),
                    # temporal kernel 3 with FrameMotion2d after every video stage (C), and C at width 1.2 (E, 224 K
-                   # parameters); OUT_DIR (default runs), STEPS, END_AT
+                   # parameters); OUT_DIR (default runs), STEPS, END_AT, SHAPES (default "A C E": which of them)
     d=${OUT_DIR:-runs}
     runs=()
     int8='"act": "relu"'  # the INT8-friendly student (ReLU; no squeeze-excite in the video trunk)
@@ -300,6 +300,7 @@ case "$stage" in
                "C|{$int8, \"se\": false, \"temporal_kernel\": 3, \"motion_stages\": [0, 1, 2]}|{$int8, \"temporal_kernel\": 3}" \
                "E|{$int8, \"se\": false, \"temporal_kernel\": 3, \"motion_stages\": [0, 1, 2], \"width\": 1.2}|{$int8, \"temporal_kernel\": 3}"; do
       IFS='|' read -r name video audio <<< "$row"
+      [[ " ${SHAPES:-A C E} " == *" $name "* ]] || continue
       f=$(mktemp --suffix .json)
       echo "{\"teacher\": \"edge_sync/weights/teacher.pt\", \"speech_bank\": ${BANK:-400}, \"checkpoint_every\": 100," \
            "\"model_config\": {\"video_trunk_kwargs\": $video, \"audio_trunk_kwargs\": $audio}," \

@@ -40,13 +40,18 @@ def bundled_checkpoint_with_sha(sha256: str | None) -> str | None:
 
 
 def recorded_model_path(model: str | Path) -> str:
-    """How a manifest names the checkpoint an artifact came from: a bundled name as given (when no file shadows it),
+    """How a manifest names the checkpoint an artifact came from: a bundled name as given (when no file shadows it) or
+    for the bundled file given by its path (a shipped manifest must not name the exporting machine's checkout),
     anything else as an absolute path, which holds from any working directory of this machine (other machines find a
     bundled checkpoint by its weights hash, :func:`bundled_checkpoint_with_sha`)."""
     text = str(model)
     if text in BUNDLED_CHECKPOINTS and not Path(text).exists():
         return text
-    return os.path.abspath(text)
+    absolute = os.path.abspath(text)
+    for name, file in BUNDLED_CHECKPOINTS.items():
+        if Path(absolute).resolve() == (WEIGHTS_DIR / file).resolve():
+            return name
+    return absolute
 
 
 def bundled_artifact_named(path: str | Path) -> Path | None:

@@ -13,6 +13,17 @@ def test_a_recorded_model_path_is_absolute_unless_it_is_a_bundled_name(tmp_path,
     assert recorded_model_path("student") == str(tmp_path / "student")
 
 
+def test_the_bundled_checkpoint_given_by_its_path_is_recorded_by_its_name(monkeypatch):
+    """What scripts/bundle_weights.py passes: the shipped manifest must not carry this checkout's path."""
+    import os
+
+    for name, file in BUNDLED_CHECKPOINTS.items():
+        assert recorded_model_path(WEIGHTS_DIR / file) == name
+    monkeypatch.chdir(WEIGHTS_DIR.parent)
+    assert recorded_model_path(os.path.join("weights", "student.pt")) == "student"
+    assert recorded_model_path(WEIGHTS_DIR / "other.pt") == str(WEIGHTS_DIR / "other.pt")
+
+
 def test_each_bundled_checkpoint_is_found_by_the_hash_of_its_weights():
     """The sidecar's sha256 is the checkpoint's own weights hash (what an artifact's manifest records)."""
     import pytest

@@ -15,15 +15,11 @@ from edge_sync.models.teacher import SyncNetFCN, TeacherConfig
 from edge_sync.training.legacy_adapter import MouthLegacy, as_trainable, mouth_to_legacy_frames
 from edge_sync.training.losses import LossWeights
 from edge_sync.training.train import TrainConfig, train, train_together
-
-TINY_STUDENT = {"video_trunk_kwargs": {"width": 0.5, "depth": 0.5}, "audio_trunk_kwargs": {"width": 0.5},
-                "embed_dim": 16, "head_hidden": 8, "head_dilations": [1, 2]}
-TINY_TEACHER = {"video_trunk_kwargs": {"width": 0.25}, "audio_trunk_kwargs": {"width": 0.25}, "embed_dim": 16,
-                "head_hidden": 8, "head_dilations": [1, 2]}
+from tests.training.tiny_configs import TINIER_STUDENT, TINY_TEACHER
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(model="student", model_config=TINY_STUDENT, steps=2, batch_size=2, frames=8, checkpoint_every=2,
+    base = dict(model="student", model_config=TINIER_STUDENT, steps=2, batch_size=2, frames=8, checkpoint_every=2,
                 warmup_steps=1, lr=3e-3, seed=3, augment={"jitter": True, "colour": True},
                 speech_bank=4)  # a few utterances: a machine without the cached bank need not synthesise 1000
     base.update(kw)
@@ -94,7 +90,7 @@ def test_together_command_ends_every_run_at_end_at(tmp_path):
     from edge_sync.training import together
 
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"model_config": TINY_STUDENT, "checkpoint_every": 1, "speech_bank": 4}))
+    cfg.write_text(json.dumps({"model_config": TINIER_STUDENT, "checkpoint_every": 1, "speech_bank": 4}))
     runs = [f"student:{cfg}:{tmp_path / name}" for name in ("a.pt", "b.pt")]
     together.main(["--run", runs[0], "--run", runs[1], "--steps", "3", "--batch-size", "2", "--frames", "8",
                    "--workers", "0", "--device", "cpu", "--no-augment", "--end-at", "1"])
@@ -140,7 +136,7 @@ def tiny_rows(tmp_path_factory):
     io.save_checkpoint(SyncNetFCN(TeacherConfig.from_dict({**TeacherConfig().to_dict(), **TINY_TEACHER})), d / "t.pt")
     io.save_checkpoint(SyncNetFCN(TeacherConfig.from_dict({**TeacherConfig().to_dict(), **TINY_TEACHER,
                                                            "attention": True})), d / "ta.pt")
-    io.save_checkpoint(X3DStudent(StudentConfig.from_dict({**StudentConfig().to_dict(), **TINY_STUDENT})), d / "s.pt")
+    io.save_checkpoint(X3DStudent(StudentConfig.from_dict({**StudentConfig().to_dict(), **TINIER_STUDENT})), d / "s.pt")
     return d
 
 

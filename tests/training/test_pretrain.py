@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from edge_sync.models import io
-
-TINY_TEACHER = {"video_trunk_kwargs": {"width": 0.25}, "audio_trunk_kwargs": {"width": 0.25}, "embed_dim": 16,
-                "head_hidden": 8, "head_dilations": [1, 2]}
+from tests.training.tiny_configs import TINY_TEACHER
 
 
 @pytest.fixture(scope="module")

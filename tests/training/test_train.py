@@ -14,13 +14,11 @@ import torch
 from edge_sync.models import io
 from edge_sync.training.losses import LossWeights
 from edge_sync.training.train import TrainConfig, state_path, train
-
-TINY = {"video_trunk_kwargs": {"width": 0.5, "depth": 0.5}, "audio_trunk_kwargs": {"width": 0.5},
-        "embed_dim": 32, "head_hidden": 16, "head_dilations": [1, 2]}
+from tests.training.tiny_configs import TINY_STUDENT
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(model="student", model_config=TINY, steps=4, batch_size=2, frames=12, checkpoint_every=2,
+    base = dict(model="student", model_config=TINY_STUDENT, steps=4, batch_size=2, frames=12, checkpoint_every=2,
                 warmup_steps=1, lr=3e-3, seed=5, speech_bank=4)  # a cold cache synthesises 4 utterances, not 1000
     base.update(kw)
     return TrainConfig(**base)
@@ -80,7 +78,8 @@ def test_distillation_uses_the_teacher(tmp_path):
 def test_torchrun_with_two_gloo_processes(tmp_path):
     """DistributedDataParallel on CPU: the command line a user with several machines would run."""
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"model_config": TINY, "checkpoint_every": 2, "warmup_steps": 1, "speech_bank": 4}))
+    cfg.write_text(json.dumps({"model_config": TINY_STUDENT, "checkpoint_every": 2, "warmup_steps": 1,
+                               "speech_bank": 4}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
                           "-m", "edge_sync.cli", "train", "--model", "student", "--steps", "2", "--batch-size", "2",
@@ -277,7 +276,7 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
           progress=False)
     labels, taught = io.load(tmp_path / "labels.pt").state_dict(), io.load(tmp_path / "taught.pt").state_dict()
     assert any(not torch.equal(labels[k], taught[k]) for k in labels)
-    io.save_checkpoint(build_model(_config(model_config={**TINY, "max_offset": 7})), tmp_path / "narrow.pt")
+    io.save_checkpoint(build_model(_config(model_config={**TINY_STUDENT, "max_offset": 7})), tmp_path / "narrow.pt")
     with pytest.raises(ValueError, match=r"scores offsets \+-7, the student \+-15"):
         train(dataclasses.replace(mixed, synthetic_teacher=str(tmp_path / "narrow.pt")), tmp_path / "bad.pt",
               progress=False)

@@ -6,14 +6,12 @@ import torch
 
 from edge_sync.training.train import TrainConfig, build_model
 from edge_sync.training.trunk_features import teach_synthetic
-
-TINY = {"video_trunk_kwargs": {"width": 0.5, "depth": 0.5}, "audio_trunk_kwargs": {"width": 0.5},
-        "embed_dim": 32, "head_hidden": 16, "head_dilations": [1, 2]}
+from tests.training.tiny_configs import TINY_STUDENT
 
 
 def _teacher(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(TrainConfig(model="student", model_config=TINY)).eval()
+    return build_model(TrainConfig(model="student", model_config=TINY_STUDENT)).eval()
 
 
 def _batch(mask: list[bool], frames: int = 12) -> dict[str, torch.Tensor]:

@@ -127,6 +127,15 @@
 # and with SYNTH_TEACHER at LR=3e-4 (WORKERS=1, alone: 20 min); E's step-400 state (runs/s17cpu/gpu_E.pt) with
 # STEPS=800 at LR=1e-3, no SYNTH_TEACHER (28 min); C (runs/student_shape_C.pt) with SYNTH_TEACHER, STEPS=400, LR=3e-4
 # (WORKERS=1, beside a CI run: 25 min).
+# Session 19 (issue 15; docs/real_footage.md, not bundled). On one H100: C's second synthetic schedule from the end of
+# its first (cut at step 1056 by the call's limit, resumed: 555 + 75 s), then its real stage with SYNTH_TEACHER at
+# LR=3e-4, 1300 steps (cut at step 1299, resumed: 500 + 78 s):
+#   DEVICE=cuda WORKERS=14 BANK=400 STUDENT=runs/student_shape_C.pt STEPS=1100 LR=1e-3 OUT=runs/student_shape_C2.pt \
+#     bash scripts/train_bundled.sh student-shape-again
+#   SYNTH_TEACHER=edge_sync/weights/teacher.pt REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 \
+#     TEACHER=edge_sync/weights/teacher_real.pt STUDENT=runs/student_shape_C2.pt SYNTH=0.5 STEPS=1300 LR=3e-4 BATCH=32 \
+#     WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 OUT=runs/s19_c_real.pt \
+#     bash scripts/train_bundled.sh student-real
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s
@@ -169,6 +178,13 @@ window_cfg() {  # window_cfg WEIGHT MIN MAX -> a fine-tune config: CE + correlat
 SHARED=(--batch-size "${BATCH:-16}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}")
 COMMON=("${SHARED[@]}" --config "$cfg")
 TEACHER_RECIPE=(--steps "${STEPS:-3000}" --lr 2e-3 --half "${SHARED[@]}")
+shape_distill_config() {  # shape_distill_config MODEL_KEY -> the JSON config of student-shapes' distillation (the
+                         # synthetic teacher's logits and correlation, the window loss and window_context from the
+                         # start) with MODEL_KEY ("model_config": ... or "model": ...) added
+  echo "{\"teacher\": \"edge_sync/weights/teacher.pt\", \"speech_bank\": ${BANK:-400}, \"checkpoint_every\": 100, $1," \
+       "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07," \
+       "\"window_ce\": 3.0, \"window_min_frames\": 5, \"window_max_frames\": 8, \"window_context\": 8.0}}"
+}
 real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its `real` clips not in the hold-out
   local d
   d=$(mktemp -d)
@@ -302,14 +318,19 @@ case "$stage" in
       IFS='|' read -r name video audio <<< "$row"
       [[ " ${SHAPES:-A C E} " == *" $name "* ]] || continue
       f=$(mktemp --suffix .json)
-      echo "{\"teacher\": \"edge_sync/weights/teacher.pt\", \"speech_bank\": ${BANK:-400}, \"checkpoint_every\": 100," \
-           "\"model_config\": {\"video_trunk_kwargs\": $video, \"audio_trunk_kwargs\": $audio}," \
-           "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07," \
-           "\"window_ce\": 3.0, \"window_min_frames\": 5, \"window_max_frames\": 8, \"window_context\": 8.0}}" > "$f"
+      shape_distill_config "\"model_config\": {\"video_trunk_kwargs\": $video, \"audio_trunk_kwargs\": $audio}" > "$f"
       runs+=(--run "student:$f:$d/student_shape_$name.pt")
     done
     $PY -m edge_sync.training.together --steps "${STEPS:-1500}" --batch-size "${BATCH:-32}" --frames 40 --lr 3e-3 \
       --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half ${END_AT:+--end-at "$END_AT"} "${runs[@]}" ;;
+  student-shape-again)  # a second synthetic schedule (a warm restart at a lower peak lr) for a student-shapes student
+                        # at the end of its own: STUDENT (default runs/student_shape_C.pt), STEPS (1100), LR (1e-3),
+                        # OUT (runs/student_shape_C2.pt); the same teacher, data and losses as student-shapes
+    f=$(mktemp --suffix .json)
+    shape_distill_config "\"model\": \"${STUDENT:-runs/student_shape_C.pt}\"" > "$f"
+    $PY -m edge_sync.training.together --steps "${STEPS:-1100}" --batch-size "${BATCH:-32}" --frames 40 \
+      --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half ${END_AT:+--end-at "$END_AT"} \
+      --run "${STUDENT:-runs/student_shape_C.pt}:$f:${OUT:-runs/student_shape_C2.pt}" ;;
   reshape-student)  # the student STUDENT (default: the bundled one) carried over to temporal kernel KERNEL (both
                     # trunks) and/or FrameMotion2d blocks after the video stages MOTION (e.g. "1 2"), as OUT: centre
                     # taps kept, new blocks the identity (edge_sync.training.reshape); then student-real trains it
@@ -413,7 +434,8 @@ case "$stage" in
     .venv/bin/python scripts/fit_evidence_floor.py runs/eval_floor.json ;;
   *) echo "usage: $0 teacher | distill | student-direct | bundle | legacy-baseline | teacher-attention |" \
           "teacher-infonce | ablation-train | context-train | teacher-context | bundle-teacher | ablation |" \
-          "teacher-real | teacher-real-ft | teacher-stacked | student-real | student-shapes | reshape-student |" \
+          "teacher-real | teacher-real-ft | teacher-stacked | student-real | student-shapes | student-shape-again |" \
+          "reshape-student |" \
           "bundle-student-real |" \
           "options-trunks | options-pretrain | ablation-options" >&2
      exit 2 ;;

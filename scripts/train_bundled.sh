@@ -137,7 +137,8 @@
 #     WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 OUT=runs/s19_c_real.pt \
 #     bash scripts/train_bundled.sh student-real
 # then on this 2-core CPU, 500 more steps of the same from it (26 min): the same line with DEVICE=cpu WORKERS=1 BATCH=16
-# STEPS=500 LR=2e-4 STUDENT=runs/s19_c_real.pt OUT=runs/s19_c_real_cpu.pt; again from that (29 min, OUT=..._cpu2.pt);
+# STEPS=500 LR=2e-4 STUDENT=runs/s19_c_real.pt OUT=runs/s19_c_real_cpu.pt; again from that (29 min, OUT=..._cpu2.pt)
+# and from that (31 min, OUT=..._cpu3.pt: the hold-out level with the bundled student);
 # then a synthetic-only polish (16 min; it cost the real clips):
 #   STUDENT=runs/s19_c_real_cpu2.pt STEPS=200 LR=1e-4 BATCH=16 BANK=56 OUT=runs/s19_c_polish.pt \
 #     bash scripts/train_bundled.sh student-shape-again

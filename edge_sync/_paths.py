@@ -48,10 +48,8 @@ def recorded_model_path(model: str | Path) -> str:
     if text in BUNDLED_CHECKPOINTS and not Path(text).exists():
         return text
     absolute = os.path.abspath(text)
-    for name, file in BUNDLED_CHECKPOINTS.items():
-        if Path(absolute).resolve() == (WEIGHTS_DIR / file).resolve():
-            return name
-    return absolute
+    resolved = Path(absolute).resolve()
+    return next((name for name in BUNDLED_CHECKPOINTS if bundled_checkpoint(name).resolve() == resolved), absolute)
 
 
 def bundled_artifact_named(path: str | Path) -> Path | None:

@@ -191,6 +191,9 @@ shape_distill_config() {  # shape_distill_config MODEL_KEY -> the JSON config of
        "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07," \
        "\"window_ce\": 3.0, \"window_min_frames\": 5, \"window_max_frames\": 8, \"window_context\": 8.0}}"
 }
+# the shared options of student-shapes' and student-shape-again's distillations (python -m edge_sync.training.together)
+SHAPE_RUNS=(--batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half
+            ${END_AT:+--end-at "$END_AT"})
 real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its `real` clips not in the hold-out
   local d
   d=$(mktemp -d)
@@ -327,16 +330,15 @@ case "$stage" in
       shape_distill_config "\"model_config\": {\"video_trunk_kwargs\": $video, \"audio_trunk_kwargs\": $audio}" > "$f"
       runs+=(--run "student:$f:$d/student_shape_$name.pt")
     done
-    $PY -m edge_sync.training.together --steps "${STEPS:-1500}" --batch-size "${BATCH:-32}" --frames 40 --lr 3e-3 \
-      --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half ${END_AT:+--end-at "$END_AT"} "${runs[@]}" ;;
+    $PY -m edge_sync.training.together --steps "${STEPS:-1500}" --lr 3e-3 "${SHAPE_RUNS[@]}" "${runs[@]}" ;;
   student-shape-again)  # a second synthetic schedule (a warm restart at a lower peak lr) for a student-shapes student
                         # at the end of its own: STUDENT (default runs/student_shape_C.pt), STEPS (1100), LR (1e-3),
                         # OUT (runs/student_shape_C2.pt); the same teacher, data and losses as student-shapes
     f=$(mktemp --suffix .json)
-    shape_distill_config "\"model\": \"${STUDENT:-runs/student_shape_C.pt}\"" > "$f"
-    $PY -m edge_sync.training.together --steps "${STEPS:-1100}" --batch-size "${BATCH:-32}" --frames 40 \
-      --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half ${END_AT:+--end-at "$END_AT"} \
-      --run "${STUDENT:-runs/student_shape_C.pt}:$f:${OUT:-runs/student_shape_C2.pt}" ;;
+    student=${STUDENT:-runs/student_shape_C.pt}
+    shape_distill_config "\"model\": \"$student\"" > "$f"
+    $PY -m edge_sync.training.together --steps "${STEPS:-1100}" --lr "${LR:-1e-3}" "${SHAPE_RUNS[@]}" \
+      --run "$student:$f:${OUT:-runs/student_shape_C2.pt}" ;;
   reshape-student)  # the student STUDENT (default: the bundled one) carried over to temporal kernel KERNEL (both
                     # trunks) and/or FrameMotion2d blocks after the video stages MOTION (e.g. "1 2"), as OUT: centre
                     # taps kept, new blocks the identity (edge_sync.training.reshape); then student-real trains it

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Build the kit that a training stage of scripts/train_bundled.sh needs on a lent GPU machine that has PyTorch but no
+# network, no espeak-ng and not every package edge-sync imports. Writes .gpu/ (ignored by git):
+#   small.tar.xz     pure-Python and small packages (typer, tqdm, jsonschema, ... for CPython 3.12, x86-64)
+#   cv2.tar.xz       OpenCV 4 headless (only where the machine's python has none)
+#   av.tar.xz        PyAV (real-clip stages: decoding)
+#   speechN.tar.xz   the first N utterances of the training speech bank (espeak-ng runs here, not there)
+#   rt/              the real training clips (REAL's `real` clips outside the hold-out) and REAL's MANIFEST.tsv
+# Usage: bash scripts/device_kit.sh [BANK [REAL]]   (BANK: 400 for the synthetic stages, 56 for student-real)
+# Then each call of the device tool carries what its stage needs and runs, from the repository root there,
+#   bash scripts/device_run.sh COMMAND...
+# The carried tree is limited (64 MiB with the tracked files): the synthetic stages carry small + speech400;
+# student-real carries small + av + speech56 + rt (about 60 MiB); cv2 only where the machine lacks OpenCV.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bank=${1:-400}
+real=${2:-../shared/real_clips}
+py=.venv/bin/python
+[ -x "$py" ] || py=python3
+kit=.gpu
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$kit"
+download() {  # download DIR SPEC... -> wheels for the device's CPython 3.12 on x86-64
+  local dir=$1; shift
+  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$dir" "$@"
+}
+pack() {  # pack NAME WHEEL... -> .gpu/NAME.tar.xz of the wheels unpacked (a wheel is a zip of site-packages)
+  local name=$1 dir="$work/$1"; shift
+  mkdir -p "$dir"
+  for w in "$@"; do "$py" -m zipfile -e "$w" "$dir"; done
+  tar cf - -C "$dir" . | xz -6 -T0 > "$kit/$name.tar.xz"
+}
+download "$work/wheels/small" typer tqdm jsonschema jsonschema-specifications referencing rpds-py attrs rich shellingham \
+  markdown-it-py mdurl pygments annotated-doc pydantic pydantic-core typing-inspection annotated-types
+pack small "$work"/wheels/small/*.whl
+download "$work/wheels/cv2" "opencv-python-headless>=4.8,<5"  # 4.x: a third smaller than 5, and all training needs
+pack cv2 "$work"/wheels/cv2/*.whl
+download "$work/wheels/av" "av>=12"
+pack av "$work"/wheels/av/*.whl
+# the speech bank, synthesised here (espeak-ng) into a cache of its own, so exactly the first BANK utterances travel
+EDGE_SYNC_CACHE="$work/cache" "$py" -c "from edge_sync.data.synthetic import prepare_speech_bank
+prepare_speech_bank('train', None, progress=False, bank_size=$bank)"
+tar cf - -C "$work/cache" speech | xz -6 -T0 > "$kit/speech$bank.tar.xz"
+rm -rf "$kit/rt" && mkdir -p "$kit/rt"
+if [ -f "$real/MANIFEST.tsv" ]; then  # the same clips as real_train_dir in train_bundled.sh: real, not held out
+  awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
+               FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$real/MANIFEST.tsv" |
+    while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
+  cp "$real/MANIFEST.tsv" "$kit/rt/"
+fi
+du -sh "$kit"/*

@@ -1,0 +1,83 @@
+"""scripts/train_bundled.sh: the stages of the short-window student's recipe run end to end (a few steps each) and
+train what their header says, so a broken option or path shows here, not on a lent GPU machine."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_sync.models import io
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_CLIPS = ROOT.parent / "shared" / "real_clips"
+TINY = {"STEPS": "2", "BATCH": "2", "BANK": "4", "WORKERS": "0", "DEVICE": "cpu"}
+# the short-window student, shape C (temporal kernel 3, FrameMotion2d after every video stage), INT8-friendly
+SHAPE_C_VIDEO = {"act": "relu", "se": False, "temporal_kernel": 3, "motion_stages": [0, 1, 2]}
+SHAPE_C_PARAMETERS = 175_418
+
+
+def _stage(stage: str, **env: str) -> None:
+    """Run one stage; python3 resolves to this interpreter where the script finds no .venv."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "train_bundled.sh"), stage], capture_output=True, text=True,
+                          env={**os.environ, "PATH": path, **TINY, **env}, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _recipe(checkpoint: Path) -> dict:
+    return io.read_checkpoint(checkpoint)["meta"]["recipe"]
+
+
+@pytest.fixture(scope="module")
+def shape_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shapes")
+    _stage("student-shapes", SHAPES="C", OUT_DIR=str(out))
+    return out / "student_shape_C.pt"
+
+
+def test_student_shapes_distils_only_the_chosen_shape_from_the_synthetic_teacher(shape_c):
+    assert sorted(p.name for p in shape_c.parent.glob("*.pt")) == ["student_shape_C.pt"]
+    model = io.load(shape_c)
+    assert io.parameter_count(model) == SHAPE_C_PARAMETERS  # <= 1/10 of the teacher, as the issue asks
+    config = io.read_checkpoint(shape_c)["config"]
+    assert config["video_trunk_kwargs"] == SHAPE_C_VIDEO
+    assert config["audio_trunk_kwargs"] == {"act": "relu", "temporal_kernel": 3}
+    recipe = _recipe(shape_c)
+    assert recipe["teacher"] == "edge_sync/weights/teacher.pt" and recipe["lr"] == 3e-3
+    assert (recipe["steps"], recipe["batch_size"], recipe["speech_bank"]) == (2, 2, 4)
+    loss = recipe["loss"]
+    assert (loss["distill"], loss["corr_distill"], loss["window_ce"], loss["window_context"]) == (1.0, 1.0, 3.0, 8.0)
+
+
+def test_student_shape_again_restarts_the_schedule_from_the_student_with_the_same_losses(shape_c, tmp_path):
+    out = tmp_path / "again.pt"
+    _stage("student-shape-again", STUDENT=str(shape_c), OUT=str(out), LR="1e-3")
+    recipe, first = _recipe(out), _recipe(shape_c)
+    assert recipe["model"] == str(shape_c) and recipe["lr"] == 1e-3
+    assert recipe["loss"] == first["loss"] and recipe["teacher"] == first["teacher"]
+    assert io.read_checkpoint(out)["config"] == io.read_checkpoint(shape_c)["config"]
+    before, after = io.load(shape_c).state_dict(), io.load(out).state_dict()
+    assert any(not (before[k] == after[k]).all() for k in before if after[k].is_floating_point())  # it trained
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_CLIPS / "MANIFEST.tsv").is_file(), reason="shared/real_clips is not here")
+def test_student_real_distils_from_the_real_teacher_and_scores_the_hold_out(shape_c, tmp_path):
+    out = tmp_path / "real.pt"
+    _stage("student-real", STUDENT=str(shape_c), OUT=str(out), REAL=str(REAL_CLIPS), REALIGN="1", SYNTH="0.5",
+           TEACHER="edge_sync/weights/teacher_real.pt", SYNTH_TEACHER="edge_sync/weights/teacher.pt", WINDOW="1",
+           WINDOW_WEIGHT="3.0", WINDOW_MAX="8", WINDOW_CONTEXT="8.0", DEGRADE="1", BATCH="4", LR="2e-4")
+    recipe = _recipe(out)
+    assert recipe["teacher_trunk_features"] and recipe["synthetic_fraction"] == 0.5
+    assert recipe["synthetic_teacher"] == "edge_sync/weights/teacher.pt" and recipe["augment"]["degrade"]
+    assert (recipe["loss"]["window_ce"], recipe["loss"]["window_context"]) == (3.0, 8.0)
+    trained_on = {p.name for p in Path(recipe["data"]).iterdir()}
+    holdout = {line.split()[0] for line in (ROOT / "scripts" / "real_holdout.txt").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert trained_on and not trained_on & holdout
+    scored = json.loads((tmp_path / "real_eval.json").read_text())
+    assert scored  # the stage ends by scoring the hold-out

@@ -222,13 +222,14 @@ class Strict(Service):
 
 @pytest.fixture(scope="module")
 def slow_folder(tmp_path_factory) -> Path:
-    """A 20-minute faceless clip (tiny frames, a silent track; made in ~2 s, 600 kB): scoring it searches all 30 000
-    frames for a face, ~12 s on this 2-core PC, far past the clip time limit."""
+    """A 2-hour faceless clip (tiny frames, a silent track; made in ~4 s, 3.7 MB): scoring it searches all 180 000
+    frames for a face, ~13 s on a quiet 2-core machine, far past the clip time limit (a 20-minute one, once ~12 s,
+    took under 3 s once PyAV and OpenCV got faster)."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed; scripts/setup.sh installs it")
     root = tmp_path_factory.mktemp("slow")
-    subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x48:r=25:d=1200", "-f",
-                    "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "1200", "-c:v", "libx264", "-preset", "ultrafast",
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x48:r=25:d=7200", "-f",
+                    "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "7200", "-c:v", "libx264", "-preset", "ultrafast",
                     "-c:a", "aac", "-shortest", str(root / "slow.mp4")], check=True)
     return root
 

@@ -223,8 +223,8 @@ class Strict(Service):
 @pytest.fixture(scope="module")
 def slow_folder(tmp_path_factory) -> Path:
     """A 2-hour faceless clip (tiny frames, a silent track; made in ~4 s, 3.7 MB): scoring it searches all 180 000
-    frames for a face, ~13 s on a quiet 2-core machine, far past the clip time limit (a 20-minute one, once ~12 s,
-    took under 3 s once PyAV and OpenCV got faster)."""
+    frames for a face, ~13 s on a quiet 2-core machine (PyAV 18.1, OpenCV 4.14), far past the clip time limit
+    (a 20-minute one, ~12 s in earlier sessions, took under 3 s there)."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed; scripts/setup.sh installs it")
     root = tmp_path_factory.mktemp("slow")

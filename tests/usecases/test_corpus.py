@@ -268,8 +268,8 @@ def test_clear_errors(corpus, tmp_path, monkeypatch) -> None:
 
 def test_a_clip_that_runs_past_clip_timeout_is_stopped_and_recorded(corpus, baseline, tmp_path) -> None:
     """A 2-hour faceless clip of tiny frames (a stand-in for a stalled decoder; made in ~4 s, 3.7 MB; 13 s to
-    search on a quiet 2-core machine, where a 40-minute one at 160x120 took 8 s, under the old 10 s limit, once PyAV
-    and OpenCV got faster) takes far longer than the limit: its worker is stopped, the clip rescored alone and
+    search on a quiet 2-core machine with PyAV 18.1 and OpenCV 4.14, where a 40-minute one at 160x120 took 8 s,
+    under the old 10 s limit) takes far longer than the limit: its worker is stopped, the clip rescored alone and
     recorded as ClipTimeout, and every other clip is scored as usual."""
     folder = tmp_path / "clips"
     folder.mkdir()

@@ -277,6 +277,16 @@ class _Run:
     synthetic_teacher: nn.Module | None = None  # TrainConfig.synthetic_teacher, loaded
 
 
+# what a resumed run may change: where it runs and how many loader processes feed it. Why: samples are seeded by their
+# index, not by the worker that makes them, so a schedule begun on a CPU (or a machine with fewer cores) can be ended
+# on a lent GPU with the same clips; only the float arithmetic of the device differs
+RESUME_MAY_CHANGE = ("device", "workers")
+
+
+def _recipe(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESUME_MAY_CHANGE}
+
+
 def train(config: TrainConfig, output: str | Path, resume: bool = True, progress: bool = True,
           stop_after: int | None = None, end_at: int | None = None) -> TrainResult:
     """Train (or distil, when ``config.teacher`` is set) and write an edge-sync checkpoint to ``output``.
@@ -336,7 +346,7 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
     state_file = state_path(output)
     if resume and state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
-        if state["config"] != config.to_dict():
+        if _recipe(state["config"]) != _recipe(config.to_dict()):
             raise ValueError(f"{state_file} was written by a run with another config; delete it or pass --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -60,6 +60,18 @@ def test_end_at_writes_the_weights_of_that_step_on_the_full_schedule(tmp_path):
     assert again.steps == 2
 
 
+def test_a_run_begun_in_one_process_resumes_with_a_loader_worker_to_the_same_weights(tmp_path):
+    """A schedule begun on one machine (no loader workers) and ended on another (a worker): the same clips, so the
+    same weights as a run straight through."""
+    train(_config(), tmp_path / "straight.pt", progress=False)
+    train(_config(workers=0), tmp_path / "moved.pt", progress=False, stop_after=2)
+    assert train(_config(workers=1), tmp_path / "moved.pt", progress=False).steps == 4
+    a, b = io.load(tmp_path / "straight.pt"), io.load(tmp_path / "moved.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    assert b.checkpoint_meta["recipe"]["workers"] == 1
+
+
 def test_resume_refuses_a_different_recipe(tmp_path):
     train(_config(), tmp_path / "m.pt", progress=False, stop_after=1)
     with pytest.raises(ValueError, match="another config"):

@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from edge_sync.models import io
+from edge_sync.training.train import RESUME_MAY_CHANGE
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CLIPS = ROOT.parent / "shared" / "real_clips"
+COMMITTED_STATES = sorted((ROOT / "checkpoints").glob("*.train-state"))
 TINY = {"STEPS": "2", "BATCH": "2", "BANK": "4", "WORKERS": "0", "DEVICE": "cpu"}
 # the short-window student, shape C (temporal kernel 3, FrameMotion2d after every video stage), INT8-friendly
 SHAPE_C_VIDEO = {"act": "relu", "se": False, "temporal_kernel": 3, "motion_stages": [0, 1, 2]}
@@ -62,6 +65,20 @@ def test_student_shape_again_restarts_the_schedule_from_the_student_with_the_sam
     assert io.read_checkpoint(out)["config"] == io.read_checkpoint(shape_c)["config"]
     before, after = io.load(shape_c).state_dict(), io.load(out).state_dict()
     assert any(not (before[k] == after[k]).all() for k in before if after[k].is_floating_point())  # it trained
+
+
+@pytest.mark.parametrize("state", COMMITTED_STATES, ids=lambda p: p.name)
+def test_a_committed_train_state_resumes_in_its_stage(shape_c, state):
+    """checkpoints/ keeps a schedule begun on one machine for another to finish (checkpoints/README.md): its recipe
+    is the stage's at its documented settings (1,000 steps, batch 32, bank 400), so student-shapes resumes it."""
+    saved = torch.load(state, map_location="cpu", weights_only=False)
+    assert state.name == "student_shape_C.pt.train-state" and 0 < saved["step"] < saved["config"]["steps"]
+    expected = {**_recipe(shape_c), "steps": 1000, "batch_size": 32, "speech_bank": 400}
+    drop = set(RESUME_MAY_CHANGE)
+    assert {k: v for k, v in saved["config"].items() if k not in drop} == {
+        k: v for k, v in expected.items() if k not in drop}
+    model = io.load(shape_c)
+    model.load_state_dict(saved["model"])  # the shape C student's weights
 
 
 @pytest.mark.slow

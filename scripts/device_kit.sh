@@ -10,7 +10,7 @@
 # Then each call of the device tool carries what its stage needs and runs, from the repository root there,
 #   bash scripts/device_run.sh COMMAND...
 # The carried tree is limited (64 MiB with the tracked files): the synthetic stages carry small + speech400;
-# student-real carries small + av + speech56 + rt (about 60 MiB); cv2 only where the machine lacks OpenCV.
+# student-real carries small + av + speech56 + rt (about 61 MiB with them); cv2 only where the machine lacks OpenCV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bank=${1:-400}
@@ -36,7 +36,7 @@ pack() {  # pack NAME WHEEL... -> .gpu/NAME.tar.xz of the wheels unpacked (a whe
 download "$work/wheels/small" typer tqdm jsonschema jsonschema-specifications referencing rpds-py attrs rich shellingham \
   markdown-it-py mdurl pygments annotated-doc pydantic pydantic-core typing-inspection annotated-types
 pack small "$work"/wheels/small/*.whl
-download "$work/wheels/cv2" "opencv-python-headless>=4.8,<5"  # 4.x: a third smaller than 5, and all training needs
+download "$work/wheels/cv2" "opencv-python-headless>=4.8,<5"  # 4.x is all training needs (YuNet runs on onnxruntime)
 pack cv2 "$work"/wheels/cv2/*.whl
 download "$work/wheels/av" "av>=12"
 pack av "$work"/wheels/av/*.whl

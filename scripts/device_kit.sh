@@ -46,9 +46,7 @@ prepare_speech_bank('train', None, progress=False, bank_size=$bank)"
 tar cf - -C "$work/cache" speech | xz -6 -T0 > "$kit/speech$bank.tar.xz"
 rm -rf "$kit/rt" && mkdir -p "$kit/rt"
 if [ -f "$real/MANIFEST.tsv" ]; then  # the same clips as real_train_dir in train_bundled.sh: real, not held out
-  awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
-               FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$real/MANIFEST.tsv" |
-    while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
+  bash scripts/real_training_clips.sh "$(realpath "$real")" | while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
   cp "$real/MANIFEST.tsv" "$kit/rt/"
 fi
 du -sh "$kit"/*

@@ -197,9 +197,7 @@ SHAPE_RUNS=(--batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --
 real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its `real` clips not in the hold-out
   local d
   d=$(mktemp -d)
-  awk -F'\t' 'NR == FNR { if ($0 !~ /^#/ && NF) hold[$1] = 1; next }
-               FNR > 1 && $2 == "real" && !($1 in hold) { print $1 }' scripts/real_holdout.txt "$1/MANIFEST.tsv" |
-    while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
+  bash scripts/real_training_clips.sh "$(realpath "$1")" | while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
   # REALIGN=1: the clips measured late or early as published are realigned (scripts/real_published_offsets.tsv;
   # docs/real_footage.md). Off by default, so the stages reproduce the bundled weights, which were trained without it
   if [ -n "${REALIGN:-}" ]; then

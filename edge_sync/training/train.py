@@ -283,7 +283,8 @@ class _Run:
 RESUME_MAY_CHANGE = ("device", "workers")
 
 
-def _recipe(config: dict[str, Any]) -> dict[str, Any]:
+def resume_key(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a train-state to resume under ``config`` (a ``TrainConfig.to_dict()``)."""
     return {k: v for k, v in config.items() if k not in RESUME_MAY_CHANGE}
 
 
@@ -346,7 +347,7 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
     state_file = state_path(output)
     if resume and state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
-        if _recipe(state["config"]) != _recipe(config.to_dict()):
+        if resume_key(state["config"]) != resume_key(config.to_dict()):
             raise ValueError(f"{state_file} was written by a run with another config; delete it or pass --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -150,6 +150,8 @@ def _train_config(model: str, data: str, steps: int, batch_size: int, frames: in
 
 END_AT_HELP = ("End the run at this step of the --steps schedule and write the checkpoint as it stands (the "
                "learning rate still follows --steps): reproduces a run cut short by a time limit.")
+STOP_AFTER_SECONDS_HELP = ("Stop after the step that ends past this many seconds of this call and save the state "
+                           "(no checkpoint yet): the same command resumes it. For machines lent for a fixed time.")
 DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "freq_mask": True}
 
 
@@ -170,6 +172,7 @@ def train_command(
     resume: bool = typer.Option(True, help="Continue from OUTPUT.train-state if it exists."),
     half: bool = typer.Option(False, help="Store the final weights in float16 (bundled weights)."),
     end_at: Optional[int] = typer.Option(None, help=END_AT_HELP),
+    stop_after_seconds: Optional[float] = typer.Option(None, help=STOP_AFTER_SECONDS_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a teacher or student; resumable, seeded, runs unchanged under torchrun (DDP)."""
@@ -177,16 +180,18 @@ def train_command(
 
     _bundled_checkpoints(model)
     cfg = _train_config(model, data, steps, batch_size, frames, lr, seed, workers, config, device, augment, None, half)
-    _print_trained(train(cfg, output, resume=resume, end_at=end_at), as_json)
+    _print_trained(train(cfg, output, resume=resume, end_at=end_at, stop_after_seconds=stop_after_seconds), as_json)
 
 
 def _print_trained(result: Any, as_json: bool) -> None:
+    from edge_sync.training.together import trained_line
+
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(result.checkpoint), "steps": result.steps,
-                               "seconds": result.seconds, "final_loss": result.final_loss}))
+                               "seconds": result.seconds, "final_loss": result.final_loss,
+                               "written": getattr(result, "written", True)}))  # pretrain's result has no early stop
         return
-    typer.echo(f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s "
-               f"(final loss {result.final_loss:.3f})")
+    typer.echo(trained_line(result))
 
 
 @app.command("pretrain")
@@ -227,6 +232,7 @@ def distill_command(
     device: str = typer.Option("auto"), augment: bool = typer.Option(True), resume: bool = typer.Option(True),
     half: bool = typer.Option(False, help="Store the final weights in float16."),
     end_at: Optional[int] = typer.Option(None, help=END_AT_HELP),
+    stop_after_seconds: Optional[float] = typer.Option(None, help=STOP_AFTER_SECONDS_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Distil the X3D student from a teacher (KL at temperature + the task loss)."""
@@ -235,7 +241,7 @@ def distill_command(
     _bundled_checkpoints(teacher)
     cfg = _train_config("student", data, steps, batch_size, frames, lr, seed, workers, config, device, augment,
                         teacher, half)
-    _print_trained(train(cfg, output, resume=resume, end_at=end_at), as_json)
+    _print_trained(train(cfg, output, resume=resume, end_at=end_at, stop_after_seconds=stop_after_seconds), as_json)
 
 
 def _clip_names(spec: str) -> list[str]:

@@ -191,9 +191,16 @@ shape_distill_config() {  # shape_distill_config MODEL_KEY -> the JSON config of
        "\"loss\": {\"ce\": 1.0, \"distill\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07," \
        "\"window_ce\": 3.0, \"window_min_frames\": 5, \"window_max_frames\": 8, \"window_context\": 8.0}}"
 }
+# STOP_AFTER_S=SECONDS (any stage below that passes "${STOP[@]}"): stop after the step that ends past that many
+# seconds and save the state, for a machine lent for a fixed time; the same command resumes. Its eval waits for the end.
+STOP=(${STOP_AFTER_S:+--stop-after-seconds "$STOP_AFTER_S"})
+finished() {  # finished CHECKPOINT: its run wrote it (not only a newer train-state: stopped by STOP_AFTER_S)
+  if [ "$1" -nt "$1.train-state" ]; then return 0; fi
+  echo "$1: stopped before the end of its schedule; run the same command again to resume"; return 1
+}
 # the shared options of student-shapes' and student-shape-again's distillations (python -m edge_sync.training.together)
 SHAPE_RUNS=(--batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half
-            ${END_AT:+--end-at "$END_AT"})
+            ${END_AT:+--end-at "$END_AT"} "${STOP[@]}")
 real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its `real` clips not in the hold-out
   local d
   d=$(mktemp -d)
@@ -263,7 +270,8 @@ case "$stage" in
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 1.0, \"corr_temperature\": 0.07$win}}" > "$f"
     $E train --model "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-2500}" \
       --batch-size 32 --frames 40 --lr "${LR:-3e-4}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
-      --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
+      --config "$f" ${END_AT:+--end-at "$END_AT"} "${STOP[@]}" -o "$out"
+    finished "$out" || exit 0
     $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" \
       -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
   teacher-stacked)  # the bundled teacher's trunks (synthetic mouths) and Light-ASD's (real faces) side by side, both
@@ -309,7 +317,8 @@ case "$stage" in
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${WINDOW_CONTEXT:+, \"window_context\": $WINDOW_CONTEXT}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}${AUDIO_RELATION:+, \"audio_relation\": $AUDIO_RELATION}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
-      --config "$f" ${END_AT:+--end-at "$END_AT"} -o "$out"
+      --config "$f" ${END_AT:+--end-at "$END_AT"} "${STOP[@]}" -o "$out"
+    finished "$out" || exit 0
     $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" --model student \
       -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
   student-shapes)  # three students distilled from scratch from the bundled teacher on synthetic clips, together on one

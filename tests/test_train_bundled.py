@@ -23,12 +23,13 @@ SHAPE_C_VIDEO = {"act": "relu", "se": False, "temporal_kernel": 3, "motion_stage
 SHAPE_C_PARAMETERS = 175_418
 
 
-def _stage(stage: str, **env: str) -> None:
-    """Run one stage; python3 resolves to this interpreter where the script finds no .venv."""
+def _stage(stage: str, **env: str) -> str:
+    """Run one stage (its output); python3 resolves to this interpreter where the script finds no .venv."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "train_bundled.sh"), stage], capture_output=True, text=True,
                           env={**os.environ, "PATH": path, **TINY, **env}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def _recipe(checkpoint: Path) -> dict:
@@ -65,6 +66,17 @@ def test_student_shape_again_restarts_the_schedule_from_the_student_with_the_sam
     assert io.read_checkpoint(out)["config"] == io.read_checkpoint(shape_c)["config"]
     before, after = io.load(shape_c).state_dict(), io.load(out).state_dict()
     assert any(not (before[k] == after[k]).all() for k in before if after[k].is_floating_point())  # it trained
+
+
+def test_stop_after_s_saves_the_state_and_the_same_command_ends_the_schedule(shape_c, tmp_path):
+    """STOP_AFTER_S (a call with a hard time limit): the stage stops after its first step with the state saved and
+    no checkpoint; run again without it, it resumes to the end."""
+    out = tmp_path / "again.pt"
+    env = dict(STUDENT=str(shape_c), OUT=str(out), LR="1e-3")
+    said = _stage("student-shape-again", STOP_AFTER_S="0", **env)
+    assert "stopped at step 1" in said and not out.exists()
+    assert torch.load(f"{out}.train-state", map_location="cpu", weights_only=False)["step"] == 1
+    assert "after 2 steps" in _stage("student-shape-again", **env) and _recipe(out)["steps"] == 2
 
 
 @pytest.mark.parametrize("state", COMMITTED_STATES, ids=lambda p: p.name)

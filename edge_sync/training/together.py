@@ -13,13 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from edge_sync.training.losses import LossWeights
-from edge_sync.training.train import TrainConfig, train_together
+from edge_sync.training.train import TrainConfig, TrainResult, train_together
 
 # `edge-sync train`'s default augmentation (edge_sync.cli.DEFAULT_AUGMENT; a test keeps the two equal). Not imported
 # from the CLI module, so this runs where the CLI's other commands' dependencies are missing (a GPU machine).
 DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "freq_mask": True}
+
+
+def trained_line(result: TrainResult | Any) -> str:
+    """What a training (or pre-training) call did: the checkpoint it wrote, or where it stopped and what resumes it."""
+    if not getattr(result, "written", True):
+        return (f"stopped at step {result.steps}; state saved to {result.checkpoint}.train-state (the same command "
+                f"resumes it)")
+    return f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s (final loss " \
+           f"{result.final_loss:.3f})"
 
 
 def parse_run(text: str) -> tuple[str, Path | None, Path]:
@@ -60,11 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--end-at", type=int, default=None, help="end every run at this step of the --steps schedule "
                    "and write its checkpoint (edge-sync train --end-at): a run cut short, reproduced or finished from "
                    "its saved state")
+    p.add_argument("--stop-after-seconds", type=float, default=None, help="stop after the step that ends past this "
+                   "many seconds of this call, saving each run's state to resume (a machine lent for a fixed time)")
     args = p.parse_args(argv)
     configs = [run_config(model, cfg, args) for model, cfg, _ in args.run]
-    for res in train_together(configs, [out for _, _, out in args.run], resume=args.resume, end_at=args.end_at):
-        print(f"wrote {res.checkpoint} after {res.steps} steps in {res.seconds:.0f} s "
-              f"(final loss {res.final_loss:.3f})")
+    for res in train_together(configs, [out for _, _, out in args.run], resume=args.resume, end_at=args.end_at,
+                              stop_after_seconds=args.stop_after_seconds):
+        print(trained_line(res))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ class TrainResult:
     seconds: float
     final_loss: float
     history: list[dict[str, float]]
+    written: bool = True  # False: stopped early (stop_after, stop_after_seconds); only the train-state was saved
 
 
 # --- distributed helpers ---------------------------------------------------------------------------------
@@ -289,16 +290,19 @@ def resume_key(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(config: TrainConfig, output: str | Path, resume: bool = True, progress: bool = True,
-          stop_after: int | None = None, end_at: int | None = None) -> TrainResult:
+          stop_after: int | None = None, end_at: int | None = None,
+          stop_after_seconds: float | None = None) -> TrainResult:
     """Train (or distil, when ``config.teacher`` is set) and write an edge-sync checkpoint to ``output``.
 
     ``stop_after`` ends the run after that many steps of this call (the state is saved, so a later call
     resumes), e.g. to fit a long recipe into several time-limited sessions. ``end_at`` ends it for good at that step
     of the schedule and writes the checkpoint as it stands, the learning rate still following ``config.steps``: a
-    run cut short by a time limit, reproduced exactly (its checkpoint records both numbers).
+    run cut short by a time limit, reproduced exactly (its checkpoint records both numbers). ``stop_after_seconds``
+    is ``stop_after`` in wall-clock time: the step that ends past it saves the state and the call returns, so a call
+    with a hard time limit (a lent machine's) stops cleanly instead of losing the steps since the last checkpoint.
     """
     return train_together([config], [output], resume=resume, progress=progress, stop_after=stop_after,
-                          end_at=end_at)[0]
+                          end_at=end_at, stop_after_seconds=stop_after_seconds)[0]
 
 
 def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: int, world: int, local_rank: int,
@@ -362,7 +366,7 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
 
 def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume: bool = True,
                    progress: bool = True, stop_after: int | None = None,
-                   end_at: int | None = None) -> list[TrainResult]:
+                   end_at: int | None = None, stop_after_seconds: float | None = None) -> list[TrainResult]:
     """Train several models on one stream of batches, each as :func:`train` would train it alone.
 
     Each model gets the initialisation, the clips, their order and augmentation that its own run would give it
@@ -421,6 +425,7 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
     bar = tqdm(total=first.steps, initial=start_step, disable=not progress or rank != 0, unit="step", desc=label)
     t0 = time.perf_counter() - max(r.elapsed for r in runs)
     step = start_step
+    call_started = time.perf_counter()
     generator = torch.Generator().manual_seed(first.seed * 1000 + rank)
     for batch in loader:
         if end_at is not None and step >= end_at:  # resumed from a state already at the end
@@ -430,7 +435,8 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         step += 1
         stopping = ((stop_after is not None and step - start_step >= stop_after)
-                    or (end_at is not None and step >= end_at))
+                    or (end_at is not None and step >= end_at)
+                    or _out_of_time(call_started, stop_after_seconds, device, world))
         for run in runs:
             _step(run, batch, step, rank, t0, stopping)
         bar.update(1)
@@ -443,7 +449,8 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
     ended = end_at is not None and step >= end_at
     for run in runs:
         net = _unwrap(run.model).eval()
-        if rank == 0 and (step >= run.config.steps or ended):
+        written = step >= run.config.steps or ended
+        if rank == 0 and written:
             meta = {"recipe": run.config.to_dict(), "steps": step, "train_seconds": round(seconds, 1),
                     "world_size": world, "device": str(device), "final_loss": run.running, "torch": torch.__version__}
             if step < run.config.steps:
@@ -457,10 +464,22 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
                             meta=json.loads(json.dumps(meta, default=str)), half=run.config.half_weights)
         running = run.running if run.running is not None else (run.history[-1]["loss"] if run.history else None)
         results.append(TrainResult(run.output, step, seconds, float(running if running is not None else math.nan),
-                                   run.history))
+                                   run.history, written))
     if world > 1:
         dist.barrier()
     return results
+
+
+def _out_of_time(started: float, budget: float | None, device: torch.device, world: int) -> bool:
+    """Whether this call has run ``budget`` seconds; every rank gets rank 0's answer, so all stop at one step."""
+    if budget is None:
+        return False
+    over = time.perf_counter() - started >= budget
+    if world == 1:
+        return over
+    flag = torch.tensor([float(over)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: float, stopping: bool) -> None:

@@ -46,6 +46,19 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_a_time_budget_stops_after_the_step_that_runs_past_it_and_resumes_to_the_same_weights(tmp_path):
+    """stop_after_seconds: a call lent for a fixed time saves its state instead of being killed mid-schedule."""
+    train(_config(), tmp_path / "straight.pt", progress=False)
+    cut = train(_config(), tmp_path / "timed.pt", progress=False, stop_after_seconds=0.0)
+    assert (cut.steps, cut.written) == (1, False) and not (tmp_path / "timed.pt").exists()
+    assert torch.load(state_path(tmp_path / "timed.pt"), map_location="cpu", weights_only=False)["step"] == 1
+    done = train(_config(), tmp_path / "timed.pt", progress=False, stop_after_seconds=3600.0)
+    assert (done.steps, done.written) == (4, True)
+    a, b = io.load(tmp_path / "straight.pt"), io.load(tmp_path / "timed.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_end_at_writes_the_weights_of_that_step_on_the_full_schedule(tmp_path):
     """A run cut by a time limit (state at step 2 of a 4-step schedule) is what end_at=2 writes as a checkpoint."""
     cut = train(_config(), tmp_path / "cut.pt", progress=False, stop_after=2)

@@ -43,6 +43,13 @@ def shape_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "student_shape_C.pt"
 
 
+@pytest.fixture(scope="module")
+def shape_c_again(shape_c: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("again") / "again.pt"
+    _stage("student-shape-again", STUDENT=str(shape_c), OUT=str(out), LR="1e-3")
+    return out
+
+
 def test_student_shapes_distils_only_the_chosen_shape_from_the_synthetic_teacher(shape_c):
     assert sorted(p.name for p in shape_c.parent.glob("*.pt")) == ["student_shape_C.pt"]
     model = io.load(shape_c)
@@ -57,9 +64,8 @@ def test_student_shapes_distils_only_the_chosen_shape_from_the_synthetic_teacher
     assert (loss["distill"], loss["corr_distill"], loss["window_ce"], loss["window_context"]) == (1.0, 1.0, 3.0, 8.0)
 
 
-def test_student_shape_again_restarts_the_schedule_from_the_student_with_the_same_losses(shape_c, tmp_path):
-    out = tmp_path / "again.pt"
-    _stage("student-shape-again", STUDENT=str(shape_c), OUT=str(out), LR="1e-3")
+def test_student_shape_again_restarts_the_schedule_from_the_student_with_the_same_losses(shape_c, shape_c_again):
+    out = shape_c_again
     recipe, first = _recipe(out), _recipe(shape_c)
     assert recipe["model"] == str(shape_c) and recipe["lr"] == 1e-3
     assert recipe["loss"] == first["loss"] and recipe["teacher"] == first["teacher"]
@@ -79,16 +85,39 @@ def test_stop_after_s_saves_the_state_and_the_same_command_ends_the_schedule(sha
     assert "after 2 steps" in _stage("student-shape-again", **env) and _recipe(out)["steps"] == 2
 
 
+# what each committed file is (checkpoints/README.md): its stage, and the settings it was run with there
+COMMITTED_STAGES = {
+    "student_shape_C.pt": ("student-shapes", {"steps": 1000, "batch_size": 32, "speech_bank": 400}),
+    "student_shape_C2.pt": ("student-shape-again", {"steps": 1100, "batch_size": 32, "speech_bank": 400,
+                                                     "model": "checkpoints/student_shape_C.pt"}),
+}
+
+
+@pytest.fixture(scope="module")
+def stage_recipes(shape_c: Path, shape_c_again: Path) -> dict[str, dict]:
+    return {"student-shapes": _recipe(shape_c), "student-shape-again": _recipe(shape_c_again)}
+
+
 @pytest.mark.parametrize("state", COMMITTED_STATES, ids=lambda p: p.name)
-def test_a_committed_train_state_resumes_in_its_stage(shape_c, state):
+def test_a_committed_train_state_resumes_in_its_stage(shape_c, stage_recipes, state):
     """checkpoints/ keeps a schedule begun on one machine for another to finish (checkpoints/README.md): its recipe
-    is the stage's at its documented settings (1,000 steps, batch 32, bank 400), so student-shapes resumes it."""
+    is its stage's at the documented settings, so the documented command resumes it."""
     saved = torch.load(state, map_location="cpu", weights_only=False)
-    assert state.name == "student_shape_C.pt.train-state" and 0 < saved["step"] < saved["config"]["steps"]
-    expected = {**_recipe(shape_c), "steps": 1000, "batch_size": 32, "speech_bank": 400}
-    assert resume_key(saved["config"]) == resume_key(expected)
+    stage, settings = COMMITTED_STAGES[state.name.removesuffix(".train-state")]
+    assert 0 < saved["step"] < saved["config"]["steps"]
+    assert resume_key(saved["config"]) == resume_key({**stage_recipes[stage], **settings})
     model = io.load(shape_c)
     model.load_state_dict(saved["model"])  # the shape C student's weights
+
+
+@pytest.mark.parametrize("checkpoint", sorted((ROOT / "checkpoints").glob("*.pt")), ids=lambda p: p.name)
+def test_a_committed_checkpoint_is_its_stage_finished(stage_recipes, checkpoint):
+    """A finished stage kept for the next one (its STUDENT): shape C, trained to the end of its documented schedule."""
+    stage, settings = COMMITTED_STAGES[checkpoint.name]
+    recipe = _recipe(checkpoint)
+    assert resume_key(recipe) == resume_key({**stage_recipes[stage], **settings})
+    assert io.read_checkpoint(checkpoint)["meta"]["steps"] == settings["steps"]
+    assert io.parameter_count(io.load(checkpoint)) == SHAPE_C_PARAMETERS
 
 
 @pytest.mark.slow

@@ -435,10 +435,13 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         step += 1
         stopping = ((stop_after is not None and step - start_step >= stop_after)
-                    or (end_at is not None and step >= end_at)
-                    or _out_of_time(call_started, stop_after_seconds, device, world))
+                    or (end_at is not None and step >= end_at))
         for run in runs:
             _step(run, batch, step, rank, t0, stopping)
+        if not stopping and _out_of_time(call_started, stop_after_seconds, device, world):
+            stopping = True  # this step ended past the budget: keep it
+            for run in runs:
+                _save_state(run, step, rank, t0)
         bar.update(1)
         bar.set_postfix(loss="/".join(f"{r.running:.3f}" for r in runs), lr=f"{runs[0].scheduler.get_last_lr()[0]:.1e}")
         if stopping:
@@ -514,7 +517,13 @@ def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: f
     run.running = parts["total"] if run.running is None else 0.95 * run.running + 0.05 * parts["total"]
     if step % 25 == 0 or step == run.config.steps:
         run.history.append({"step": step, "loss": run.running, **{k: v for k, v in parts.items() if k != "total"}})
-    if rank == 0 and (step % run.config.checkpoint_every == 0 or step == run.config.steps or stopping):
+    if step % run.config.checkpoint_every == 0 or step == run.config.steps or stopping:
+        _save_state(run, step, rank, t0)
+
+
+def _save_state(run: _Run, step: int, rank: int, t0: float) -> None:
+    """The run's train-state after ``step`` (rank 0 writes it): what a later call resumes from."""
+    if rank == 0:
         atomic_torch_save({"config": run.config.to_dict(), "model": _unwrap(run.model).state_dict(),
                            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                            "step": step, "history": run.history, "seconds": time.perf_counter() - t0},

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_sync.training.losses import LossWeights
-from edge_sync.training.train import TrainConfig, TrainResult, train_together
+from edge_sync.training.train import TrainConfig, train_together
 
 # `edge-sync train`'s default augmentation (edge_sync.cli.DEFAULT_AUGMENT; a test keeps the two equal). Not imported
 # from the CLI module, so this runs where the CLI's other commands' dependencies are missing (a GPU machine).
 DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "freq_mask": True}
 
 
-def trained_line(result: TrainResult | Any) -> str:
+def trained_line(result: Any) -> str:
     """What a training (or pre-training) call did: the checkpoint it wrote, or where it stopped and what resumes it."""
     if not getattr(result, "written", True):
         return (f"stopped at step {result.steps}; state saved to {result.checkpoint}.train-state (the same command "

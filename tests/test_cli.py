@@ -489,3 +489,25 @@ def test_info_recommends_runtime_extras_to_run_and_export_extras_to_export():
     text = run("info").stdout
     assert "to run artifacts (a device): pip install 'edge-sync[onnxruntime]'" in text
     assert "to export: pip install 'edge-sync[export]'" in text and "openvino [export,openvino]" in text
+
+
+def test_train_stops_on_its_time_budget_and_the_same_command_resumes(tmp_path):
+    """--stop-after-seconds: the call keeps the step that ends past it, says so (no checkpoint yet), and the same
+    command, run again, ends the schedule."""
+    from tests.training.tiny_configs import TINY_STUDENT
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"model_config": TINY_STUDENT, "speech_bank": 4, "warmup_steps": 1}))
+    command = [sys.executable, "-m", "edge_sync.cli", "train", "--model", "student", "--config", str(config),
+               "--steps", "3", "--batch-size", "2", "--frames", "12", "--workers", "0", "--device", "cpu",
+               "--no-augment", "-o", str(tmp_path / "s.pt"), "--json"]
+
+    def run(*extra: str) -> dict:
+        done = subprocess.run(command + list(extra), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    stopped = run("--stop-after-seconds", "0")
+    assert (stopped["steps"], stopped["written"]) == (1, False) and not (tmp_path / "s.pt").exists()
+    ended = run()
+    assert (ended["steps"], ended["written"]) == (3, True) and io.load(tmp_path / "s.pt").checkpoint_meta["steps"] == 3

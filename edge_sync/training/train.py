@@ -436,12 +436,12 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
         step += 1
         stopping = ((stop_after is not None and step - start_step >= stop_after)
                     or (end_at is not None and step >= end_at))
-        for run in runs:
-            _step(run, batch, step, rank, t0, stopping)
+        saved = [_step(run, batch, step, rank, t0, stopping) for run in runs]
         if not stopping and _out_of_time(call_started, stop_after_seconds, device, world):
-            stopping = True  # this step ended past the budget: keep it
-            for run in runs:
-                _save_state(run, step, rank, t0)
+            stopping = True  # this step ended past the budget: keep it (its state, unless _step just saved it)
+            for run, done in zip(runs, saved):
+                if not done:
+                    _save_state(run, step, rank, t0)
         bar.update(1)
         bar.set_postfix(loss="/".join(f"{r.running:.3f}" for r in runs), lr=f"{runs[0].scheduler.get_last_lr()[0]:.1e}")
         if stopping:
@@ -485,8 +485,8 @@ def _out_of_time(started: float, budget: float | None, device: torch.device, wor
     return bool(flag.item())
 
 
-def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: float, stopping: bool) -> None:
-    """One optimisation step of one model on the shared batch, and its checkpoint when due."""
+def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: float, stopping: bool) -> bool:
+    """One optimisation step of one model on the shared batch, and its train-state when due (True: saved)."""
     weights = run.config.loss
     if weights.window_ce or weights.window_context:  # windows from (seed, step, rank): a resumed run draws the same
         generator = torch.Generator().manual_seed((run.config.seed * 1_000_003 + step) * 64 + rank)
@@ -517,8 +517,10 @@ def _step(run: _Run, batch: dict[str, torch.Tensor], step: int, rank: int, t0: f
     run.running = parts["total"] if run.running is None else 0.95 * run.running + 0.05 * parts["total"]
     if step % 25 == 0 or step == run.config.steps:
         run.history.append({"step": step, "loss": run.running, **{k: v for k, v in parts.items() if k != "total"}})
-    if step % run.config.checkpoint_every == 0 or step == run.config.steps or stopping:
+    due = step % run.config.checkpoint_every == 0 or step == run.config.steps or stopping
+    if due:
         _save_state(run, step, rank, t0)
+    return due
 
 
 def _save_state(run: _Run, step: int, rank: int, t0: float) -> None:

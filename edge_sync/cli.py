@@ -189,7 +189,7 @@ def _print_trained(result: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(result.checkpoint), "steps": result.steps,
                                "seconds": result.seconds, "final_loss": result.final_loss,
-                               "written": getattr(result, "written", True)}))  # pretrain's result has no early stop
+                               "written": result.written}))
         return
     typer.echo(trained_line(result))
 

@@ -511,3 +511,19 @@ def test_train_stops_on_its_time_budget_and_the_same_command_resumes(tmp_path):
     assert (stopped["steps"], stopped["written"]) == (1, False) and not (tmp_path / "s.pt").exists()
     ended = run()
     assert (ended["steps"], ended["written"]) == (3, True) and io.load(tmp_path / "s.pt").checkpoint_meta["steps"] == 3
+
+
+def test_pretrain_prints_what_it_wrote(tmp_path):
+    """edge-sync pretrain --json reports its checkpoint the way train does (pre-training has no time budget, so it is
+    always written): the call does not fail after the work is done."""
+    from tests.training.tiny_configs import TINY_TEACHER
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"model_config": TINY_TEACHER, "speech_bank": 4}))
+    done = subprocess.run([sys.executable, "-m", "edge_sync.cli", "pretrain", "--config", str(config), "--steps", "1",
+                           "--batch-size", "2", "--frames", "12", "--workers", "0", "--device", "cpu",
+                           "--objective", "infonce", "-o", str(tmp_path / "p.pt"), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (printed["steps"], printed["written"]) == (1, True) and (tmp_path / "p.pt").exists()

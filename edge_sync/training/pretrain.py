@@ -149,6 +149,7 @@ class PretrainResult:
     seconds: float
     final_loss: float
     history: list[dict[str, float]]
+    written: bool = True  # pre-training has no time budget, so it always ends by writing its checkpoint
 
 
 def pretrain(config: PretrainConfig, output: str | Path, progress: bool = True) -> PretrainResult:

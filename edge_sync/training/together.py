@@ -25,7 +25,7 @@ DEFAULT_AUGMENT = {"jitter": True, "crop": True, "flip": True, "colour": True, "
 
 def trained_line(result: Any) -> str:
     """What a training (or pre-training) call did: the checkpoint it wrote, or where it stopped and what resumes it."""
-    if not getattr(result, "written", True):
+    if not result.written:
         return (f"stopped at step {result.steps}; state saved to {result.checkpoint}.train-state (the same command "
                 f"resumes it)")
     return f"wrote {result.checkpoint} after {result.steps} steps in {result.seconds:.0f} s (final loss " \

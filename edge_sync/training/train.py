@@ -6,6 +6,7 @@ any world size sees each synthetic clip once. Rank 0 alone writes checkpoints an
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -284,9 +285,29 @@ class _Run:
 RESUME_MAY_CHANGE = ("device", "workers")
 
 
-def resume_key(config: dict[str, Any]) -> dict[str, Any]:
-    """What must match for a train-state to resume under ``config`` (a ``TrainConfig.to_dict()``)."""
-    return {k: v for k, v in config.items() if k not in RESUME_MAY_CHANGE}
+def data_identity(data: str) -> Any:
+    """A run's data as resuming sees it: a folder by the names, sizes and (small files, such as a manifest) contents
+    of its files, not by its path; anything else as written. Why: the recipe's real-footage stages read a folder of
+    links made afresh by each call, and a state begun on one machine is ended on another where the clips lie
+    elsewhere."""
+    folder = Path(data)
+    if data == "synthetic" or not folder.is_dir():
+        return data
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if size <= 1 << 16 else None
+        files.append([path.relative_to(folder).as_posix(), size, digest])
+    return files
+
+
+def resume_key(config: dict[str, Any], data: Any = None) -> dict[str, Any]:
+    """What must match for a train-state to resume under ``config`` (a ``TrainConfig.to_dict()``); its data by
+    :func:`data_identity`, or ``data`` when given (the identity a train-state recorded)."""
+    key = {k: v for k, v in config.items() if k not in RESUME_MAY_CHANGE}
+    if "data" in key:
+        key["data"] = data_identity(key["data"]) if data is None else data
+    return key
 
 
 def train(config: TrainConfig, output: str | Path, resume: bool = True, progress: bool = True,
@@ -351,8 +372,11 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
     state_file = state_path(output)
     if resume and state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
-        if resume_key(state["config"]) != resume_key(config.to_dict()):
-            raise ValueError(f"{state_file} was written by a run with another config; delete it or pass --no-resume")
+        saved, asked = resume_key(state["config"], state.get("data_identity")), resume_key(config.to_dict())
+        if saved != asked:
+            differ = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k))
+            raise ValueError(f"{state_file} was written by a run with another config (it differs in {differ}); "
+                             f"delete it or pass --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -528,7 +552,8 @@ def _save_state(run: _Run, step: int, rank: int, t0: float) -> None:
     if rank == 0:
         atomic_torch_save({"config": run.config.to_dict(), "model": _unwrap(run.model).state_dict(),
                            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-                           "step": step, "history": run.history, "seconds": time.perf_counter() - t0},
+                           "step": step, "history": run.history, "seconds": time.perf_counter() - t0,
+                           "data_identity": data_identity(run.config.data)},
                           state_path(run.output))
 
 

@@ -91,6 +91,33 @@ def test_resume_refuses_a_different_recipe(tmp_path):
         train(_config(lr=1e-2), tmp_path / "m.pt", progress=False)
 
 
+def test_a_folder_run_resumes_from_the_same_clips_at_another_path_and_refuses_other_clips(tmp_path):
+    """A folder's identity is its files, not its path: the recipe's real stages read a folder of links made afresh by
+    each call (and a state begun on one machine ends on another), so the same clips elsewhere resume; a changed
+    manifest (other offsets) does not."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    clip = tmp_path / "talk.mp4"
+    make_talking_photo_clip(clip, "Seven apples and a warm coat for the old lighthouse.", offset_frames=0,
+                            size=(256, 192))
+
+    def links(name: str, manifest: str) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "talk.mp4").symlink_to(clip)
+        (folder / "MANIFEST.tsv").write_text(manifest)
+        return str(folder)
+
+    late = "file\toffset_frames\ntalk.mp4\t1\n"
+    first, again, other = links("first", late), links("again", late), links("other", late.replace("1", "2"))
+    config = dict(steps=2, frames=12, batch_size=2, cache_dir=str(tmp_path / "c"))
+    train(_config(data=first, **config), tmp_path / "m.pt", progress=False, stop_after=1)
+    with pytest.raises(ValueError, match=r"differs in \['data'\]"):
+        train(_config(data=other, **config), tmp_path / "m.pt", progress=False)
+    assert train(_config(data=again, **config), tmp_path / "m.pt", progress=False).steps == 2
+
+
 def test_distillation_uses_the_teacher(tmp_path):
     train(_config(model="teacher", model_config={"video_trunk_kwargs": {"width": 0.25},
                                                  "audio_trunk_kwargs": {"width": 0.25}}, steps=2),

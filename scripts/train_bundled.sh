@@ -194,8 +194,9 @@ shape_distill_config() {  # shape_distill_config MODEL_KEY -> the JSON config of
 # STOP_AFTER_S=SECONDS (any stage below that passes "${STOP[@]}"): stop after the step that ends past that many
 # seconds and save the state, for a machine lent for a fixed time; the same command resumes. Its eval waits for the end.
 STOP=(${STOP_AFTER_S:+--stop-after-seconds "$STOP_AFTER_S"})
-finished() {  # finished CHECKPOINT: its run wrote it (not only a newer train-state: stopped by STOP_AFTER_S)
-  if [ "$1" -nt "$1.train-state" ]; then return 0; fi
+finished() {  # finished CHECKPOINT: its run wrote it at its train-state's step (STOP_AFTER_S saves only the state)
+  if $PY -c 'import sys; from edge_sync.training.train import is_finished; sys.exit(not is_finished(sys.argv[1]))' \
+    "$1"; then return 0; fi
   echo "$1: stopped before the end of its schedule; run the same command again to resume"; return 1
 }
 # the shared options of student-shapes' and student-shape-again's distillations (python -m edge_sync.training.together)

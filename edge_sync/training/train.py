@@ -251,6 +251,20 @@ def state_path(output: Path) -> Path:
     return output.with_name(output.name + ".train-state")
 
 
+def is_finished(output: str | Path) -> bool:
+    """Whether ``output`` is its run's end: the checkpoint exists and was written at the step its train-state holds
+    (a run stopped by a time budget saves only the state; one begun again with ``resume=False`` leaves an older
+    checkpoint behind). By content, not file times, because checkpoints are copied between machines."""
+    from edge_sync.models.io import read_checkpoint
+
+    output = Path(output)
+    if not output.is_file():
+        return False
+    state = state_path(output)
+    return not state.is_file() or \
+        torch.load(state, map_location="cpu", weights_only=False)["step"] == read_checkpoint(output)["meta"]["steps"]
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 

@@ -13,7 +13,7 @@ import torch
 
 from edge_sync.models import io
 from edge_sync.training.losses import LossWeights
-from edge_sync.training.train import TrainConfig, state_path, train
+from edge_sync.training.train import TrainConfig, is_finished, state_path, train
 from tests.training.tiny_configs import TINY_STUDENT
 
 
@@ -83,6 +83,19 @@ def test_a_run_begun_in_one_process_resumes_with_a_loader_worker_to_the_same_wei
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
     assert b.checkpoint_meta["recipe"]["workers"] == 1
+
+
+def test_is_finished_reads_the_checkpoint_and_its_state_not_file_times(tmp_path):
+    """A stage's checkpoint counts as its end (scripts/train_bundled.sh reads this) only when written at the step its
+    train-state holds, whatever the files' times after a copy between machines."""
+    out = tmp_path / "m.pt"
+    train(_config(steps=2), out, progress=False, stop_after=1)
+    assert not is_finished(out)  # stopped: a state, no checkpoint
+    train(_config(steps=2), out, progress=False)
+    os.utime(out, (0, 0))  # older than its state, as after a copy
+    assert is_finished(out)
+    train(_config(steps=4), out, progress=False, resume=False, stop_after=1)
+    assert not is_finished(out)  # begun again: the checkpoint left behind is an older run's
 
 
 def test_resume_refuses_a_different_recipe(tmp_path):

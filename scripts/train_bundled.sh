@@ -142,6 +142,15 @@
 # then a synthetic-only polish (16 min; it cost the real clips):
 #   STUDENT=runs/s19_c_real_cpu2.pt STEPS=200 LR=1e-4 BATCH=16 BANK=56 OUT=runs/s19_c_polish.pt \
 #     bash scripts/train_bundled.sh student-shape-again
+# Session 22 (issue 15; docs/real_footage.md, not bundled). C's second synthetic schedule finished on this CPU
+# (checkpoints/student_shape_C2.pt, checkpoints/README.md); on one H100 (scripts/device_run.sh, REAL=.gpu/rt: a copy
+# of the training clips), its real stage (C3, 241 s) and two continuations at LR=2e-4 (C4, C5: 339 + 355 s):
+#   SYNTH_TEACHER=edge_sync/weights/teacher.pt REALIGN=1 DEVICE=cuda WORKERS=14 BANK=56 \
+#     TEACHER=edge_sync/weights/teacher_real.pt STUDENT=checkpoints/student_shape_C2.pt SYNTH=0.5 STEPS=1300 LR=3e-4 \
+#     BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 OUT=runs/gpu/C3.pt \
+#     bash scripts/train_bundled.sh student-real
+#   the same line with STUDENT=runs/gpu/C3.pt STEPS=2000 LR=2e-4 OUT=runs/gpu/C4.pt, then STUDENT=runs/gpu/C4.pt
+#   OUT=runs/gpu/C5.pt (each call with STOP_AFTER_S set from its time left; the same line resumes it)
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s

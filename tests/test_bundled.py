@@ -81,6 +81,7 @@ def test_bundled_artifacts_are_the_bundled_student_and_int8_pins_its_calibration
     for name, folder in BUNDLED_ARTIFACTS.items():
         manifest = read_artifact(WEIGHTS_DIR / folder).manifest  # checks every file's hash
         assert manifest["source"]["checkpoint_sha256"] == student_sha, name
+        assert manifest["source"]["model"] == "student", name  # by its bundled name, not the exporter's checkout
         assert manifest["target"] == "onnx" and manifest["precision"] == name.rsplit("-", 1)[1]
     assert heads_path(student_sha).is_file()
     int8 = read_artifact(WEIGHTS_DIR / BUNDLED_ARTIFACTS["student-int8"]).manifest

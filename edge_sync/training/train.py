@@ -291,6 +291,7 @@ class _Run:
     elapsed: float
     running: float | None = None
     synthetic_teacher: nn.Module | None = None  # TrainConfig.synthetic_teacher, loaded
+    data_identity: Any = None  # data_identity(config.data), taken once: every train-state records it
 
 
 # what a resumed run may change: where it runs and how many loader processes feed it. Why: samples are seeded by their
@@ -383,10 +384,12 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     start_step, history, elapsed = 0, [], 0.0
+    identity = data_identity(config.data)
     state_file = state_path(output)
     if resume and state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
-        saved, asked = resume_key(state["config"], state.get("data_identity")), resume_key(config.to_dict())
+        saved = resume_key(state["config"], state.get("data_identity"))
+        asked = resume_key(config.to_dict(), identity)
         if saved != asked:
             differ = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k))
             raise ValueError(f"{state_file} was written by a run with another config (it differs in {differ}); "
@@ -399,7 +402,7 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     return _Run(config, output, model, teacher, optimizer, scheduler, start_step, history, elapsed,
-                synthetic_teacher=synthetic_teacher)
+                synthetic_teacher=synthetic_teacher, data_identity=identity)
 
 
 def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume: bool = True,
@@ -567,7 +570,7 @@ def _save_state(run: _Run, step: int, rank: int, t0: float) -> None:
         atomic_torch_save({"config": run.config.to_dict(), "model": _unwrap(run.model).state_dict(),
                            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                            "step": step, "history": run.history, "seconds": time.perf_counter() - t0,
-                           "data_identity": data_identity(run.config.data)},
+                           "data_identity": run.data_identity},
                           state_path(run.output))
 
 

@@ -208,6 +208,19 @@ finished() {  # finished CHECKPOINT: its run wrote it at its train-state's step 
     "$1"; then return 0; fi
   echo "$1: stopped before the end of its schedule; run the same command again to resume"; return 1
 }
+score_holdout() {  # score_holdout CLIPS_DIR CHECKPOINT [MODEL...]: a real stage's closing score on the in-sync
+                  # hold-out, skipped with a line where CLIPS_DIR lacks it (a lent machine given only the training clips)
+  local real=$1 out=$2 f missing=0
+  shift 2
+  for f in $(grep -v '^#' scripts/real_holdout_in_sync.txt); do [ -e "$real/$f" ] || missing=$((missing + 1)); done
+  if [ "$missing" -gt 0 ]; then
+    echo "$real lacks $missing hold-out clips: not scored here (edge-sync eval --data ../shared/real_clips --clips" \
+         "scripts/real_holdout_in_sync.txt --model $out)"
+    return 0
+  fi
+  $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" "$@" -o "${out%.pt}_eval.json" \
+    | tee "${out%.pt}_eval.md"
+}
 # the shared options of student-shapes' and student-shape-again's distillations (python -m edge_sync.training.together)
 SHAPE_RUNS=(--batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half
             ${END_AT:+--end-at "$END_AT"} "${STOP[@]}")
@@ -282,8 +295,7 @@ case "$stage" in
       --batch-size 32 --frames 40 --lr "${LR:-3e-4}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
       --config "$f" ${END_AT:+--end-at "$END_AT"} "${STOP[@]}" -o "$out"
     finished "$out" || exit 0
-    $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" \
-      -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
+    score_holdout "$real" "$out" ;;
   teacher-stacked)  # the bundled teacher's trunks (synthetic mouths) and Light-ASD's (real faces) side by side, both
                     # frozen; projections and head trained on their features of the real clips and of a pool of
                     # synthetic ones, so one teacher serves real people and the synthetic protocol
@@ -329,8 +341,7 @@ case "$stage" in
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
       --config "$f" ${END_AT:+--end-at "$END_AT"} "${STOP[@]}" -o "$out"
     finished "$out" || exit 0
-    $E eval --data "$real" --clips scripts/real_holdout_in_sync.txt --model "$out" --model student \
-      -o "${out%.pt}_eval.json" | tee "${out%.pt}_eval.md" ;;
+    score_holdout "$real" "$out" --model student ;;
   student-shapes)  # three students distilled from scratch from the bundled teacher on synthetic clips, together on one
                    # stream of batches, the window loss and window_context from the start: the bundled shape (A),
                    # temporal kernel 3 with FrameMotion2d after every video stage (C), and C at width 1.2 (E, 224 K

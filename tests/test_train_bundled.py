@@ -85,6 +85,23 @@ def test_stop_after_s_saves_the_state_and_the_same_command_ends_the_schedule(sha
     assert "after 2 steps" in _stage("student-shape-again", **env) and _recipe(out)["steps"] == 2
 
 
+def test_a_real_stage_on_clips_without_the_hold_out_trains_and_says_it_did_not_score(shape_c, tmp_path):
+    """A lent machine is given a copy of the training clips only: the stage trains, and its closing hold-out score is
+    skipped with a line saying where to score it (it used to fail the stage after the training)."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    clips = tmp_path / "training_clips"
+    make_talking_photo_clip(clips / "talk.mp4", "Seven apples and a warm coat for the old lighthouse.",
+                            offset_frames=0, size=(256, 192))
+    (clips / "MANIFEST.tsv").write_text("file\tgroup\ntalk.mp4\treal\n")
+    out = tmp_path / "real.pt"
+    said = _stage("student-real", STUDENT=str(shape_c), OUT=str(out), REAL=str(clips), SYNTH="0.5",
+                  TEACHER="edge_sync/weights/teacher_real.pt")
+    assert f"{clips} lacks 9 hold-out clips: not scored here" in said
+    assert _recipe(out)["steps"] == 2 and not (tmp_path / "real_eval.json").exists()
+
+
 # what each committed file is (checkpoints/README.md): its stage, and the settings it was run with there
 COMMITTED_STAGES = {
     "student_shape_C.pt": ("student-shapes", {"steps": 1000, "batch_size": 32, "speech_bank": 400}),

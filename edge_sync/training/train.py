@@ -342,7 +342,8 @@ def train(config: TrainConfig, output: str | Path, resume: bool = True, progress
 
 
 def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: int, world: int, local_rank: int,
-               resume: bool) -> _Run:
+               resume: bool, identity: Any) -> _Run:
+    """``identity``: data_identity(config.data), taken once for every run of a shared loop (they share DATA_FIELDS)."""
     torch.manual_seed(config.seed + rank)  # the initialisation a run of its own would get
     model = build_model(config).to(device).train()
     teacher = None
@@ -384,7 +385,6 @@ def _start_run(config: TrainConfig, output: Path, device: torch.device, rank: in
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     start_step, history, elapsed = 0, [], 0.0
-    identity = data_identity(config.data)
     state_file = state_path(output)
     if resume and state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
@@ -434,7 +434,9 @@ def train_together(configs: list[TrainConfig], outputs: list[str | Path], resume
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # shapes are fixed (batch, frames): let cuDNN pick its fastest kernels
-    runs = [_start_run(cfg, out, device, rank, world, local_rank, resume) for cfg, out in zip(configs, outputs)]
+    identity = data_identity(first.data)
+    runs = [_start_run(cfg, out, device, rank, world, local_rank, resume, identity)
+            for cfg, out in zip(configs, outputs)]
     start_step = runs[0].start_step
     if any(r.start_step != start_step for r in runs):
         raise ValueError("models trained together must resume from the same step; found "

@@ -455,7 +455,8 @@ def combined_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch
                 raise ValueError(f"weights.{modality}_relation > 0 needs the teacher's outputs (its {emb}) for this "
                                  "batch")
             teacher_emb = teacher_outputs[emb].to(logits.device)
-            parts[f"{modality}_relation"] = self_similarity_distill(outputs[emb], teacher_emb, taught)
+            related = taught if "relation_mask" not in batch else _taught_frames(valid, batch["relation_mask"], logits)
+            parts[f"{modality}_relation"] = self_similarity_distill(outputs[emb], teacher_emb, related)
     if not parts:
         raise ValueError("every loss weight is 0; enable at least one of ce, corr_ce, window_ce, window_context, "
                          "focal, triplet, info_nce, temporal, distill, corr_distill, video_relation, audio_relation")

@@ -252,8 +252,6 @@ def check_synthetic_teacher_config(config: Any) -> None:
         problems.append("teacher_trunk_features (without it the teacher already sees every clip)")
     if not config.synthetic_fraction:
         problems.append("a synthetic_fraction (synthetic clips for it to teach)")
-    if config.loss.video_relation or config.loss.audio_relation:
-        problems.append("no video_relation or audio_relation (two teachers' embeddings need not agree in size)")
     if problems:
         raise ValueError("synthetic_teacher (a teacher for the synthetic clips mixed in) needs " + "; ".join(problems))
 
@@ -269,6 +267,8 @@ def teach_synthetic(teacher_outputs: dict[str, torch.Tensor], batch: dict[str, t
     Why: synthetic clips mixed into a real-face distillation keep a student's sync skills only as far as their labels
     go (one offset per clip); their teacher's per-frame distribution over offsets is the richer target the student
     was first distilled on. The synthetic teacher sees the student's (augmented) inputs, as in a plain distillation.
+    Embeddings are not merged (two teachers' embedding spaces need not agree): the batch's ``relation_mask`` keeps
+    the folder teacher's rows, the only ones whose embeddings ``video_relation`` / ``audio_relation`` may read.
     """
     untaught = ~batch["teacher_mask"].bool()
     if not bool(untaught.any()):
@@ -283,7 +283,8 @@ def teach_synthetic(teacher_outputs: dict[str, torch.Tensor], batch: dict[str, t
                              f"{tuple(ours.shape[1:])}")
         merged[key] = ours.clone()
         merged[key][untaught] = theirs
-    return merged, {**batch, "teacher_mask": torch.ones_like(batch["teacher_mask"])}
+    return merged, {**batch, "teacher_mask": torch.ones_like(batch["teacher_mask"]),
+                    "relation_mask": batch["teacher_mask"]}
 
 
 __all__ = ["CHUNK", "CHUNK_OVERLAP", "OnTrunkFeatures", "SYNTHETIC_TAUGHT", "TEACHER_KEYS", "TRUNKS",

@@ -577,3 +577,7 @@ def test_video_relation_learns_from_the_teacher_video_embeddings_of_taught_sampl
     _, parts = combined_loss(out, batch, LossWeights(ce=0.0, audio_relation=1.0), teacher_outputs=teacher)
     expected = self_similarity_distill(out["audio_emb"][:1].detach(), teacher["audio_emb"][:1])
     assert set(parts) == {"audio_relation", "total"} and parts["audio_relation"] == pytest.approx(float(expected))
+    # beside a synthetic teacher every row is taught, but only the folder teacher's rows (relation_mask) relate
+    merged = {**batch, "teacher_mask": torch.tensor([True, True]), "relation_mask": torch.tensor([True, False])}
+    _, parts = combined_loss(out, merged, LossWeights(ce=0.0, audio_relation=1.0), teacher_outputs=teacher)
+    assert parts["audio_relation"] == pytest.approx(float(expected))

@@ -341,6 +341,10 @@ def test_distilling_on_the_teachers_cached_trunk_features(tmp_path):
           progress=False)
     labels, taught = io.load(tmp_path / "labels.pt").state_dict(), io.load(tmp_path / "taught.pt").state_dict()
     assert any(not torch.equal(labels[k], taught[k]) for k in labels)
+    # the folder teacher's embeddings still teach their relations beside a synthetic teacher (on its rows alone)
+    related_mixed = train(dataclasses.replace(mixed, synthetic_teacher=str(tmp_path / "student.pt"), loss=LossWeights(
+        ce=1.0, corr_distill=1.0, audio_relation=1.0)), tmp_path / "related_mixed.pt", progress=False)
+    assert related_mixed.history[-1]["audio_relation"] > 0
     io.save_checkpoint(build_model(_config(model_config={**TINY_STUDENT, "max_offset": 7})), tmp_path / "narrow.pt")
     with pytest.raises(ValueError, match=r"scores offsets \+-7, the student \+-15"):
         train(dataclasses.replace(mixed, synthetic_teacher=str(tmp_path / "narrow.pt")), tmp_path / "bad.pt",

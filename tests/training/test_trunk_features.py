@@ -43,6 +43,7 @@ def test_untaught_rows_get_the_synthetic_teachers_outputs_and_taught_rows_keep_t
         assert not torch.equal(merged[key], ours[key])
     assert torch.equal(merged["video_emb"], ours["video_emb"])  # not read by distillation; left as it was
     assert bool(taught["teacher_mask"].all()) and not bool(batch["teacher_mask"].all())  # the caller's batch kept
+    assert torch.equal(taught["relation_mask"], batch["teacher_mask"])  # embeddings: the folder teacher's rows only
 
 
 def test_a_batch_the_folder_teacher_teaches_whole_is_left_alone():

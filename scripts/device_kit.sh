@@ -45,7 +45,7 @@ EDGE_SYNC_CACHE="$work/cache" "$py" -c "from edge_sync.data.synthetic import pre
 prepare_speech_bank('train', None, progress=False, bank_size=$bank)"
 tar cf - -C "$work/cache" speech | xz -6 -T0 > "$kit/speech$bank.tar.xz"
 rm -rf "$kit/rt" && mkdir -p "$kit/rt"
-if [ -f "$real/MANIFEST.tsv" ]; then  # the same clips as real_train_dir in train_bundled.sh: real, not held out
+if [ -f "$real/MANIFEST.tsv" ]; then  # the same clips as scripts/real_train_dir.sh: real, not held out
   bash scripts/real_training_clips.sh "$(realpath "$real")" | while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
   cp "$real/MANIFEST.tsv" "$kit/rt/"
 fi

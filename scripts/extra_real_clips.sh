@@ -17,7 +17,7 @@ videos="$src/samples/source_video/video"
 commit=$(git -C "$src" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 mkdir -p "$out"
 manifest="$out/MANIFEST.tsv"
-printf 'file\tgroup\tsource_repo\tsource_path\tduration_s\tfps\twidth_x_height\taudio_sample_rate\tdescription\tlicense\n' \
+printf 'file\tgroup\tsource_repo\tsource_path\tduration_s\tfps\twidth_x_height\taudio_sample_rate\tdescription\tlicense\toffset_frames\n' \
   > "$manifest"
 for video in "$videos"/*.mp4; do
   name=$(basename "$video" .mp4)
@@ -25,16 +25,18 @@ for video in "$videos"/*.mp4; do
   [ -f "$wav" ] || { echo "skip $name: no $wav" >&2; continue; }
   clip="styletalk_$name.mp4"
   ffmpeg -v error -y -i "$video" -i "$wav" -map 0:v -map 1:a -c:v copy -c:a aac -b:a 96k -shortest "$out/$clip"
-  group=real description="StyleTalk source video muxed with its own speech; training only"
-  case "$name" in  # the Light-ASD teacher of the 31 shared training clips reads these 2 frames off, the
-    Obama_clip1|Obama_clip3|feifeili_clip3)  # bundled student elsewhere: kept out of training
-      group=real-suspect description="$description; models disagree on its sync (teacher +-2 frames), left out" ;;
-    KristiNoem|Obama_clip2)  # the bundled teacher-real and student of session 14 both read these +2: kept out too
-      group=real-suspect description="$description; read +2 frames by the bundled teacher and student, left out" ;;
+  group=real description="StyleTalk source video muxed with its own speech; training only" offset=
+  case "$name" in  # read off by the bundled teacher-real, which tracks planted shifts of -4 and +4 exactly from that
+    KristiNoem|Obama_clip2) offset=2 ;;  # reading (scripts/real_suspect_offsets.tsv's rule, session 23): realigned
+    Obama_clip1) offset=4 ;;             # by it (pseudo-labels); the bundled student reads the same
+    feifeili_clip3) offset=0 ;;
+    Obama_clip3)  # teacher-real reads +3, tracks -4 but reads +4 as +5: left out
+      group=real-suspect description="$description; teacher-real does not track planted shifts exactly, left out" ;;
   esac
+  [ -z "$offset" ] || description="$description; sound read $offset frames late by teacher-real, realigned"
   duration=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$out/$clip")
-  printf '%s\t%s\tFuxiVirtualHuman/styletalk\tsamples/source_video/{video/%s.mp4,wav/%s.wav} @%s\t%s\t30\t256x256\t16000\t%s\tMIT\n' \
-    "$clip" "$group" "$name" "$name" "$commit" "$duration" "$description" \
+  printf '%s\t%s\tFuxiVirtualHuman/styletalk\tsamples/source_video/{video/%s.mp4,wav/%s.wav} @%s\t%s\t30\t256x256\t16000\t%s\tMIT\t%s\n' \
+    "$clip" "$group" "$name" "$name" "$commit" "$duration" "$description" "$offset" \
     >> "$manifest"
 done
 echo "$(($(wc -l < "$manifest") - 1)) clips in $out"

@@ -224,25 +224,8 @@ score_holdout() {  # score_holdout CLIPS_DIR CHECKPOINT [MODEL...]: a real stage
 # the shared options of student-shapes' and student-shape-again's distillations (python -m edge_sync.training.together)
 SHAPE_RUNS=(--batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half
             ${END_AT:+--end-at "$END_AT"} "${STOP[@]}")
-real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its `real` clips not in the hold-out
-  local d
-  d=$(mktemp -d)
-  bash scripts/real_training_clips.sh "$(realpath "$1")" | while read -r f; do ln -s "$(realpath "$1/$f")" "$d/$f"; done
-  # REALIGN=1: the clips measured late or early as published are realigned (scripts/real_published_offsets.tsv;
-  # docs/real_footage.md). Off by default, so the stages reproduce the bundled weights, which were trained without it
-  if [ -n "${REALIGN:-}" ]; then
-    { printf 'file\toffset_frames\n'; grep -v '^#' scripts/real_published_offsets.tsv | tail -n +2; } > "$d/MANIFEST.tsv"
-  fi
-  local extra
-  for extra in ${EXTRA:+${EXTRA//:/ }}; do  # EXTRA=DIR[:DIR]: more in-sync clips (scripts/extra_real_clips.sh);
-    extra=$(realpath "$extra")              # with a MANIFEST.tsv only its `real` rows, else every video
-    if [ -f "$extra/MANIFEST.tsv" ]; then
-      awk -F'\t' 'FNR > 1 && $2 == "real" { print $1 }' "$extra/MANIFEST.tsv"
-    else
-      find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) -printf '%f\n'
-    fi | while read -r f; do ln -s "$extra/$f" "$d/$f"; done
-  done
-  echo "$d"
+real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its training clips (REALIGN, EXTRA)
+  bash scripts/real_train_dir.sh "$1"
 }
 stage=${1:-}
 case "$stage" in
@@ -327,7 +310,8 @@ case "$stage" in
                  # teacher's frame-to-frame video / audio similarities at weight W), WINDOW_CONTEXT=W (with WINDOW=1:
                  # the windows' embeddings pulled towards the whole clip's, window_context_loss, at weight W),
                  # SYNTH_TEACHER=PATH (a teacher for the synthetic clips mixed in, e.g. the bundled synthetic teacher
-                 # edge_sync/weights/teacher.pt, instead of their labels alone)
+                 # edge_sync/weights/teacher.pt, instead of their labels alone; the relations above then read the
+                 # real clips' rows only), SEED (the run's seed, default 0: fresh windows and augmentation)
     real=${REAL:-../shared/real_clips}
     out=${OUT:-runs/student_real.pt}
     colour=true
@@ -339,7 +323,7 @@ case "$stage" in
          "\"loss\": {\"ce\": 1.0, \"corr_ce\": 0.5, \"corr_distill\": 1.0, \"corr_temperature\": 0.07${WINDOW:+, \"window_ce\": ${WINDOW_WEIGHT:-1.0}, \"window_min_frames\": 5, \"window_max_frames\": ${WINDOW_MAX:-10}}${WINDOW_CONTEXT:+, \"window_context\": $WINDOW_CONTEXT}${VIDEO_RELATION:+, \"video_relation\": $VIDEO_RELATION}${AUDIO_RELATION:+, \"audio_relation\": $AUDIO_RELATION}}}" > "$f"
     $E distill --teacher "${TEACHER:-runs/teacher_real.pt}" --data "$(real_train_dir "$real")" --steps "${STEPS:-1500}" \
       --batch-size "${BATCH:-16}" --frames 40 --lr "${LR:-1e-3}" --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" \
-      --config "$f" ${END_AT:+--end-at "$END_AT"} "${STOP[@]}" -o "$out"
+      --config "$f" ${SEED:+--seed "$SEED"} ${END_AT:+--end-at "$END_AT"} "${STOP[@]}" -o "$out"
     finished "$out" || exit 0
     score_holdout "$real" "$out" --model student ;;
   student-shapes)  # three students distilled from scratch from the bundled teacher on synthetic clips, together on one

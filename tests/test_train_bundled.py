@@ -97,9 +97,13 @@ def test_a_real_stage_on_clips_without_the_hold_out_trains_and_says_it_did_not_s
     (clips / "MANIFEST.tsv").write_text("file\tgroup\ntalk.mp4\treal\n")
     out = tmp_path / "real.pt"
     said = _stage("student-real", STUDENT=str(shape_c), OUT=str(out), REAL=str(clips), SYNTH="0.5",
-                  TEACHER="edge_sync/weights/teacher_real.pt")
+                  TEACHER="edge_sync/weights/teacher_real.pt", SYNTH_TEACHER="edge_sync/weights/teacher.pt",
+                  AUDIO_RELATION="2", SEED="3")
     assert f"{clips} lacks 9 hold-out clips: not scored here" in said
-    assert _recipe(out)["steps"] == 2 and not (tmp_path / "real_eval.json").exists()
+    recipe = _recipe(out)
+    assert recipe["steps"] == 2 and not (tmp_path / "real_eval.json").exists()
+    # session 23's variants: the folder teacher's audio relations beside the synthetic teacher, and a chosen seed
+    assert recipe["loss"]["audio_relation"] == 2.0 and recipe["synthetic_teacher"] and recipe["seed"] == 3
 
 
 # what each committed file is (checkpoints/README.md): its stage, and the settings it was run with there

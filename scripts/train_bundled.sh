@@ -224,7 +224,7 @@ score_holdout() {  # score_holdout CLIPS_DIR CHECKPOINT [MODEL...]: a real stage
 # the shared options of student-shapes' and student-shape-again's distillations (python -m edge_sync.training.together)
 SHAPE_RUNS=(--batch-size "${BATCH:-32}" --frames 40 --workers "${WORKERS:-1}" --device "${DEVICE:-auto}" --half
             ${END_AT:+--end-at "$END_AT"} "${STOP[@]}")
-real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its training clips (REALIGN, EXTRA)
+real_train_dir() {  # real_train_dir CLIPS_DIR -> a temp folder of links to its training clips (REALIGN, SUSPECTS, EXTRA)
   bash scripts/real_train_dir.sh "$1"
 }
 stage=${1:-}

@@ -33,7 +33,8 @@ for extra in ${extras[@]+"${extras[@]}"}; do
     find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) -printf '%f\n'
   fi | while read -r f; do ln -s "$extra/$f" "$d/$f"; done
   # an offset_frames column (a clip's sound late as published, e.g. as a teacher reads it) realigns its rows
-  [ ! -f "$extra/MANIFEST.tsv" ] || awk -F'\t' 'FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
+  [ ! -f "$extra/MANIFEST.tsv" ] || awk -F'\t' '
+    FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
     c && $2 == "real" && $c != "" { print $1 "\t" $c }' "$extra/MANIFEST.tsv" > "$d/.extra_offsets"
   if [ -s "$d/.extra_offsets" ]; then
     [ -f "$d/MANIFEST.tsv" ] || printf 'file\toffset_frames\n' > "$d/MANIFEST.tsv"

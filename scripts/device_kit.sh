@@ -6,6 +6,7 @@
 #   av.tar.xz        PyAV (real-clip stages: decoding)
 #   speechN.tar.xz   the first N utterances of the training speech bank (espeak-ng runs here, not there)
 #   rt/              the real training clips (REAL's `real` clips outside the hold-out) and REAL's MANIFEST.tsv
+#                    and the real-suspect clips of scripts/real_suspect_offsets.tsv (for SUSPECTS=1)
 # Usage: bash scripts/device_kit.sh [BANK [REAL]]   (BANK: 400 for the synthetic stages, 56 for student-real)
 # Then each call of the device tool carries what its stage needs and runs, from the repository root there,
 #   bash scripts/device_run.sh COMMAND...
@@ -47,6 +48,8 @@ tar cf - -C "$work/cache" speech | xz -6 -T0 > "$kit/speech$bank.tar.xz"
 rm -rf "$kit/rt" && mkdir -p "$kit/rt"
 if [ -f "$real/MANIFEST.tsv" ]; then  # the same clips as scripts/real_train_dir.sh: real, not held out
   bash scripts/real_training_clips.sh "$(realpath "$real")" | while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
+  # and the real-suspect clips SUSPECTS=1 adds, realigned (scripts/real_suspect_offsets.tsv; a few MB)
+  grep -v '^#' scripts/real_suspect_offsets.tsv | tail -n +2 | cut -f1 | while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
   cp "$real/MANIFEST.tsv" "$kit/rt/"
 fi
 du -sh "$kit"/*

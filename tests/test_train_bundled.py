@@ -111,7 +111,7 @@ COMMITTED_STAGES = {
     "student_shape_C.pt": ("student-shapes", {"steps": 1000, "batch_size": 32, "speech_bank": 400}),
     "student_shape_C2.pt": ("student-shape-again", {"steps": 1100, "batch_size": 32, "speech_bank": 400,
                                                      "model": "checkpoints/student_shape_C.pt"}),
-    # its data: the 31 training clips REALIGN'ed, SUSPECTS=1 and EXTRA (StyleTalk): a folder of this machine's
+    # data: links made on the machine that trained it (REALIGN=1 SUSPECTS=1 EXTRA=StyleTalk), not compared
     "student_real_p.pt": ("student-real", {"steps": 1300, "batch_size": 16, "speech_bank": 56,
                                            "model": "checkpoints/student_shape_C2.pt", "data": None}),
 }

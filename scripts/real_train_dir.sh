@@ -13,33 +13,30 @@ extras=()  # resolved here, before the cd: the caller's relative paths
 for extra in ${EXTRA:+${EXTRA//:/ }}; do extras+=("$(realpath "$extra")"); done
 cd "$(dirname "$0")/.."
 d=$(mktemp -d)
+offsets="$d/.offsets"  # file<TAB>frames rows of every source below; the MANIFEST.tsv at the end, where there are any
+: > "$offsets"
 bash scripts/real_training_clips.sh "$real" | while read -r f; do ln -s "$real/$f" "$d/$f"; done
 # REALIGN=1: the clips measured late or early as published are realigned (scripts/real_published_offsets.tsv;
 # docs/real_footage.md). Off by default, so the stages reproduce the bundled weights, which were trained without it
-if [ -n "${REALIGN:-}" ]; then
-  { printf 'file\toffset_frames\n'; grep -v '^#' scripts/real_published_offsets.tsv | tail -n +2; } > "$d/MANIFEST.tsv"
-fi
+if [ -n "${REALIGN:-}" ]; then grep -v '^#' scripts/real_published_offsets.tsv | tail -n +2 >> "$offsets"; fi
 if [ -n "${SUSPECTS:-}" ]; then
-  [ -f "$d/MANIFEST.tsv" ] || printf 'file\toffset_frames\n' > "$d/MANIFEST.tsv"
   grep -v '^#' scripts/real_suspect_offsets.tsv | tail -n +2 | while IFS=$'\t' read -r f offset; do
     [ -e "$real/$f" ] || { echo "$0: SUSPECTS=1 but $real has no $f" >&2; exit 1; }
-    ln -s "$real/$f" "$d/$f" && printf '%s\t%s\n' "$f" "$offset" >> "$d/MANIFEST.tsv"
+    ln -s "$real/$f" "$d/$f" && printf '%s\t%s\n' "$f" "$offset" >> "$offsets"
   done
 fi
 for extra in ${extras[@]+"${extras[@]}"}; do
-  if [ -f "$extra/MANIFEST.tsv" ]; then
-    awk -F'\t' 'FNR > 1 && $2 == "real" { print $1 }' "$extra/MANIFEST.tsv"
+  if [ -f "$extra/MANIFEST.tsv" ]; then  # its `real` rows, with their offset_frames where the column is there
+    awk -F'\t' 'FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
+                 $2 == "real" { print $1 "\t" (c ? $c : "") }' "$extra/MANIFEST.tsv"
   else
-    find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) -printf '%f\n'
-  fi | while read -r f; do ln -s "$extra/$f" "$d/$f"; done
-  # an offset_frames column (a clip's sound late as published, e.g. as a teacher reads it) realigns its rows
-  [ ! -f "$extra/MANIFEST.tsv" ] || awk -F'\t' '
-    FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
-    c && $2 == "real" && $c != "" { print $1 "\t" $c }' "$extra/MANIFEST.tsv" > "$d/.extra_offsets"
-  if [ -s "$d/.extra_offsets" ]; then
-    [ -f "$d/MANIFEST.tsv" ] || printf 'file\toffset_frames\n' > "$d/MANIFEST.tsv"
-    cat "$d/.extra_offsets" >> "$d/MANIFEST.tsv"
-  fi
-  rm -f "$d/.extra_offsets"
+    find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) \
+      -printf "%f\t\n"
+  fi | while IFS=$'\t' read -r f offset; do
+    ln -s "$extra/$f" "$d/$f"
+    if [ -n "$offset" ]; then printf '%s\t%s\n' "$f" "$offset" >> "$offsets"; fi
+  done
 done
+if [ -s "$offsets" ]; then { printf 'file\toffset_frames\n'; cat "$offsets"; } > "$d/MANIFEST.tsv"; fi
+rm "$offsets"
 echo "$d"

@@ -151,6 +151,17 @@
 #     bash scripts/train_bundled.sh student-real
 #   the same line with STUDENT=runs/gpu/C3.pt STEPS=2000 LR=2e-4 OUT=runs/gpu/C4.pt, then STUDENT=runs/gpu/C4.pt
 #   OUT=runs/gpu/C5.pt (each call with STOP_AFTER_S set from its time left; the same line resumes it)
+# Session 24 (issue 15): the bundled student. C's two synthetic schedules (checkpoints/student_shape_C.pt, _C2.pt;
+# checkpoints/README.md), then its real stage on more faces (SUSPECTS=1: the real-suspect clips realigned by
+# teacher-real's reading; EXTRA: the StyleTalk folder of scripts/extra_real_clips.sh) with 65% synthetic clips, on
+# one H100 beside two SYNTH=0.5 seeds (three at once, 1,063 s; three calls, each stopped by STOP_AFTER_S and resumed):
+#   SYNTH_TEACHER=edge_sync/weights/teacher.pt REALIGN=1 SUSPECTS=1 EXTRA=../extra_real_train DEVICE=cuda WORKERS=4 \
+#     BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=checkpoints/student_shape_C2.pt SYNTH=0.65 SEED=0 \
+#     STEPS=1300 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 \
+#     OUT=runs/student_real_q2.pt bash scripts/train_bundled.sh student-real
+#   REALIGN=1 STUDENT_REAL=runs/student_real_q2.pt TEACHER_REAL=edge_sync/weights/teacher_real.pt \
+#     STUDENT_STAGES="checkpoints/student_shape_C.pt checkpoints/student_shape_C2.pt" \
+#     bash scripts/train_bundled.sh bundle-student-real
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100
 # (session 11; the runs were cut at END_AT by the calls' time limits):
 #   REALIGN=1 DEVICE=cuda WORKERS=6 BANK=56 END_AT=850 bash scripts/train_bundled.sh options-trunks     # 493 s

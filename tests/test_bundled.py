@@ -39,15 +39,16 @@ def test_bundled_teacher_decides_from_five_frame_windows():
 
 
 def test_bundled_student_decides_from_five_frame_windows_better_than_before():
-    """The strict context protocol for the student: session 14's student was distilled with a stronger window loss
-    (72.0% at 5 frames on 200 hold-out clips); on these 32 clips it scores 71.9%, the student bundled before 67.4%."""
+    """The strict context protocol for the student: session 24's student (the short-window shape C, distilled with
+    the window-context loss) scores 89.5% at 5 frames on 200 hold-out clips and 89.8% on these 32; the student
+    bundled before it 71.9% here, the one before that 67.4%."""
     from edge_sync.data.synthetic import SyntheticSyncDataset
     from edge_sync.models.io import load
     from edge_sync.training.evaluate import evaluate
 
     dataset = SyntheticSyncDataset(count=32, frames=50, seed=4343, split="holdout", drift_prob=0.0)
     result = evaluate(load("student"), dataset, contexts=(5,), strict_contexts=(5,))
-    assert result.extra["context_strict"]["5"] >= 0.70, result.extra
+    assert result.extra["context_strict"]["5"] >= 0.85, result.extra
     assert result.clip["accuracy"] >= 0.95, result.clip
 
 

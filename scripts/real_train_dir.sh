@@ -7,6 +7,8 @@
 #                    (scripts/real_suspect_offsets.tsv: pseudo-labels, more faces to learn from)
 #   EXTRA=DIR[:DIR]  more clips (scripts/extra_real_clips.sh): a folder's MANIFEST.tsv `real` rows (else every video),
 #                    realigned by its offset_frames column where it has one (e.g. the offsets a teacher reads)
+#   EXTRA_PSEUDO=0   leave out the EXTRA rows that carry an offset_frames (the pseudo-labelled ones): the bundled
+#                    student's folder (session 24 trained on StyleTalk's clean clips only)
 set -euo pipefail
 real=$(realpath "${1:?usage: $0 DIR}")
 extras=()  # resolved here, before the cd: the caller's relative paths
@@ -28,7 +30,8 @@ fi
 for extra in ${extras[@]+"${extras[@]}"}; do
   if [ -f "$extra/MANIFEST.tsv" ]; then  # its `real` rows, with their offset_frames where the column is there
     awk -F'\t' 'FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
-                 $2 == "real" { print $1 "\t" (c ? $c : "") }' "$extra/MANIFEST.tsv"
+                 $2 == "real" && !(skip && c && $c != "") { print $1 "\t" (c ? $c : "") }' \
+      skip="$([ "${EXTRA_PSEUDO:-1}" = 0 ] && echo 1)" "$extra/MANIFEST.tsv"
   else
     find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) \
       -printf "%f\t\n"

@@ -153,12 +153,13 @@
 #   OUT=runs/gpu/C5.pt (each call with STOP_AFTER_S set from its time left; the same line resumes it)
 # Session 24 (issue 15): the bundled student. C's two synthetic schedules (checkpoints/student_shape_C.pt, _C2.pt;
 # checkpoints/README.md), then its real stage on more faces (SUSPECTS=1: the real-suspect clips realigned by
-# teacher-real's reading; EXTRA: the StyleTalk folder of scripts/extra_real_clips.sh) with 65% synthetic clips, on
+# teacher-real's reading; EXTRA + EXTRA_PSEUDO=0: StyleTalk's five clean clips, scripts/extra_real_clips.sh; the
+# lent machine had a copy of that folder without its pseudo-labels) with 65% synthetic clips, on
 # one H100 beside two SYNTH=0.5 seeds (three at once, 1,063 s; three calls, each stopped by STOP_AFTER_S and resumed):
-#   SYNTH_TEACHER=edge_sync/weights/teacher.pt REALIGN=1 SUSPECTS=1 EXTRA=../extra_real_train DEVICE=cuda WORKERS=4 \
-#     BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=checkpoints/student_shape_C2.pt SYNTH=0.65 SEED=0 \
-#     STEPS=1300 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 DEGRADE=1 \
-#     OUT=runs/student_real_q2.pt bash scripts/train_bundled.sh student-real
+#   SYNTH_TEACHER=edge_sync/weights/teacher.pt REALIGN=1 SUSPECTS=1 EXTRA=../extra_real_train EXTRA_PSEUDO=0 \
+#     DEVICE=cuda WORKERS=4 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=checkpoints/student_shape_C2.pt \
+#     SYNTH=0.65 SEED=0 STEPS=1300 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 \
+#     DEGRADE=1 OUT=runs/student_real_q2.pt bash scripts/train_bundled.sh student-real
 #   REALIGN=1 STUDENT_REAL=runs/student_real_q2.pt TEACHER_REAL=edge_sync/weights/teacher_real.pt \
 #     STUDENT_STAGES="checkpoints/student_shape_C.pt checkpoints/student_shape_C2.pt" \
 #     bash scripts/train_bundled.sh bundle-student-real

@@ -35,6 +35,9 @@ def test_training_clips_leave_out_the_hold_out_and_extra_clips_keep_their_offset
     clips, manifest = _train_dir(real, tmp_path, EXTRA="extra")
     assert clips == {"ed_tedlieu.mp4", "late.mp4", "plain.mp4"}
     assert manifest.splitlines() == ["file\toffset_frames", "late.mp4\t3"]
+    # EXTRA_PSEUDO=0: the rows with an offset (pseudo-labels) stay out, the clean ones join (the bundled student's set)
+    clips, manifest = _train_dir(real, tmp_path, EXTRA="extra", EXTRA_PSEUDO="0")
+    assert clips == {"ed_tedlieu.mp4", "plain.mp4"} and manifest == ""
     # with REALIGN the shared clips' published offsets come first, the extra ones after them
     clips, manifest = _train_dir(real, tmp_path, EXTRA=str(extra), REALIGN="1")
     rows = manifest.splitlines()

@@ -29,9 +29,9 @@ if [ -n "${SUSPECTS:-}" ]; then
 fi
 for extra in ${extras[@]+"${extras[@]}"}; do
   if [ -f "$extra/MANIFEST.tsv" ]; then  # its `real` rows, with their offset_frames where the column is there
-    awk -F'\t' 'FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
-                 $2 == "real" && !(skip && c && $c != "") { print $1 "\t" (c ? $c : "") }' \
-      skip="$([ "${EXTRA_PSEUDO:-1}" = 0 ] && echo 1)" "$extra/MANIFEST.tsv"
+    awk -F'\t' -v pseudo="${EXTRA_PSEUDO:-1}" '
+      FNR == 1 { for (i = 1; i <= NF; i++) if ($i == "offset_frames") c = i; next }
+      $2 == "real" && !(pseudo == "0" && c && $c != "") { print $1 "\t" (c ? $c : "") }' "$extra/MANIFEST.tsv"
   else
     find "$extra" -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mpg' -o -name '*.avi' -o -name '*.mov' \) \
       -printf "%f\t\n"

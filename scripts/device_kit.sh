@@ -7,7 +7,9 @@
 #   speechN.tar.xz   the first N utterances of the training speech bank (espeak-ng runs here, not there)
 #   rt/              the real training clips (REAL's `real` clips outside the hold-out) and REAL's MANIFEST.tsv
 #                    and the real-suspect clips of scripts/real_suspect_offsets.tsv (for SUSPECTS=1)
-# Usage: bash scripts/device_kit.sh [BANK [REAL]]   (BANK: 400 for the synthetic stages, 56 for student-real)
+#   extra/           a copy of the folder EXTRA names (clips + MANIFEST.tsv, pseudo-labels included), when EXTRA is set:
+#                    the stage on the lent machine then runs with EXTRA=.gpu/extra (a stale copy trains on other labels)
+# Usage: [EXTRA=DIR] bash scripts/device_kit.sh [BANK [REAL]]   (BANK: 400 for the synthetic stages, 56 for student-real)
 # Then each call of the device tool carries what its stage needs and runs, from the repository root there,
 #   bash scripts/device_run.sh COMMAND...
 # The carried tree is limited (64 MiB with the tracked files): the synthetic stages carry small + speech400;
@@ -51,5 +53,11 @@ if [ -f "$real/MANIFEST.tsv" ]; then  # the same clips as scripts/real_train_dir
   # and the real-suspect clips SUSPECTS=1 adds, realigned (scripts/real_suspect_offsets.tsv; a few MB)
   grep -v '^#' scripts/real_suspect_offsets.tsv | tail -n +2 | cut -f1 | while read -r f; do cp -L "$real/$f" "$kit/rt/"; done
   cp "$real/MANIFEST.tsv" "$kit/rt/"
+fi
+if [ -n "${EXTRA:-}" ]; then  # rebuilt every time, so the lent machine never trains on an older manifest
+  [ -f "$EXTRA/MANIFEST.tsv" ] || { echo "device_kit: EXTRA=$EXTRA has no MANIFEST.tsv" >&2; exit 2; }
+  rm -rf "$kit/extra" && mkdir -p "$kit/extra"
+  cut -f1 "$EXTRA/MANIFEST.tsv" | tail -n +2 | while read -r f; do cp -L "$EXTRA/$f" "$kit/extra/"; done
+  cp "$EXTRA/MANIFEST.tsv" "$kit/extra/"
 fi
 du -sh "$kit"/*

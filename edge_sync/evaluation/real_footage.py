@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, consecutive_runs, probe_for_sync
+from edge_sync.runtimes.evidence import evidence_ratio, null_confidences, weak_evidence
 from edge_sync.features.faces import DEFAULT_DETECTOR, track_faces
 from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
@@ -90,6 +91,13 @@ class CaseResult:
     context_windows: dict[int, int] = field(default_factory=dict)
     context_hits: dict[int, int] = field(default_factory=dict)  # within +-1
     context_exact: dict[int, int] = field(default_factory=dict)
+    # confidence over the null's (edge_sync.runtimes.evidence; None: the case is under 3 s)
+    evidence_ratio: float | None = None
+
+    @property
+    def unsure(self) -> bool:
+        """The null check calls this reading unsure (what ``sync``/``score`` would say, the evidence floor aside)."""
+        return weak_evidence(self.evidence_ratio)
 
     @property
     def error(self) -> int:
@@ -141,12 +149,13 @@ def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_
         if inputs is None:
             continue
         res = scorer.run(*inputs)
+        ratio = evidence_ratio(res.confidence, null_confidences(scorer.run, *inputs, scorer.contract.max_offset))
         ctx = context_evaluation([res.correlation], [int(k)], contexts, tolerance=TOLERANCE)
         exact = context_evaluation([res.correlation], [int(k)], contexts, tolerance=0)
         out.append(CaseResult(clip.path.name, clip.group, clip.source, int(k), int(res.offset_frames),
                               float(res.confidence), float(res.probability), int(res.frames),
                               {c: r.windows for c, r in ctx.items()}, {c: r.correct for c, r in ctx.items()},
-                              {c: r.correct for c, r in exact.items()}))
+                              {c: r.correct for c, r in exact.items()}, ratio))
     return out
 
 
@@ -178,6 +187,8 @@ class RealFootageReport:
             "exact": sum(c.error == 0 for c in cases), "cases": len(cases),
             "confidence_right": float(np.median(right)) if right else float("nan"),
             "confidence_wrong": float(np.median(wrong)) if wrong else float("nan"),
+            "unsure_right": sum(c.unsure for c in cases if c.right), "right": len(right),
+            "unsure_wrong": sum(c.unsure for c in cases if not c.right), "wrong": len(wrong),
         }
         for ctx in sorted({k for c in cases for k in c.context_windows}):
             windows = sum(c.context_windows.get(ctx, 0) for c in cases)

@@ -21,6 +21,8 @@ def _row(s: Mapping[str, Any]) -> dict[str, Any]:
         "accuracy@+-1 15 fr": s.get("context15", float("nan")),
         "accuracy 15 fr": s.get("context15_exact", float("nan")),
         "conf. right": s["confidence_right"], "conf. wrong": s["confidence_wrong"],
+        "unsure right": pct(s.get("unsure_right", 0), s.get("right", 0)),
+        "unsure wrong": pct(s.get("unsure_wrong", 0), s.get("wrong", 0)),
     }
 
 
@@ -59,7 +61,9 @@ def render(reports: Sequence[RealFootageReport], planted: Sequence[int]) -> str:
            "per-frame evidence averaged in windows of 5 and 15 frames (windows >= 15 frames from the ends); "
            f"shift tracked: the planted copy's reading minus the original's reading is the shift +-{TOLERANCE} (no "
            "assumption that the clip is in sync as published); "
-           "median confidence (syncnet_python's) of right and wrong answers.\n", overall_table(reports)]
+           "median confidence (syncnet_python's) of right and wrong answers; unsure: answers whose confidence is not "
+           "1.5x the clip's own null (its sound rolled out of any alignment; edge_sync.runtimes.evidence), which "
+           "`sync` and `score` report as UNSURE.\n", overall_table(reports)]
     for r in reports:
         out += [f"\nBy source, {r.model}:\n", source_table(r)]
     others = sorted({c.group for r in reports for c in r.cases} - {"real"})

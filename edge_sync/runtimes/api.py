@@ -17,6 +17,7 @@ from edge_sync._paths import artifact_path, bundled_artifact_named
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io
+from edge_sync.runtimes.evidence import MIN_EVIDENCE_RATIO, evidence_ratio, weak_evidence
 from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.onnxruntime_backend import Provider  # numpy-only: onnxruntime is imported on use
 from edge_sync.runtimes.registry import choose_backend
@@ -52,6 +53,14 @@ class TrackSync:
     result: SyncResult
     # per-frame cues the use cases read: "mouth_motion" [T] (0..255), "box" [T, 3] (centre x, centre y, width)
     cues: dict[str, np.ndarray] = field(default_factory=dict)
+    # the segment scored against its soundtrack rolled out of any alignment (edge_sync.runtimes.evidence): the
+    # confidence noise gives on this clip; empty when not measured (a soundtrack under 3 s, or null_check off)
+    null_confidences: list[float] = field(default_factory=list)
+
+    @property
+    def evidence_ratio(self) -> float | None:
+        """The segment's confidence over its null's (None: no null measured)."""
+        return evidence_ratio(self.result.confidence, self.null_confidences)
 
     @property
     def stop_frame(self) -> int:
@@ -140,12 +149,25 @@ class FileSync(JsonResult):
                 f"warnings={len(self.warnings)})")
 
     @property
-    def low_evidence(self) -> bool:
-        """The clip's confidence is under the model's evidence floor: on real clips every right answer of the model
-        read above it, so the offset may be noise (docs/applications.md, "Unsure"). False without speech (that
-        has its own flag) or without a fitted floor."""
+    def below_floor(self) -> bool:
+        """The clip's confidence is under the model's evidence floor (every right answer of the model on real clips
+        read above it). False without speech (that has its own flag) or without a fitted floor."""
         return (self.evidence_floor is not None and bool(self.tracks) and not self.no_speech
                 and not self.confidence >= self.evidence_floor)  # a NaN confidence is no evidence either
+
+    @property
+    def evidence_ratio(self) -> float | None:
+        """The main segment's confidence over its null's (:mod:`edge_sync.runtimes.evidence`; None: not measured)."""
+        return self.main.evidence_ratio if self.tracks else None
+
+    @property
+    def low_evidence(self) -> bool:
+        """Too little sync evidence for the offset to be trusted (docs/applications.md, "Unsure"): under the
+        model's evidence floor, or not :data:`MIN_EVIDENCE_RATIO` times what this clip's own sound gives against
+        its video rolled out of any alignment. False without speech (that has its own flag)."""
+        if not self.tracks or self.no_speech:
+            return False
+        return self.below_floor or weak_evidence(self.evidence_ratio)
 
     @property
     def file_news(self) -> list[str]:
@@ -163,9 +185,13 @@ class FileSync(JsonResult):
         track's span, too little sync evidence for the offset to be trusted."""
         speech = self.main.result.speech
         out = self.file_news + (speech.speech_warnings if speech is not None else [])
-        if self.low_evidence:
+        if self.low_evidence and self.below_floor:
             out.append(f"{UNSURE_PREFIX} confidence {self.confidence:.3f} is under this model's evidence floor "
                        f"{self.evidence_floor:.3f} (fitted on real clips): the offset may be noise")
+        elif self.low_evidence:
+            out.append(f"{UNSURE_PREFIX} confidence {self.confidence:.3f} is only {self.evidence_ratio:.2f}x what this "
+                       f"clip's sound gives against its video out of any alignment (under {MIN_EVIDENCE_RATIO:g}x): "
+                       "the offset may be noise")
         return out
 
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
@@ -178,6 +204,7 @@ class FileSync(JsonResult):
         return {"path": self.path, **top, "track_id": main.track_id, "start_frame": main.start_frame,
                 "video_frames": self.num_frames, "audio_coverage": None if cover is None else round(cover, 4),
                 "low_evidence": self.low_evidence, "evidence_floor": self.evidence_floor,
+                "evidence_ratio": None if self.evidence_ratio is None else round(self.evidence_ratio, 4),
                 "warnings": self.warnings, "seconds": round(self.seconds, 3),
                 "frames_without_face": len(self.frames_without_face),
                 "tracks": [{"track_id": t.track_id, "start_frame": t.start_frame,
@@ -257,14 +284,18 @@ class Engine:
         return SyncStream(self, hop_frames=hop_frames, previous_sample=previous_sample, keep_frames=keep_frames,
                           max_lead_frames=MAX_LEAD_FRAMES if max_lead_frames is None else max_lead_frames)
 
-    def sync_file(self, path: str | Path, detect_every: int = 5, detector: str | None = None) -> FileSync:
+    def sync_file(self, path: str | Path, detect_every: int = 5, detector: str | None = None,
+                  null_check: bool = True) -> FileSync:
         """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track segment.
         Crops stream into bounded windows (:mod:`edge_sync.runtimes.file_sync`), so memory does not grow
-        with the clip's length. ``detector``: a registered face detector (default YuNet; "haar")."""
+        with the clip's length. ``detector``: a registered face detector (default YuNet; "haar").
+        ``null_check``: also measure each segment's evidence null (:mod:`edge_sync.runtimes.evidence`; the model
+        runs four times, decoding and faces once), which ``low_evidence`` reads."""
         from edge_sync.features.faces import DEFAULT_DETECTOR
         from edge_sync.runtimes.file_sync import sync_file
 
-        return sync_file(self, path, detect_every=detect_every, detector=detector or DEFAULT_DETECTOR)
+        return sync_file(self, path, detect_every=detect_every, detector=detector or DEFAULT_DETECTOR,
+                         null_check=null_check)
 
 
 def load(path: str | Path | None = None, backend: str = "auto", *,

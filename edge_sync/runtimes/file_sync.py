@@ -28,6 +28,7 @@ from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
+from edge_sync.runtimes.evidence import null_rolls
 from edge_sync.spec import SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
 
@@ -50,6 +51,7 @@ class _Segment:
     track_id: int
     start: int
     stream: Any
+    nulls: dict[int, Any]  # roll (frames) -> a stream of the same crops against the soundtrack rolled by it
     next_frame: int
     audio_to: int  # the stream has the sound of frames before this one (it lags next_frame by < a batch)
     # out-of-order frames waiting for their turn: crop, smoothed box, the detector's box (None: interpolated)
@@ -67,21 +69,33 @@ class _Segment:
 class FileSyncer:
     """Routes tracker results to per-segment streams; see the module docstring."""
 
-    def __init__(self, engine: Any, audio: np.ndarray, crop: str, min_frames: int) -> None:
+    def __init__(self, engine: Any, audio: np.ndarray, crop: str, min_frames: int, null_check: bool = True) -> None:
         self.engine, self.audio, self.crop, self.min_frames = engine, audio, crop, min_frames
         self.open: dict[int, _Segment] = {}
-        self.closed: list[tuple[int, int, Any, dict[str, np.ndarray]]] = []  # (track, start, SyncResult, cues)
+        # (track, start, SyncResult, cues, null confidences)
+        self.closed: list[tuple[int, int, Any, dict[str, np.ndarray], list[float]]] = []
+        # the evidence null (edge_sync.runtimes.evidence): every segment also runs against the soundtrack rolled
+        self.rolls = null_rolls(len(audio) // SAMPLES_PER_FRAME, engine.contract.max_offset) if null_check else []
 
     def _start(self, track_id: int, frame: int) -> _Segment:
         first = frame * SAMPLES_PER_FRAME
-        # continue the whole soundtrack's pre-emphasis, as the offline MFCC does
-        previous = None if first == 0 else float(self.audio[first - 1]) if first - 1 < len(self.audio) else 0.0
-        return _Segment(track_id, frame, self.engine.stream(FILE_HOP_FRAMES, previous), frame, frame)
 
-    def _samples(self, lo_frame: int, hi_frame: int, tail: int = 0) -> np.ndarray:
-        lo, hi = lo_frame * SAMPLES_PER_FRAME, hi_frame * SAMPLES_PER_FRAME + tail
-        out = self.audio[lo:hi]
-        return np.pad(out, (0, (hi - lo) - len(out)))  # a short soundtrack ends in silence
+        def previous(roll: int) -> float | None:  # continue the whole soundtrack's pre-emphasis, as offline MFCC does
+            if first == 0 and roll == 0:
+                return None
+            return float(self._samples(frame, frame, roll=roll, before=1)[0])
+
+        nulls = {r: self.engine.stream(FILE_HOP_FRAMES, previous(r)) for r in self.rolls}
+        return _Segment(track_id, frame, self.engine.stream(FILE_HOP_FRAMES, previous(0)), nulls, frame, frame)
+
+    def _samples(self, lo_frame: int, hi_frame: int, tail: int = 0, roll: int = 0, before: int = 0) -> np.ndarray:
+        """The sound of frames lo..hi (+ ``tail`` samples after, ``before`` samples before); ``roll`` > 0: of the
+        soundtrack rolled by that many frames (frame t hears frame t + roll, wrapping round the soundtrack's end)."""
+        lo, hi = lo_frame * SAMPLES_PER_FRAME - before, hi_frame * SAMPLES_PER_FRAME + tail
+        if roll:
+            return self.audio[(np.arange(lo, hi) + roll * SAMPLES_PER_FRAME) % len(self.audio)]
+        out = self.audio[max(0, lo):hi]
+        return np.pad(out, (max(0, -lo), (hi - lo) - len(out) - max(0, -lo)))  # a short soundtrack ends in silence
 
     def add(self, result: CropResult) -> None:
         seg = self.open.get(result.track_id)
@@ -96,6 +110,8 @@ class FileSyncer:
         while seg.next_frame in seg.pending:
             crops, box, detection = seg.pending.pop(seg.next_frame)
             seg.stream.push(crops=crops)
+            for null in seg.nulls.values():
+                null.push(crops=crops)
             seg.motion.append(_mouth_motion(seg.last_crop, crops))
             seg.centres.append((box.cx, box.y + box.h / 2.0, box.w))
             seg.detections.append(detection)
@@ -103,6 +119,8 @@ class FileSyncer:
             seg.next_frame += 1
         if seg.next_frame - seg.audio_to >= AUDIO_BATCH_FRAMES:
             seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame))
+            for roll, null in seg.nulls.items():
+                null.push(audio=self._samples(seg.audio_to, seg.next_frame, roll=roll))
             seg.audio_to = seg.next_frame
 
     def _close(self, seg: _Segment) -> None:
@@ -112,11 +130,16 @@ class FileSyncer:
         # the MFCC of the last frame reads 240 samples past it (real audio where it exists, as offline)
         seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame, TAIL))
         seg.stream.flush()
+        nulls = []
+        for roll, null in seg.nulls.items():
+            null.push(audio=self._samples(seg.audio_to, seg.next_frame, TAIL, roll=roll))
+            null.flush()
+            nulls.append(float(null.result().confidence))
         cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32),
                 "detected": np.array([d is not None for d in seg.detections]), **landmark_cues(seg.detections)}
-        self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues))
+        self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues, nulls))
 
-    def finish(self) -> list[tuple[int, int, Any, dict[str, np.ndarray]]]:
+    def finish(self) -> list[tuple[int, int, Any, dict[str, np.ndarray], list[float]]]:
         for seg in list(self.open.values()):
             self._close(seg)
         return sorted(self.closed, key=lambda c: (c[0], c[1]))
@@ -189,8 +212,10 @@ def audio_level(audio: np.ndarray, frames: int) -> np.ndarray:
 
 
 def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = DEFAULT_DETECTOR,
-              min_frames: int = 5) -> Any:
-    """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync."""
+              min_frames: int = 5, null_check: bool = True) -> Any:
+    """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync.
+    ``null_check``: also score each segment against its soundtrack rolled out of any alignment
+    (:mod:`edge_sync.runtimes.evidence`; the model runs 4x, the decoding and faces once)."""
     from edge_sync.runtimes.api import UNSURE_PREFIX, FileSync, TrackSync
 
     start = time.perf_counter()
@@ -199,7 +224,7 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     audio = read_audio(path)
     # iter_frames hands out a fresh array per frame and nothing here edits one: the tracker need not copy them
     tracker = FaceTracker(detector, detect_every=detect_every, crops=(crop,), copy_frames=False)
-    syncer = FileSyncer(engine, audio, crop, min_frames)
+    syncer = FileSyncer(engine, audio, crop, min_frames, null_check)
     worker = _Background(lambda results: [syncer.add(r) for r in results])
     try:
         for frame in iter_frames(path, threads=DECODE_THREADS):
@@ -216,10 +241,10 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
         raise NoFaceError(f"{path}: no face track of {min_frames}+ consecutive frames was found ({tracker.num_frames} "
                           "frames); check that a frontal, upright, well-lit face is visible")
     covered = len(audio) / SAMPLES_PER_FRAME  # video frames the decoded soundtrack reaches; past it: silence
-    for _, first, res, _ in segments:
+    for _, first, res, _, _ in segments:
         if res.speech is not None:
             res.speech = res.speech.with_coverage(covered - first)
-    tracks = [TrackSync(tid, s, res, cues) for tid, s, res, cues in segments]
+    tracks = [TrackSync(tid, s, res, cues, nulls) for tid, s, res, cues, nulls in segments]
     sync = FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
                     time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
                     info.height or 0, audio_frames=covered, evidence_floor=evidence_floor_of(engine))

@@ -25,6 +25,8 @@ of the model's offsets that count as in sync, 3 of 31) and ``in_sync`` is None, 
 No evidence, no verdict either: where the heads carry an ``evidence_floor`` (the LSE-C under every right answer of
 this model on real clips with known offsets), a clip scoring below it gets ``in_sync`` None and ``low_evidence``:
 on real faces the model cannot read, the best offset is noise and the head would call an in-sync clip out of sync.
+The same holds for a clip whose LSE-C is not 1.5x what its own sound gives against its video rolled out of any
+alignment (:mod:`edge_sync.runtimes.evidence`): evidence a noise-level floor fixed for all clips lets through.
 
 A soundtrack shorter than the video: the scores are read over the frames it covers only (``judged_frames``; the
 rest is padded silence the head was not fitted on), ``warnings`` says so, and a covered span too short to judge is
@@ -40,6 +42,7 @@ import numpy as np
 
 from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
+from edge_sync.runtimes.evidence import evidence_ratio, weak_evidence
 from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import QUALITY_FEATURES, judged_track, judged_warnings, quality_features, vector
 from edge_sync.usecases.heads import UsecaseHeads, resolve_heads
@@ -100,10 +103,16 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
             p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
             score.sync_probability, score.in_sync = p, bool(p >= head.threshold)
             floor = heads.evidence_floor  # head came from heads
+            ratio = evidence_ratio(score.lse_c, track.null_confidences)
             if floor is not None and score.lse_c < floor:
                 score.in_sync, score.low_evidence = None, True
                 score.warnings.append(f"too little sync evidence: LSE-C {score.lse_c:.3f} is under this model's "
                                       f"floor {floor:.3f}, so the offset is unsure and there is no verdict")
+            elif weak_evidence(ratio):
+                score.in_sync, score.low_evidence = None, True
+                score.warnings.append(f"too little sync evidence: LSE-C {score.lse_c:.3f} is only {ratio:.2f}x what "
+                                      "this clip's sound gives against its video out of any alignment, so the offset "
+                                      "is unsure and there is no verdict")
     return score
 
 

@@ -60,6 +60,18 @@ def test_summary_counts_originals_and_planted_separately():
     s = RealFootageReport.summary(cases)
     assert (s["originals_right"], s["originals"], s["planted_right"], s["planted"]) == (1, 1, 1, 2)
     assert s["confidence_right"] == pytest.approx(0.45) and s["confidence_wrong"] == pytest.approx(0.1)
+    assert (s["unsure_right"], s["right"], s["unsure_wrong"], s["wrong"]) == (0, 2, 0, 1)  # no null measured
+
+
+def test_the_summary_counts_readings_under_their_null_as_unsure():
+    from edge_sync.evaluation.real_footage import CaseResult
+
+    cases = [CaseResult("a", "real", "s", 0, 0, 0.06, 0.9, 100, evidence_ratio=3.0),
+             CaseResult("a", "real", "s", 4, 4, 0.02, 0.5, 96, evidence_ratio=1.2),
+             CaseResult("a", "real", "s", -4, 9, 0.03, 0.1, 96, evidence_ratio=0.9),
+             CaseResult("a", "real", "s", 8, -2, 0.05, 0.1, 92, evidence_ratio=1.7)]
+    s = RealFootageReport.summary(cases)
+    assert (s["unsure_right"], s["right"], s["unsure_wrong"], s["wrong"]) == (1, 2, 1, 2)
 
 
 def test_shift_tracking_and_clips_read_consistently_off():
@@ -104,6 +116,9 @@ def test_bundled_student_on_a_talking_photo_finds_every_planted_shift(talking_di
     report = evaluate_real(edge_sync.load(), clips, "student", planted=(-6, 4), progress=False)
     assert [c.planted for c in report.cases] == [0, -6, 4]
     assert all(c.right for c in report.cases), [(c.planted, c.detected) for c in report.cases]
+    # every case is long enough for the evidence null, and this clear a reading stands well above it
+    assert all(c.evidence_ratio is not None and not c.unsure for c in report.cases), \
+        [c.evidence_ratio for c in report.cases]
 
 
 @pytest.mark.slow

@@ -1,0 +1,61 @@
+"""Is a clip's sync evidence above what its own sound gives against its own video at no alignment at all?
+
+A clip's ``confidence`` (LSE-C: median - min of the distance curve) is never zero: noise has a lowest point too,
+and how low depends on the clip (its length, how much the mouth moves, how the speech is paced). One fixed floor
+cannot tell a short, busy clip's noise from a weak true alignment. The **null** measures the noise of this clip:
+the same video scored against the same soundtrack rolled (circularly) by R frames, with R at least 2K + margin
+from every alignment the model can read, so no offset of the rolled copy can be the true one. Three rolls spread
+over the soundtrack; the null confidence is their median, and the reading is **unsure** when its confidence is
+not ``MIN_EVIDENCE_RATIO`` times it.
+
+Measured with the bundled INT8 student (``docs/real_footage.md``, session 25; the margin and 1.5 were fixed on
+the real hold-out): there it flags only ``pcavs_620900105``'s cases (the one clip read at chance-level confidence,
+right or wrong). On the 16 independent clips with planted shifts it flags 13 of the 15 wrong answers (the evidence
+floor: 9) and 5 of 129 right ones; ``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it
+misread. A soundtrack under 3 s (2 (2K + margin) frames) has no null: the floor alone judges it. numpy only.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edge_sync.spec import MFCC_PER_FRAME
+
+NULL_MARGIN_FRAMES = 8  # how far (frames) a rolled copy's nearest alignment stays outside the offsets read
+NULL_ROLLS = 3  # rolled copies per clip: their median is the null
+MIN_EVIDENCE_RATIO = 1.5  # a reading's confidence must be this many times the null's (fixed on the hold-out)
+
+
+def null_rolls(frames: int, max_offset: int) -> list[int]:
+    """Rolls (frames, sound later by R) for a soundtrack of ``frames`` frames: spread over
+    [2K + margin, frames - 2K - margin], so neither a roll nor its wrap brings any alignment within K + margin of
+    the offsets -K..K; none when the soundtrack is shorter than 2 (2K + margin) frames (3 s for K = 15)."""
+    base = 2 * max_offset + NULL_MARGIN_FRAMES
+    if frames < 2 * base:
+        return []
+    span = frames - 2 * base
+    return sorted({base + j * span // (NULL_ROLLS - 1) for j in range(NULL_ROLLS)})
+
+
+def evidence_ratio(confidence: float, null_confidences: Sequence[float]) -> float | None:
+    """The reading's confidence over the median null confidence (None: no null, or a null of zero)."""
+    nulls = [float(c) for c in null_confidences if np.isfinite(c)]
+    if not nulls:
+        return None
+    null = float(np.median(nulls))
+    return float(confidence) / null if null > 0 else None
+
+
+def weak_evidence(ratio: float | None) -> bool:
+    """Under :data:`MIN_EVIDENCE_RATIO` (False without a null: the evidence floor alone judges then)."""
+    return ratio is not None and not ratio >= MIN_EVIDENCE_RATIO  # NaN is weak too
+
+
+def null_confidences(run: Callable[[np.ndarray, np.ndarray], object], audio_mfcc: np.ndarray, video: np.ndarray,
+                     max_offset: int) -> list[float]:
+    """The null of one model input pair ([..., MFCC steps] audio, [B, C, T, H, W] video): ``run`` (an engine's or
+    a scorer's) on the MFCC rolled by each of :func:`null_rolls` of the clip's T frames; their confidences."""
+    frames = video.shape[2]
+    return [float(run(np.roll(audio_mfcc, -MFCC_PER_FRAME * r, axis=-1), video).confidence)
+            for r in null_rolls(frames, max_offset)]

@@ -1,0 +1,104 @@
+"""The evidence null: a clip scored against its own soundtrack rolled out of any alignment."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edge_sync.runtimes.evidence import (MIN_EVIDENCE_RATIO, NULL_MARGIN_FRAMES, evidence_ratio, null_rolls,
+                                         weak_evidence)
+
+
+@pytest.mark.parametrize("frames", [76, 77, 90, 250, 5000])
+def test_no_roll_brings_an_alignment_back_within_reach(frames) -> None:
+    k = 15
+    rolls = null_rolls(frames, k)
+    assert len(rolls) == min(3, frames - 75)  # distinct rolls only
+    for r in rolls:
+        # the true alignment (any of -K..K) lands at k_true - r, or k_true - r + frames after the wrap
+        for k_true in range(-k, k + 1):
+            for seen in (k_true - r, k_true - r + frames):
+                assert abs(seen) >= k + NULL_MARGIN_FRAMES
+
+
+def test_a_soundtrack_under_three_seconds_has_no_null() -> None:
+    assert null_rolls(75, 15) == [] and null_rolls(0, 15) == []
+    assert evidence_ratio(0.1, []) is None and not weak_evidence(None)
+
+
+def test_the_ratio_is_over_the_median_null() -> None:
+    assert evidence_ratio(0.06, [0.01, 0.02, 0.05]) == pytest.approx(3.0)
+    assert weak_evidence(evidence_ratio(0.029, [0.01, 0.02, 0.05]))
+    assert not weak_evidence(evidence_ratio(0.02 * MIN_EVIDENCE_RATIO, [0.02, 0.02, 0.02]))
+    assert weak_evidence(float("nan")) and evidence_ratio(0.1, [0.0, 0.0, float("nan")]) is None
+
+
+pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+pytest.importorskip("skimage", reason="the portrait ships in scikit-image: pip install 'edge-sync[dev]'")
+
+from edge_sync.data.talking_photo import make_talking_photo_clip, write_video  # noqa: E402
+from edge_sync.features.clip import prepare_clip  # noqa: E402
+from edge_sync.features.media import iter_frames, read_audio  # noqa: E402
+from edge_sync.features.mfcc import audio_to_mfcc_input  # noqa: E402
+from edge_sync.runtimes.api import load  # noqa: E402
+from edge_sync.spec import SAMPLES_PER_FRAME  # noqa: E402
+
+SENTENCE = ("Every morning the baker opens the shop, lights the big oven and sells warm bread to the people "
+            "who walk past on their way to work.")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load()
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    """An in-sync talking face (the bundled student reads it right) and the same face speaking other words."""
+    root = tmp_path_factory.mktemp("evidence")
+    clip = make_talking_photo_clip(root / "talk.mp4", SENTENCE, offset_frames=0, size=(320, 240), seed=3)
+    other = make_talking_photo_clip(root / "other.mp4", "Seven quiet ships drift slowly past the harbour wall "
+                                    "while the gulls circle over the fishing boats at dawn.", offset_frames=0,
+                                    size=(320, 240), seed=4)
+    frames = np.stack(list(iter_frames(clip.path)))
+    sound = read_audio(other.path)
+    sound = np.resize(sound, len(frames) * SAMPLES_PER_FRAME)  # the other words, as long as this video
+    return clip.path, write_video(root / "dubbed.mp4", frames, sound)
+
+
+def test_the_null_streams_equal_the_clip_run_against_its_rolled_soundtrack(engine, talk) -> None:
+    path, _ = talk
+    (track,) = engine.sync_file(path).tracks
+    audio = read_audio(path)
+    rolls = null_rolls(len(audio) // SAMPLES_PER_FRAME, engine.contract.max_offset)
+    assert track.start_frame == 0 and len(track.null_confidences) == len(rolls) == 3
+    (segment,) = prepare_clip(path, preprocessing=engine.contract.video).segments
+    assert segment.frames == track.result.frames
+    offline = []
+    for roll in rolls:
+        sound = np.roll(audio, -roll * SAMPLES_PER_FRAME)[:segment.frames * SAMPLES_PER_FRAME + 240]
+        rolled = dataclasses.replace(segment, audio=audio_to_mfcc_input(sound, segment.frames))
+        offline.append(engine.run_segment(rolled).confidence)
+    # equal but for the rolled streams' first MFCC windows (they continue the soundtrack's pre-emphasis): within
+    # 2%, while the three rolls' nulls are further apart than that
+    np.testing.assert_allclose(track.null_confidences, offline, rtol=0.02)
+    nulls = sorted(offline)
+    assert nulls[1] > 1.05 * nulls[0] and nulls[2] > 1.05 * nulls[1]
+
+
+def test_a_face_dubbed_with_other_words_is_unsure_where_the_floor_lets_it_through(engine, talk) -> None:
+    path, dubbed = talk
+    right = engine.sync_file(path)
+    assert abs(right.offset_frames) <= 1 and right.evidence_ratio >= MIN_EVIDENCE_RATIO and not right.low_evidence
+    wrong = engine.sync_file(dubbed)
+    assert not wrong.below_floor  # the model's fixed floor alone would give this reading a verdict
+    assert wrong.low_evidence and wrong.evidence_ratio < MIN_EVIDENCE_RATIO
+    assert any(w.startswith("UNSURE:") and "out of any alignment" in w for w in wrong.warnings)
+    assert wrong.to_dict()["evidence_ratio"] == pytest.approx(wrong.evidence_ratio, abs=1e-4)
+
+
+def test_the_null_can_be_left_out(engine, talk) -> None:
+    path, dubbed = talk
+    sync = engine.sync_file(dubbed, null_check=False)
+    assert sync.main.null_confidences == [] and sync.evidence_ratio is None and not sync.low_evidence

@@ -22,11 +22,11 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, consecutive_runs, probe_for_sync
-from edge_sync.runtimes.evidence import evidence_ratio, null_confidences, weak_evidence
 from edge_sync.features.faces import DEFAULT_DETECTOR, track_faces
 from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
+from edge_sync.runtimes.evidence import evidence_ratio, null_confidences, weak_evidence
 from edge_sync.spec import SAMPLES_PER_FRAME, VideoPreprocessing
 from edge_sync.training.metrics import context_evaluation
 

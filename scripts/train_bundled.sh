@@ -151,7 +151,7 @@
 #     bash scripts/train_bundled.sh student-real
 #   the same line with STUDENT=runs/gpu/C3.pt STEPS=2000 LR=2e-4 OUT=runs/gpu/C4.pt, then STUDENT=runs/gpu/C4.pt
 #   OUT=runs/gpu/C5.pt (each call with STOP_AFTER_S set from its time left; the same line resumes it)
-# Session 24 (issue 15): the bundled student. C's two synthetic schedules (checkpoints/student_shape_C.pt, _C2.pt;
+# Session 24 (issue 15): the student bundled then. C's two synthetic schedules (checkpoints/student_shape_C.pt, _C2.pt;
 # checkpoints/README.md), then its real stage on more faces (SUSPECTS=1: the real-suspect clips realigned by
 # teacher-real's reading; EXTRA + EXTRA_PSEUDO=0: StyleTalk's five clean clips, scripts/extra_real_clips.sh; the
 # lent machine had a copy of that folder without its pseudo-labels) with 65% synthetic clips, on
@@ -161,6 +161,17 @@
 #     SYNTH=0.65 SEED=0 STEPS=1300 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 \
 #     DEGRADE=1 OUT=runs/student_real_q2.pt bash scripts/train_bundled.sh student-real
 #   REALIGN=1 STUDENT_REAL=runs/student_real_q2.pt TEACHER_REAL=edge_sync/weights/teacher_real.pt \
+#     STUDENT_STAGES="checkpoints/student_shape_C.pt checkpoints/student_shape_C2.pt" \
+#     bash scripts/train_bundled.sh bundle-student-real
+# Session 25 (issue 15): the bundled student. The same recipe with the four pseudo-labelled StyleTalk clips that session
+# 24's run missed (EXTRA_PSEUDO left at its default: 45 usable clips), seed 0: 1,003 steps on one H100 beside a seed-1
+# run (two calls, stopped by STOP_AFTER_S), the last 297 resumed from its train-state on this 2-core CPU (DEVICE=cpu
+# WORKERS=2, the same line otherwise; device and workers may change on resume), 2,659 s there:
+#   SYNTH_TEACHER=edge_sync/weights/teacher.pt REALIGN=1 SUSPECTS=1 EXTRA=../extra_real_train \
+#     DEVICE=cuda WORKERS=4 BANK=56 TEACHER=edge_sync/weights/teacher_real.pt STUDENT=checkpoints/student_shape_C2.pt \
+#     SYNTH=0.65 SEED=0 STEPS=1300 LR=3e-4 BATCH=32 WINDOW=1 WINDOW_WEIGHT=3.0 WINDOW_MAX=8 WINDOW_CONTEXT=8.0 \
+#     DEGRADE=1 OUT=runs/student_real_r0.pt bash scripts/train_bundled.sh student-real
+#   REALIGN=1 STUDENT_REAL=runs/student_real_r0.pt TEACHER_REAL=edge_sync/weights/teacher_real.pt \
 #     STUDENT_STAGES="checkpoints/student_shape_C.pt checkpoints/student_shape_C2.pt" \
 #     bash scripts/train_bundled.sh bundle-student-real
 # Issue 19's options (I3D / SlowFast trunks, masked / contrastive pre-training; docs/ablation_options.md), on one H100

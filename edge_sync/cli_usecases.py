@@ -59,7 +59,8 @@ def speakers_command(
     from edge_sync.usecases.speakers import detect_speakers
 
     engine = _engine(artifact, backend)
-    result = detect_speakers(engine.sync_file(video), _heads(engine, heads))
+    # null_check=False: the evidence null is read by sync, score and fix only
+    result = detect_speakers(engine.sync_file(video, null_check=False), _heads(engine, heads))
     if as_json:
         typer.echo(result.to_json())
         return
@@ -150,7 +151,7 @@ def desync_command(
 
     engine = _engine(artifact, backend)
     found = _heads(engine, heads)
-    for video, flag in _each_file(videos, lambda v: flag_sync(engine.sync_file(v), found), as_json):
+    for video, flag in _each_file(videos, lambda v: flag_sync(engine.sync_file(v, null_check=False), found), as_json):
         if as_json:
             typer.echo(flag.to_json())
             continue

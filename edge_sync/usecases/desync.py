@@ -111,4 +111,5 @@ def flag_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> DesyncFlag:
 
 def desync_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> DesyncFlag:
     heads = resolve_heads(engine.manifest, heads)
-    return flag_sync(engine.sync_file(path), heads)
+    # null_check=False: the evidence null is read by sync, score and fix only
+    return flag_sync(engine.sync_file(path, null_check=False), heads)

@@ -135,4 +135,5 @@ def detect_speakers(sync: FileSync, heads: UsecaseHeads | None = None) -> Speake
 
 def speakers_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> Speakers:
     heads = resolve_heads(engine.manifest, heads)
-    return detect_speakers(engine.sync_file(path), heads)
+    # null_check=False: the evidence null is read by sync, score and fix only
+    return detect_speakers(engine.sync_file(path, null_check=False), heads)

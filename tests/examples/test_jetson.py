@@ -102,7 +102,12 @@ def test_the_same_graph_runs_on_onnxruntime_within_fp16_tolerance(artifact, clip
         assert failing_fraction(out.correlation, ref.correlation, tol) <= tol.max_fail_fraction
     segment = prepare_clip(clip.path).main_segment()
     out, ref = engine.run_segment(segment), reference.run_segment(segment)
-    assert np.mean(out.frame_offsets == ref.frame_offsets) >= tol.min_frame_agreement
+    # on one ~100-frame clip the parity set's 99.5% means no flip at all; a frame may flip only where FP32 itself is
+    # undecided (its two most likely offsets within twice FP16's absolute tolerance of each other)
+    flipped = out.frame_offsets != ref.frame_offsets
+    top2 = np.sort(ref.frame_probs, axis=0)[-2:]
+    gap = top2[1] - top2[0]
+    assert np.mean(~flipped) >= tol.min_frame_agreement or (flipped.sum() <= 1 and np.all(gap[flipped] < 2 * tol.atol))
     assert out.offset_frames == ref.offset_frames and abs(out.offset_frames - PLANTED) <= 1
 
 

@@ -23,7 +23,7 @@ import typer.core
 from edge_sync import __version__, cli_usecases
 from edge_sync._paths import BUNDLED_CHECKPOINTS, WEIGHTS_DIR, artifact_path, bundled_checkpoint
 from edge_sync.cli_options import (ARTIFACT_HELP, BACKEND_HELP, Backend, CalibMethod, Detector, Int8Stems,
-                                   Precision, Preprocessing, Target)
+                                   NULL_CHECK_HELP, Precision, Preprocessing, Target)
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 
 JSON_PATH_COMMANDS = ("eval", "parity", "bench")  # where --json took a file before it became a flag
@@ -618,6 +618,7 @@ def sync_command(
     backend: Backend = typer.Option("auto", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with per-frame results)."),
     detector: Detector = typer.Option("yunet", help="Face detector: yunet (learned, landmarks) or haar (fallback)."),
+    null_check: bool = typer.Option(True, help=NULL_CHECK_HELP),
     clip_timeout: Optional[float] = typer.Option(
         None, metavar="SECONDS", help="Stop the clip once decoding, face tracking and scoring have taken this long "
         f"(one line on stderr, exit {CLIP_TIMEOUT_EXIT}); default: no limit. POSIX only (SIGALRM)."),
@@ -634,7 +635,7 @@ def sync_command(
     engine = load(artifact, backend=backend)
     try:
         with _clip_time_limit(clip_timeout):
-            result = engine.sync_file(video, detector=detector)
+            result = engine.sync_file(video, detector=detector, null_check=null_check)
     except ClipTimeout:
         typer.echo(f"edge-sync: error: {video}: decoding, face tracking and scoring took longer than "
                    f"{clip_timeout:g} s (--clip-timeout), so it was stopped", err=True)

@@ -36,3 +36,6 @@ Preprocessing = _choice(tuple(PREPROCESSING))
 BACKEND_HELP = "Runtime backend; auto picks, per artifact, the preferred installed one that runs its target."
 ARTIFACT_HELP = ("Artifact directory, or a bundled artifact by name: " + ", ".join(BUNDLED_ARTIFACTS)
                  + " (default: student-fp32).")
+
+NULL_CHECK_HELP = ("Also score the clip against its own soundtrack rolled out of any alignment (the evidence null) and "
+                   "call a reading under 1.5x it UNSURE; --no-null-check: the evidence floor alone, about 1.6x faster.")

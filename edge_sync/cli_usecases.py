@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
-from edge_sync.cli_options import ARTIFACT_HELP, BACKEND_HELP, Backend
+from edge_sync.cli_options import ARTIFACT_HELP, BACKEND_HELP, NULL_CHECK_HELP, Backend
 
 HEADS_HELP = "Use-case heads JSON (default: the heads fitted for the artifact's model, if any)."
 
@@ -95,6 +95,7 @@ def score_command(
     threads_per_worker: int = typer.Option(1, help="Corpus mode: model and OpenCV threads in each worker."),
     clip_timeout: Optional[float] = typer.Option(None, help="Corpus mode: seconds a clip may take before its worker "
                                                  "is stopped and the clip recorded as ClipTimeout (pool runner)."),
+    null_check: bool = typer.Option(True, help=NULL_CHECK_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video."),
 ) -> None:
     """Sync-quality scores: LSE-D (lower = better) and LSE-C (higher = surer), offset, P(in sync).
@@ -111,7 +112,8 @@ def score_command(
             raise typer.BadParameter("--legacy-checkpoint scores single videos; export it and pass --artifact")
         summary = score_corpus(inputs, output, artifact=artifact, backend=backend, workers=workers, runner=runner,
                                scheduler=scheduler, resume=resume, retry_errors=retry_errors, parquet=parquet,
-                               threads_per_worker=threads_per_worker, heads=heads, clip_timeout=clip_timeout)
+                               threads_per_worker=threads_per_worker, heads=heads, clip_timeout=clip_timeout,
+                               null_check=null_check)
         typer.echo(summary.to_json() if as_json else summary.describe())
         return
     if legacy_checkpoint is not None:
@@ -126,7 +128,7 @@ def score_command(
         found = _heads(engine, heads)
 
         def analyse(video: Path) -> Any:
-            return score_sync(engine.sync_file(video), found)
+            return score_sync(engine.sync_file(video, null_check=null_check), found)
     for _, s in _each_file(inputs, analyse, as_json):
         if as_json:
             typer.echo(s.to_json())

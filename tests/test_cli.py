@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -348,8 +349,11 @@ def test_shell_completion_is_on_and_completes_choices():
     from edge_sync.exporters import EXPORTERS
 
     assert "--install-completion" in wide_help()
-    shown = run("--show-completion", "bash")
-    assert shown.returncode == 0 and "complete" in shown.stdout
+    # typer finds the shell among the process's ancestors: run it from bash (kept alive by the second command), as a
+    # user would, so the test does not depend on whether pytest itself was started from a shell
+    shown = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} -m edge_sync.cli --show-completion; exit $?"],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "complete -o default" in shown.stdout, shown.stderr
     env = {**os.environ, "_EDGE_SYNC_COMPLETE": "complete_bash", "COMP_WORDS": "edge-sync export --target ",
            "COMP_CWORD": "3"}
     done = subprocess.run([sys.executable, "-m", "edge_sync.cli"], capture_output=True, text=True, env=env,

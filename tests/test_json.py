@@ -30,7 +30,7 @@ def file_sync() -> FileSync:
 def test_file_result_to_json_is_what_sync_json_prints(file_sync, monkeypatch, capsys):
     from edge_sync.cli import main
 
-    engine = SimpleNamespace(sync_file=lambda video, detector: file_sync, backend="onnxruntime")
+    engine = SimpleNamespace(sync_file=lambda video, detector, null_check: file_sync, backend="onnxruntime")
     monkeypatch.setattr(api, "load", lambda artifact, backend: engine)
     main(["sync", "talk.mp4", "--json"])
     printed = capsys.readouterr().out

@@ -26,7 +26,7 @@ from edge_sync.features.faces import DEFAULT_DETECTOR, track_faces
 from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
-from edge_sync.runtimes.evidence import evidence_ratio, null_confidences, weak_evidence
+from edge_sync.runtimes.evidence import evidence_ratio, null_rolls, weak_evidence
 from edge_sync.spec import SAMPLES_PER_FRAME, VideoPreprocessing
 from edge_sync.training.metrics import context_evaluation
 
@@ -66,16 +66,40 @@ class RealClip:
         """Share of the file's frames in the scored run."""
         return self.frames / max(1, self.video_frames)
 
+    def _scored(self, planted: int) -> tuple[int, int] | None:
+        """The run's frames [lo, hi) whose sound, ``planted`` frames late, is real audio; None if too few."""
+        lo, hi = max(planted, 0), self.frames + min(planted, 0)
+        return (lo, hi) if hi - lo >= MIN_SCORED_FRAMES else None
+
+    def case_audio(self, planted: int, roll: int = 0) -> np.ndarray | None:
+        """The MFCC input of a case: the sound ``planted`` frames late; ``roll`` > 0: of the whole soundtrack rolled
+        by that many frames (the evidence null, rolled as ``sync_file`` rolls it: wrapping round the soundtrack's
+        end). None if too short."""
+        span = self._scored(planted)
+        if span is None:
+            return None
+        lo, hi = span
+        first = (self.start + lo - planted + roll) * SAMPLES_PER_FRAME  # frame t hears source frame t - planted
+        n = (hi - lo) * SAMPLES_PER_FRAME + TAIL_SAMPLES
+        if roll:
+            samples = self.audio[(first + np.arange(n)) % len(self.audio)]
+        else:
+            samples = self.audio[first:first + n]
+            samples = np.pad(samples, (0, max(0, (hi - lo) * SAMPLES_PER_FRAME - len(samples))))
+        return audio_to_mfcc_input(samples, hi - lo)
+
     def case_inputs(self, planted: int, preprocessing: VideoPreprocessing) -> tuple[np.ndarray, np.ndarray] | None:
         """(audio MFCC, video) with the sound ``planted`` frames late, trimmed to real audio; None if too short."""
-        lo = max(planted, 0)
-        hi = self.frames + min(planted, 0)
-        if hi - lo < MIN_SCORED_FRAMES:
+        span = self._scored(planted)
+        if span is None:
             return None
-        first = (self.start + lo - planted) * SAMPLES_PER_FRAME  # video frame t hears source frame t - planted
-        samples = self.audio[first:first + (hi - lo) * SAMPLES_PER_FRAME + TAIL_SAMPLES]
-        samples = np.pad(samples, (0, max(0, (hi - lo) * SAMPLES_PER_FRAME - len(samples))))
-        return audio_to_mfcc_input(samples, hi - lo), to_model_input(self.crops[lo:hi], preprocessing)
+        audio = self.case_audio(planted)
+        assert audio is not None
+        return audio, to_model_input(self.crops[span[0]:span[1]], preprocessing)
+
+    def null_rolls(self, max_offset: int) -> list[int]:
+        """The evidence null's rolls for this clip: those ``sync_file`` uses on the same soundtrack."""
+        return null_rolls(len(self.audio) // SAMPLES_PER_FRAME, max_offset)
 
 
 @dataclass
@@ -149,7 +173,9 @@ def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_
         if inputs is None:
             continue
         res = scorer.run(*inputs)
-        ratio = evidence_ratio(res.confidence, null_confidences(scorer.run, *inputs, scorer.contract.max_offset))
+        nulls = [scorer.run(clip.case_audio(int(k), roll), inputs[1]).confidence
+                 for roll in clip.null_rolls(scorer.contract.max_offset)]
+        ratio = evidence_ratio(res.confidence, nulls)
         ctx = context_evaluation([res.correlation], [int(k)], contexts, tolerance=TOLERANCE)
         exact = context_evaluation([res.correlation], [int(k)], contexts, tolerance=0)
         out.append(CaseResult(clip.path.name, clip.group, clip.source, int(k), int(res.offset_frames),

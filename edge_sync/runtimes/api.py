@@ -17,7 +17,7 @@ from edge_sync._paths import artifact_path, bundled_artifact_named
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io
-from edge_sync.runtimes.evidence import MIN_EVIDENCE_RATIO, evidence_ratio, weak_evidence
+from edge_sync.runtimes.evidence import evidence_ratio, unsure_reason
 from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.onnxruntime_backend import Provider  # numpy-only: onnxruntime is imported on use
 from edge_sync.runtimes.registry import choose_backend
@@ -161,13 +161,19 @@ class FileSync(JsonResult):
         return self.main.evidence_ratio if self.tracks else None
 
     @property
-    def low_evidence(self) -> bool:
-        """Too little sync evidence for the offset to be trusted (docs/applications.md, "Unsure"): under the
-        model's evidence floor, or not :data:`MIN_EVIDENCE_RATIO` times what this clip's own sound gives against
-        its video rolled out of any alignment. False without speech (that has its own flag)."""
+    def unsure_reason(self) -> str | None:
+        """Why the offset cannot be trusted (:func:`edge_sync.runtimes.evidence.unsure_reason`: under the model's
+        evidence floor, or under 1.5x what this clip's own sound gives against its video rolled out of any
+        alignment); None when the evidence stands, without speech (that has its own flag) or without tracks."""
         if not self.tracks or self.no_speech:
-            return False
-        return self.below_floor or weak_evidence(self.evidence_ratio)
+            return None
+        return unsure_reason(self.confidence, self.evidence_floor, self.main.null_confidences)
+
+    @property
+    def low_evidence(self) -> bool:
+        """Too little sync evidence for the offset to be trusted (docs/applications.md, "Unsure"): see
+        :attr:`unsure_reason`."""
+        return self.unsure_reason is not None
 
     @property
     def file_news(self) -> list[str]:
@@ -185,13 +191,9 @@ class FileSync(JsonResult):
         track's span, too little sync evidence for the offset to be trusted."""
         speech = self.main.result.speech
         out = self.file_news + (speech.speech_warnings if speech is not None else [])
-        if self.low_evidence and self.below_floor:
-            out.append(f"{UNSURE_PREFIX} confidence {self.confidence:.3f} is under this model's evidence floor "
-                       f"{self.evidence_floor:.3f} (fitted on real clips): the offset may be noise")
-        elif self.low_evidence:
-            out.append(f"{UNSURE_PREFIX} confidence {self.confidence:.3f} is only {self.evidence_ratio:.2f}x what this "
-                       f"clip's sound gives against its video out of any alignment (under {MIN_EVIDENCE_RATIO:g}x): "
-                       "the offset may be noise")
+        reason = self.unsure_reason
+        if reason is not None:
+            out.append(f"{UNSURE_PREFIX} {reason}: the offset may be noise")
         return out
 
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:

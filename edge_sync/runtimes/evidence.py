@@ -16,11 +16,9 @@ misread. A soundtrack under 3 s (2 (2K + margin) frames) has no null: the floor 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-
-from edge_sync.spec import MFCC_PER_FRAME
 
 NULL_MARGIN_FRAMES = 8  # how far (frames) a rolled copy's nearest alignment stays outside the offsets read
 NULL_ROLLS = 3  # rolled copies per clip: their median is the null
@@ -52,10 +50,15 @@ def weak_evidence(ratio: float | None) -> bool:
     return ratio is not None and not ratio >= MIN_EVIDENCE_RATIO  # NaN is weak too
 
 
-def null_confidences(run: Callable[[np.ndarray, np.ndarray], object], audio_mfcc: np.ndarray, video: np.ndarray,
-                     max_offset: int) -> list[float]:
-    """The null of one model input pair ([..., MFCC steps] audio, [B, C, T, H, W] video): ``run`` (an engine's or
-    a scorer's) on the MFCC rolled by each of :func:`null_rolls` of the clip's T frames; their confidences."""
-    frames = video.shape[2]
-    return [float(run(np.roll(audio_mfcc, -MFCC_PER_FRAME * r, axis=-1), video).confidence)
-            for r in null_rolls(frames, max_offset)]
+def unsure_reason(confidence: float, floor: float | None, null_confidences: Sequence[float]) -> str | None:
+    """Why a reading's offset cannot be trusted, as a clause ("confidence 0.010 is under ..."), or None when its
+    evidence stands: under the model's evidence ``floor`` (fitted on real clips; a NaN confidence is under any
+    floor), else under :data:`MIN_EVIDENCE_RATIO` times the clip's own null. The one rule ``sync``, ``score`` and
+    ``fix`` apply."""
+    if floor is not None and not confidence >= floor:
+        return f"confidence {confidence:.3f} is under this model's evidence floor {floor:.3f} (fitted on real clips)"
+    ratio = evidence_ratio(confidence, null_confidences)
+    if weak_evidence(ratio):
+        return (f"confidence {confidence:.3f} is only {ratio:.2f}x what this clip's sound gives against its video "
+                f"out of any alignment (under {MIN_EVIDENCE_RATIO:g}x)")
+    return None

@@ -153,19 +153,21 @@ def error_record(path: str, error_type: str, message: str, seconds: float = 0.0)
             "seconds": round(seconds, 3)}
 
 
-def score_one(engine: Any, heads: Any, path: str, identity: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One clip -> one journal record; any exception becomes an error record (the job goes on)."""
+def score_one(engine: Any, heads: Any, path: str, identity: dict[str, Any] | None = None,
+              null_check: bool = True) -> dict[str, Any]:
+    """One clip -> one journal record; any exception becomes an error record (the job goes on). ``null_check``:
+    measure the evidence null (recorded in the line, since it decides which low-evidence readings say UNSURE)."""
     from edge_sync.usecases.quality import score_file
 
     start = time.perf_counter()
     try:
-        score = score_file(engine, path, heads=heads)
+        score = score_file(engine, path, heads=heads, null_check=null_check)
     except Exception as exc:  # noqa: BLE001 - a per-clip failure must never stop a corpus job
         message = " ".join(str(exc).split()) or repr(exc)
         return error_record(path, type(exc).__name__, message, time.perf_counter() - start)
     record = {k: _clean(v) for k, v in score.to_dict().items()}
     record.update(identity or {})
-    record.update(path=path, status="ok", seconds=round(time.perf_counter() - start, 3))
+    record.update(path=path, status="ok", null_check=null_check, seconds=round(time.perf_counter() - start, 3))
     return record
 
 
@@ -190,6 +192,7 @@ class EngineSpec:
     threads: int | None = 1  # the model's and OpenCV's threads per worker (None: the libraries' defaults)
     heads: str | None = None  # a use-case heads file; None: those fitted for the artifact's model
     clip_timeout: float | None = None  # seconds one clip may take in a worker before the worker is stopped
+    null_check: bool = True  # measure each clip's evidence null (Engine.sync_file)
 
 
 def _load(spec: EngineSpec, low_memory: bool = True) -> tuple[Any, Any, dict[str, Any]]:
@@ -232,6 +235,7 @@ class _WorkerInitError(Exception):
 _WORKER: tuple[Any, Any, dict[str, Any]] | None = None
 _WORKER_ERROR: str | None = None
 _WORKER_TIMEOUT: float | None = None
+_WORKER_NULL_CHECK: bool = True
 
 
 def _die_with_parent() -> None:
@@ -261,11 +265,11 @@ def _exit_when_gone(sentinel: int) -> None:
 
 
 def _init_pool_worker(spec: EngineSpec) -> None:
-    global _WORKER, _WORKER_ERROR, _WORKER_TIMEOUT
+    global _WORKER, _WORKER_ERROR, _WORKER_TIMEOUT, _WORKER_NULL_CHECK
 
     _die_with_parent()  # first: a job killed while workers load must not leave them behind
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-    _WORKER_TIMEOUT = spec.clip_timeout
+    _WORKER_TIMEOUT, _WORKER_NULL_CHECK = spec.clip_timeout, spec.null_check
     try:
         _limit_opencv_threads(spec.threads)
         _WORKER = _load(spec)
@@ -278,14 +282,14 @@ def _pool_task(path: str) -> dict[str, Any]:
         raise _WorkerInitError(_WORKER_ERROR or "the worker was not initialised")
     engine, heads, ident = _WORKER
     if not _WORKER_TIMEOUT:
-        return score_one(engine, heads, path, ident)
+        return score_one(engine, heads, path, ident, _WORKER_NULL_CHECK)
     # a hung decoder sits in native code, where no Python exception reaches it: the watchdog ends the whole
     # worker, and the parent, seeing the pool break, rescores the clips in flight alone and times each
     watchdog = threading.Timer(_WORKER_TIMEOUT, os._exit, (_TIMEOUT_EXIT,))
     watchdog.daemon = True
     watchdog.start()
     try:
-        return score_one(engine, heads, path, ident)
+        return score_one(engine, heads, path, ident, _WORKER_NULL_CHECK)
     finally:
         watchdog.cancel()
 
@@ -304,7 +308,7 @@ def _dask_task(path: str, spec: EngineSpec) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001
                 raise _WorkerInitError(f"{type(exc).__name__}: {exc}") from None
         engine, heads, ident = _DASK_ENGINES[spec]
-    return score_one(engine, heads, path, ident)
+    return score_one(engine, heads, path, ident, spec.null_check)
 
 
 # ---------------------------------------------------------------------------------------------- the journal
@@ -487,7 +491,7 @@ def _run_in_process(todo: Sequence[str], emit: Emit, spec: EngineSpec) -> None:
         _limit_opencv_threads(spec.threads)
         engine, heads, ident = _load(spec)
         for path in todo:
-            emit(score_one(engine, heads, path, ident))
+            emit(score_one(engine, heads, path, ident, spec.null_check))
     finally:
         cv2.setNumThreads(before)
 
@@ -664,7 +668,7 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
                  backend: str = "auto", workers: int = 1, runner: str = "pool", scheduler: str | None = None,
                  resume: bool = True, retry_errors: bool = False, parquet: str | Path | None = None,
                  threads_per_worker: int | None = 1, heads: str | Path | None = None,
-                 clip_timeout: float | None = None, progress: bool = True) -> CorpusSummary:
+                 clip_timeout: float | None = None, progress: bool = True, null_check: bool = True) -> CorpusSummary:
     """Score every video in ``inputs`` (files and/or folders, searched recursively) into ``output`` (JSON lines).
 
     ``runner='pool'``: ``workers`` local worker processes (``workers=0`` scores in this process: no start-up,
@@ -676,6 +680,7 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
     ``heads``: a use-case heads file for ``sync_probability`` (default: the heads fitted for the artifact's model).
     ``clip_timeout``: seconds a clip may take before its worker is stopped and the clip recorded as ``ClipTimeout``
     (local pool with workers >= 1; None: no limit).
+    ``null_check``: measure each clip's evidence null (False: the evidence floor alone decides UNSURE; faster).
     See the module docstring for the line format and the crash semantics.
     """
     if runner not in RUNNERS:
@@ -693,7 +698,7 @@ def score_corpus(inputs: str | Path | Sequence[str | Path], output: str | Path, 
         require("distributed", "dask", "runner='dask'")
     spec = EngineSpec(artifact=_portable_artifact(artifact), backend=backend,
                       threads=threads_per_worker, heads=None if heads is None else os.path.abspath(heads),
-                      clip_timeout=clip_timeout)
+                      clip_timeout=clip_timeout, null_check=null_check)
     start = time.perf_counter()
     clips = find_clips(inputs)
     counts = {"ok": 0, "error": 0}

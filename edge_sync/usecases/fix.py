@@ -162,12 +162,10 @@ def fix_file(path: str | os.PathLike[str], output: str | os.PathLike[str], engin
             raise EdgeSyncError(f"{src}: no speech in the soundtrack, so there is no offset to measure and correct; "
                                 "pass delay_ms (--delay-ms) to move the sound anyway")
         delay, offset, confidence = float(result.audio_delay_ms), int(result.offset_frames), float(result.confidence)
-        if sync.low_evidence:  # the reading is noise: moving by it could break an intact clip
-            why = (f"under this model's floor {sync.evidence_floor:.3f}" if sync.below_floor else
-                   f"only {sync.evidence_ratio:.2f}x what the clip's sound gives out of any alignment")
-            raise EdgeSyncError(f"{src}: too little sync evidence to correct (confidence {confidence:.3f} is {why}; "
-                                f"the measured {offset:+d} frames is unsure); pass delay_ms (--delay-ms) to move the "
-                                "sound anyway")
+        reason = sync.unsure_reason
+        if reason is not None:  # the reading is noise: moving by it could break an intact clip
+            raise EdgeSyncError(f"{src}: too little sync evidence to correct ({reason}; the measured {offset:+d} "
+                                "frames is unsure); pass delay_ms (--delay-ms) to move the sound anyway")
         limit = getattr(getattr(engine, "contract", None), "max_offset", None)
         if limit is not None and abs(offset) >= limit:
             log.warning("%s: the measured offset %+d is at the model's limit (+-%d frames); the real delay may be "

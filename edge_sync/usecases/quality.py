@@ -42,7 +42,7 @@ import numpy as np
 
 from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
-from edge_sync.runtimes.evidence import evidence_ratio, weak_evidence
+from edge_sync.runtimes.evidence import unsure_reason
 from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import QUALITY_FEATURES, judged_track, judged_warnings, quality_features, vector
 from edge_sync.usecases.heads import UsecaseHeads, resolve_heads
@@ -65,7 +65,7 @@ class QualityScore(JsonResult):
     track_id: int = 0
     backend: str = ""
     no_speech: bool = False  # too little speech (or soundtrack) to judge: in_sync None, sync_probability at chance
-    low_evidence: bool = False  # LSE-C under the model's evidence floor: in_sync None, the head's p kept as a hint
+    low_evidence: bool = False  # under the evidence floor or 1.5x its null: in_sync None, the head's p a hint
     speech_fraction: float | None = None  # share of the scored span with speech (None: not measured)
     audio_coverage: float | None = None  # share of the video the decoded soundtrack covers
     judged_frames: int | None = None  # frames the scores are read over: those of ``frames`` the soundtrack covers
@@ -102,17 +102,11 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
         else:
             p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
             score.sync_probability, score.in_sync = p, bool(p >= head.threshold)
-            floor = heads.evidence_floor  # head came from heads
-            ratio = evidence_ratio(score.lse_c, track.null_confidences)
-            if floor is not None and score.lse_c < floor:
+            reason = unsure_reason(score.lse_c, heads.evidence_floor, track.null_confidences)
+            if reason is not None:  # too little evidence: no verdict, the head's p kept as a hint
                 score.in_sync, score.low_evidence = None, True
-                score.warnings.append(f"too little sync evidence: LSE-C {score.lse_c:.3f} is under this model's "
-                                      f"floor {floor:.3f}, so the offset is unsure and there is no verdict")
-            elif weak_evidence(ratio):
-                score.in_sync, score.low_evidence = None, True
-                score.warnings.append(f"too little sync evidence: LSE-C {score.lse_c:.3f} is only {ratio:.2f}x what "
-                                      "this clip's sound gives against its video out of any alignment, so the offset "
-                                      "is unsure and there is no verdict")
+                score.warnings.append(f"too little sync evidence: {reason}, so the offset is unsure and there is "
+                                      "no verdict")
     return score
 
 
@@ -121,10 +115,12 @@ def in_sync_chance(offsets: int) -> float:
     return min(1.0, (2 * IN_SYNC_FRAMES + 1) / offsets)
 
 
-def score_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto") -> QualityScore:
-    """Analyse one video with ``engine`` and score it (``heads='auto'``: the heads fitted for its model)."""
+def score_file(engine: Any, path: str | Path, heads: UsecaseHeads | str | Path | None = "auto",
+               null_check: bool = True) -> QualityScore:
+    """Analyse one video with ``engine`` and score it (``heads='auto'``: the heads fitted for its model;
+    ``null_check``: measure the evidence null, see :meth:`edge_sync.runtimes.api.Engine.sync_file`)."""
     heads = resolve_heads(engine.manifest, heads)
-    return score_sync(engine.sync_file(path), heads)
+    return score_sync(engine.sync_file(path, null_check=null_check), heads)
 
 
 def score_legacy_checkpoint(checkpoint: str | Path, path: str | Path) -> QualityScore:

@@ -1,6 +1,7 @@
 """The real-footage protocol: planted shifts move the sound exactly, and the bundled models find them end to end."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from edge_sync.evaluation.real_footage import (MIN_SCORED_FRAMES, RealClip, RealFootageReport, find_clips,
                                                load_clips, read_manifest)
+from edge_sync.runtimes.evidence import null_rolls
 from edge_sync.spec import MOUTH, SAMPLES_PER_FRAME
 
 REAL_CLIPS = Path(os.environ.get("EDGE_SYNC_REAL_CLIPS", Path(__file__).resolve().parents[3] / "shared" / "real_clips"))
@@ -33,6 +35,17 @@ def test_planted_shift_makes_the_sound_late_by_exactly_k_frames(planted):
     source = np.rint((video[0, 0, :, 0, 0] * 127.5 + 127.5)).astype(int)  # source frame of each video frame
     # the click happened at source frame 30; with the sound k frames late it is heard k frames after it is seen
     assert heard == int(np.flatnonzero(source == 30)[0]) + planted
+
+
+@pytest.mark.parametrize("planted,roll", [(0, 40), (5, 40), (-5, 70), (12, 95)])
+def test_the_null_rolls_the_whole_soundtrack_round_its_end(planted, roll):
+    clip = _clip_with_click(frames=100, click_frame=30)  # the soundtrack: 100 frames + 2000 samples
+    audio = clip.case_audio(planted, roll)
+    frames = clip.frames - abs(planted)
+    energy = audio[0, 0, 0].reshape(frames, 4).mean(axis=1)
+    first = max(planted, 0)  # video frame first + t hears source frame first + t - planted + roll, modulo the track
+    heard_source = (first + np.arange(frames) - planted + roll) * SAMPLES_PER_FRAME % len(clip.audio)
+    assert abs(int(np.argmax(energy)) - int(np.argmin(np.abs(heard_source - 30 * SAMPLES_PER_FRAME)))) <= 1
 
 
 def test_too_short_cases_are_left_out():
@@ -119,6 +132,26 @@ def test_bundled_student_on_a_talking_photo_finds_every_planted_shift(talking_di
     # every case is long enough for the evidence null, and this clear a reading stands well above it
     assert all(c.evidence_ratio is not None and not c.unsure for c in report.cases), \
         [c.evidence_ratio for c in report.cases]
+
+
+def test_the_evals_null_is_the_one_sync_file_measures(talking_dir):
+    """The eval's unsure column says what `sync` would: its original case's null rolls the whole soundtrack, as
+    sync_file does, not the case's own audio (a clip longer than its face run rolls by other amounts)."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    import edge_sync
+    from edge_sync.evaluation.real_footage import score_clip
+
+    engine = edge_sync.load()
+    (clip,), _ = load_clips(talking_dir, MOUTH, progress=False)
+    assert clip.null_rolls(engine.contract.max_offset) == null_rolls(len(clip.audio) // SAMPLES_PER_FRAME, 15)
+    (original,) = score_clip(engine, clip, planted=())
+    sync = edge_sync.load().sync_file(talking_dir / "talk.mp4")
+    assert sync.main.start_frame == clip.start and sync.main.result.frames == clip.frames
+    # equal but for the streams' first MFCC windows (they continue the soundtrack's pre-emphasis)
+    assert original.evidence_ratio == pytest.approx(sync.evidence_ratio, rel=0.03)
+    # a face run shorter than the soundtrack keeps the soundtrack's rolls
+    short = dataclasses.replace(clip, crops=clip.crops[: clip.frames // 2])
+    assert short.null_rolls(15) == clip.null_rolls(15) != null_rolls(short.frames, 15)
 
 
 @pytest.mark.slow

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from edge_sync.runtimes.evidence import (MIN_EVIDENCE_RATIO, NULL_MARGIN_FRAMES, evidence_ratio, null_rolls,
-                                         weak_evidence)
+                                         unsure_reason, weak_evidence)
 
 
 @pytest.mark.parametrize("frames", [76, 77, 90, 250, 5000])
@@ -32,6 +33,16 @@ def test_the_ratio_is_over_the_median_null() -> None:
     assert weak_evidence(evidence_ratio(0.029, [0.01, 0.02, 0.05]))
     assert not weak_evidence(evidence_ratio(0.02 * MIN_EVIDENCE_RATIO, [0.02, 0.02, 0.02]))
     assert weak_evidence(float("nan")) and evidence_ratio(0.1, [0.0, 0.0, float("nan")]) is None
+
+
+def test_one_rule_says_why_a_reading_is_unsure() -> None:
+    nulls = [0.01, 0.02, 0.05]  # median 0.02
+    assert unsure_reason(0.05, 0.03, nulls) is None  # above the floor and 2.5x the null
+    assert unsure_reason(0.05, None, []) is None  # no floor, no null: nothing to judge by
+    assert "under this model's evidence floor 0.060" in unsure_reason(0.05, 0.06, nulls)
+    assert "only 1.25x" in unsure_reason(0.025, 0.01, nulls)  # above the floor, not 1.5x the null
+    assert "floor" in unsure_reason(float("nan"), 0.01, nulls)  # a NaN confidence is no evidence
+    assert unsure_reason(0.025, None, []) is None and unsure_reason(0.025, None, nulls) is not None
 
 
 pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
@@ -102,3 +113,23 @@ def test_the_null_can_be_left_out(engine, talk) -> None:
     path, dubbed = talk
     sync = engine.sync_file(dubbed, null_check=False)
     assert sync.main.null_confidences == [] and sync.evidence_ratio is None and not sync.low_evidence
+
+
+def test_the_cli_measures_the_null_unless_told_not_to(talk, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from edge_sync.cli import app
+
+    _, dubbed = talk
+    with_null, without = (json.loads(CliRunner().invoke(app, ["sync", str(dubbed), "--json", *flag]).stdout)
+                          for flag in ((), ("--no-null-check",)))
+    assert with_null["low_evidence"] and with_null["evidence_ratio"] < MIN_EVIDENCE_RATIO
+    assert not without["low_evidence"] and without["evidence_ratio"] is None
+    assert with_null["offset_frames"] == without["offset_frames"]  # the reading itself is the same
+    for flag, unsure in (((), True), (("--no-null-check",), False)):  # score: one file, and a corpus journal
+        one = json.loads(CliRunner().invoke(app, ["score", str(dubbed), "--json", *flag]).stdout)
+        journal = tmp_path / f"scores{len(flag)}.jsonl"
+        done = CliRunner().invoke(app, ["score", str(dubbed), "-o", str(journal), "--workers", "0", *flag])
+        assert done.exit_code == 0, done.output
+        (line,) = [json.loads(x) for x in journal.read_text().splitlines()]
+        assert one["low_evidence"] is line["low_evidence"] is unsure and line["null_check"] is unsure

@@ -8,11 +8,12 @@ from every alignment the model can read, so no offset of the rolled copy can be 
 over the soundtrack; the null confidence is their median, and the reading is **unsure** when its confidence is
 not ``MIN_EVIDENCE_RATIO`` times it.
 
-Measured with the bundled INT8 student (``docs/real_footage.md``, session 25; the margin and 1.5 were fixed on
-the real hold-out): there it flags only ``pcavs_620900105``'s cases (the one clip read at chance-level confidence,
-right or wrong). On the 16 independent clips with planted shifts it flags 13 of the 15 wrong answers (the evidence
-floor: 9) and 5 of 129 right ones; ``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it
-misread. A soundtrack under 3 s (2 (2K + margin) frames) has no null: the floor alone judges it. numpy only.
+The margin and 1.5 were fixed on the real hold-out in session 25 (``docs/real_footage.md``). With the bundled INT8
+student, ``edge-sync eval --data`` (whose cases roll the whole soundtrack as ``sync_file`` does, session 26) finds
+2 of the hold-out's 72 right answers under the null (``pcavs_620900105``, the clip read at chance-level confidence)
+and, on the 16 independent clips with planted shifts, 11 of the 13 wrong answers and 4 of the 131 right ones;
+``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it misreads. A soundtrack under 3.04 s
+(2 (2K + margin) frames) has no null: the floor alone judges it. numpy only.
 """
 from __future__ import annotations
 

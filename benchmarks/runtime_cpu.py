@@ -1,6 +1,7 @@
 """Runtime figures on this CPU, in one run: frames/s of the bundled student through onnxruntime vs the original
 SyncNet S (PyTorch, syncnet_python's 20-window batches) at T=100; end-to-end `sync` on a 64.9 s 640x360
-talking-face clip (wall time, x real time, peak RSS) with YuNet and with Haar; and where the time goes, per stage.
+talking-face clip (wall time, x real time, peak RSS) with YuNet, with YuNet and no evidence null (--no-null-check),
+and with Haar; and where the time goes, per stage.
 
 Every `sync` runs in a fresh process without torch, as a device app would: it loads the bundled student, syncs the
 clip once (cold: peak RSS is this process's VmHWM after it) and once more (warm). ``--baseline DIR`` times another
@@ -33,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run in a fresh process with PYTHONPATH at the checkout to time: argv = clip, detector, mode ("sync" or "stages"),
-# and "spin" to create onnxruntime sessions with intra-op spinning on (what --spin-row measures).
+# "spin" to create onnxruntime sessions with intra-op spinning on (what --spin-row measures), and "nonull" to leave
+# out the evidence null (sync --no-null-check: what it costs).
 # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a probe started from this (torch-loaded) process would report
 # the parent's memory.
 PROBE = r"""
@@ -94,7 +96,7 @@ walls = []
 for _ in range(2):
     seconds.clear()
     start = time.perf_counter()
-    res = engine.sync_file(clip, detector=detector)
+    res = engine.sync_file(clip, detector=detector, **({"null_check": False} if "nonull" in sys.argv[4:] else {}))
     walls.append(time.perf_counter() - start)
     if not walls[1:]:
         rss = peak_rss_mb()
@@ -188,7 +190,9 @@ def main() -> None:
         text = " ".join(["We keep talking so the clip lasts a full minute, counting one two three four five."] * 11)
         clip = make_talking_photo_clip(Path(tmp) / "minute.mp4", text, offset_frames=3, size=(640, 360))
         seconds = clip.frames / 25
-        runs = {"this checkout, yunet": (ROOT, "yunet"), "this checkout, haar": (ROOT, "haar")}
+        runs = {"this checkout, yunet": (ROOT, "yunet"),
+                "this checkout, yunet, --no-null-check": (ROOT, "yunet", "nonull"),
+                "this checkout, haar": (ROOT, "haar")}
         if args.spin_row:
             runs["this checkout, yunet, onnxruntime threads spinning"] = (ROOT, "yunet", "spin")
         if args.baseline is not None:
@@ -210,7 +214,8 @@ def main() -> None:
             "The bundled student vs the original SyncNet S architecture:\n\n```\n" + "\n".join(lines) + "\n```\n\n"
             f"`sync` end to end on a {seconds:.1f} s 640x360 talking-face clip, each in a fresh process without torch "
             f"(medians of {args.rounds} alternating rounds; warm = the second sync in the process; peak RSS = the "
-            "process's VmHWM after its first sync, the highest of the rounds"
+            "process's VmHWM after its first sync, the highest of the rounds; '--no-null-check': without the "
+            "evidence null's three extra model streams per face segment"
             + ("; 'onnxruntime threads spinning': the same code with onnxruntime's default "
                "`session.intra_op.allow_spinning=1` set in that process (the library sets 0)" if args.spin_row else "")
             + "):\n\n"

@@ -38,4 +38,4 @@ ARTIFACT_HELP = ("Artifact directory, or a bundled artifact by name: " + ", ".jo
                  + " (default: student-fp32).")
 
 NULL_CHECK_HELP = ("Also score the clip against its own soundtrack rolled out of any alignment (the evidence null) and "
-                   "call a reading under 1.5x it UNSURE; --no-null-check: the evidence floor alone, about 1.6x faster.")
+                   "call a reading under 1.5x it UNSURE; --no-null-check: the evidence floor alone, up to ~2x faster.")

@@ -142,16 +142,17 @@ def test_the_evals_null_is_the_one_sync_file_measures(talking_dir):
     from edge_sync.evaluation.real_footage import score_clip
 
     engine = edge_sync.load()
+    k = engine.contract.max_offset
     (clip,), _ = load_clips(talking_dir, MOUTH, progress=False)
-    assert clip.null_rolls(engine.contract.max_offset) == null_rolls(len(clip.audio) // SAMPLES_PER_FRAME, 15)
+    assert clip.null_rolls(k) == null_rolls(len(clip.audio) // SAMPLES_PER_FRAME, k)
     (original,) = score_clip(engine, clip, planted=())
-    sync = edge_sync.load().sync_file(talking_dir / "talk.mp4")
+    sync = engine.sync_file(talking_dir / "talk.mp4")
     assert sync.main.start_frame == clip.start and sync.main.result.frames == clip.frames
     # equal but for the streams' first MFCC windows (they continue the soundtrack's pre-emphasis)
     assert original.evidence_ratio == pytest.approx(sync.evidence_ratio, rel=0.03)
     # a face run shorter than the soundtrack keeps the soundtrack's rolls
     short = dataclasses.replace(clip, crops=clip.crops[: clip.frames // 2])
-    assert short.null_rolls(15) == clip.null_rolls(15) != null_rolls(short.frames, 15)
+    assert short.null_rolls(k) == clip.null_rolls(k) != null_rolls(short.frames, k)
 
 
 @pytest.mark.slow

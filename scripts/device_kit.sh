@@ -13,7 +13,9 @@
 # Then each call of the device tool carries what its stage needs and runs, from the repository root there,
 #   bash scripts/device_run.sh COMMAND...
 # The carried tree is limited (64 MiB with the tracked files): the synthetic stages carry small + speech400;
-# student-real carries small + av + speech56 + rt (about 61 MiB with them); cv2 only where the machine lacks OpenCV.
+# student-real carries small + av + speech56 + rt (about 61 MiB with them); cv2 only where the machine lacks OpenCV
+# (the lent H100s had their own OpenCV 5 in sessions 25-26, so cv2 never needed to travel). With EXTRA, split it over
+# two calls on one warm machine: small + speech56 + av first, then rt + extra and the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bank=${1:-400}

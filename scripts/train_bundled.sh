@@ -225,6 +225,8 @@ shape_distill_config() {  # shape_distill_config MODEL_KEY -> the JSON config of
 }
 # STOP_AFTER_S=SECONDS (any stage below that passes "${STOP[@]}"): stop after the step that ends past that many
 # seconds and save the state, for a machine lent for a fixed time; the same command resumes. Its eval waits for the end.
+# The seconds count from the first training step, after the data set-up (1-2 min for student-real on a lent H100): set
+# it >= 170 s under the call's limit, or the call is cut before the state is saved and its steps are lost (session 26).
 STOP=(${STOP_AFTER_S:+--stop-after-seconds "$STOP_AFTER_S"})
 finished() {  # finished CHECKPOINT: its run wrote it at its train-state's step (STOP_AFTER_S saves only the state)
   if $PY -c 'import sys; from edge_sync.training.train import is_finished; sys.exit(not is_finished(sys.argv[1]))' \

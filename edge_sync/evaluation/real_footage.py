@@ -26,7 +26,7 @@ from edge_sync.features.faces import DEFAULT_DETECTOR, track_faces
 from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
-from edge_sync.runtimes.evidence import evidence_ratio, null_rolls, weak_evidence
+from edge_sync.runtimes.evidence import evidence_ratio, null_rolls, rolled_window, weak_evidence
 from edge_sync.spec import SAMPLES_PER_FRAME, VideoPreprocessing
 from edge_sync.training.metrics import context_evaluation
 
@@ -71,31 +71,30 @@ class RealClip:
         lo, hi = max(planted, 0), self.frames + min(planted, 0)
         return (lo, hi) if hi - lo >= MIN_SCORED_FRAMES else None
 
+    def _mfcc(self, span: tuple[int, int], planted: int, roll: int) -> np.ndarray:
+        lo, hi = span
+        first = (self.start + lo - planted + roll) * SAMPLES_PER_FRAME  # frame t hears source frame t - planted
+        n = (hi - lo) * SAMPLES_PER_FRAME + TAIL_SAMPLES
+        if roll:
+            samples = rolled_window(self.audio, first, n)
+        else:
+            samples = self.audio[first:first + n]
+            samples = np.pad(samples, (0, max(0, (hi - lo) * SAMPLES_PER_FRAME - len(samples))))
+        return audio_to_mfcc_input(samples, hi - lo)
+
     def case_audio(self, planted: int, roll: int = 0) -> np.ndarray | None:
         """The MFCC input of a case: the sound ``planted`` frames late; ``roll`` > 0: of the whole soundtrack rolled
         by that many frames (the evidence null, rolled as ``sync_file`` rolls it: wrapping round the soundtrack's
         end). None if too short."""
         span = self._scored(planted)
-        if span is None:
-            return None
-        lo, hi = span
-        first = (self.start + lo - planted + roll) * SAMPLES_PER_FRAME  # frame t hears source frame t - planted
-        n = (hi - lo) * SAMPLES_PER_FRAME + TAIL_SAMPLES
-        if roll:
-            samples = self.audio[(first + np.arange(n)) % len(self.audio)]
-        else:
-            samples = self.audio[first:first + n]
-            samples = np.pad(samples, (0, max(0, (hi - lo) * SAMPLES_PER_FRAME - len(samples))))
-        return audio_to_mfcc_input(samples, hi - lo)
+        return None if span is None else self._mfcc(span, planted, roll)
 
     def case_inputs(self, planted: int, preprocessing: VideoPreprocessing) -> tuple[np.ndarray, np.ndarray] | None:
         """(audio MFCC, video) with the sound ``planted`` frames late, trimmed to real audio; None if too short."""
         span = self._scored(planted)
         if span is None:
             return None
-        audio = self.case_audio(planted)
-        assert audio is not None
-        return audio, to_model_input(self.crops[span[0]:span[1]], preprocessing)
+        return self._mfcc(span, planted, 0), to_model_input(self.crops[span[0]:span[1]], preprocessing)
 
     def null_rolls(self, max_offset: int) -> list[int]:
         """The evidence null's rolls for this clip: those ``sync_file`` uses on the same soundtrack."""

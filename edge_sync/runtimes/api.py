@@ -152,8 +152,9 @@ class FileSync(JsonResult):
     def below_floor(self) -> bool:
         """The clip's confidence is under the model's evidence floor (every right answer of the model on real clips
         read above it). False without speech (that has its own flag) or without a fitted floor."""
-        return (self.evidence_floor is not None and bool(self.tracks) and not self.no_speech
-                and not self.confidence >= self.evidence_floor)  # a NaN confidence is no evidence either
+        # the shared rule with no null is the floor alone (a NaN confidence is no evidence either)
+        return bool(self.tracks) and not self.no_speech and unsure_reason(self.confidence, self.evidence_floor,
+                                                                          []) is not None
 
     @property
     def evidence_ratio(self) -> float | None:

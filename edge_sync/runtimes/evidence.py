@@ -51,6 +51,12 @@ def weak_evidence(ratio: float | None) -> bool:
     return ratio is not None and not ratio >= MIN_EVIDENCE_RATIO  # NaN is weak too
 
 
+def rolled_window(audio: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``n`` samples of the soundtrack from sample ``start`` (a frame's start plus the roll), wrapping round its end:
+    how every null reads its rolled sound (``sync_file`` and ``edge-sync eval --data`` alike)."""
+    return audio[(start + np.arange(n)) % len(audio)]
+
+
 def unsure_reason(confidence: float, floor: float | None, null_confidences: Sequence[float]) -> str | None:
     """Why a reading's offset cannot be trusted, as a clause ("confidence 0.010 is under ..."), or None when its
     evidence stands: under the model's evidence ``floor`` (fitted on real clips; a NaN confidence is under any

@@ -28,7 +28,7 @@ from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
-from edge_sync.runtimes.evidence import null_rolls
+from edge_sync.runtimes.evidence import null_rolls, rolled_window
 from edge_sync.spec import SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
 
@@ -97,7 +97,7 @@ class FileSyncer:
         soundtrack rolled by that many frames (frame t hears frame t + roll, wrapping round the soundtrack's end)."""
         lo, hi = lo_frame * SAMPLES_PER_FRAME - before, hi_frame * SAMPLES_PER_FRAME + tail
         if roll:
-            return self.audio[(np.arange(lo, hi) + roll * SAMPLES_PER_FRAME) % len(self.audio)]
+            return rolled_window(self.audio, lo + roll * SAMPLES_PER_FRAME, hi - lo)
         out = self.audio[max(0, lo):hi]
         return np.pad(out, (max(0, -lo), (hi - lo) - len(out) - max(0, -lo)))  # a short soundtrack ends in silence
 

@@ -234,8 +234,7 @@ class _WorkerInitError(Exception):
 
 _WORKER: tuple[Any, Any, dict[str, Any]] | None = None
 _WORKER_ERROR: str | None = None
-_WORKER_TIMEOUT: float | None = None
-_WORKER_NULL_CHECK: bool = True
+_WORKER_SPEC: EngineSpec | None = None  # the job's spec: its clip timeout and null check reach every task
 
 
 def _die_with_parent() -> None:
@@ -265,11 +264,11 @@ def _exit_when_gone(sentinel: int) -> None:
 
 
 def _init_pool_worker(spec: EngineSpec) -> None:
-    global _WORKER, _WORKER_ERROR, _WORKER_TIMEOUT, _WORKER_NULL_CHECK
+    global _WORKER, _WORKER_ERROR, _WORKER_SPEC
 
     _die_with_parent()  # first: a job killed while workers load must not leave them behind
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-    _WORKER_TIMEOUT, _WORKER_NULL_CHECK = spec.clip_timeout, spec.null_check
+    _WORKER_SPEC = spec
     try:
         _limit_opencv_threads(spec.threads)
         _WORKER = _load(spec)
@@ -278,18 +277,19 @@ def _init_pool_worker(spec: EngineSpec) -> None:
 
 
 def _pool_task(path: str) -> dict[str, Any]:
-    if _WORKER is None:
+    if _WORKER is None or _WORKER_SPEC is None:
         raise _WorkerInitError(_WORKER_ERROR or "the worker was not initialised")
     engine, heads, ident = _WORKER
-    if not _WORKER_TIMEOUT:
-        return score_one(engine, heads, path, ident, _WORKER_NULL_CHECK)
+    timeout, null_check = _WORKER_SPEC.clip_timeout, _WORKER_SPEC.null_check
+    if not timeout:
+        return score_one(engine, heads, path, ident, null_check)
     # a hung decoder sits in native code, where no Python exception reaches it: the watchdog ends the whole
     # worker, and the parent, seeing the pool break, rescores the clips in flight alone and times each
-    watchdog = threading.Timer(_WORKER_TIMEOUT, os._exit, (_TIMEOUT_EXIT,))
+    watchdog = threading.Timer(timeout, os._exit, (_TIMEOUT_EXIT,))
     watchdog.daemon = True
     watchdog.start()
     try:
-        return score_one(engine, heads, path, ident, _WORKER_NULL_CHECK)
+        return score_one(engine, heads, path, ident, null_check)
     finally:
         watchdog.cancel()
 

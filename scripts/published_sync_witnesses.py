@@ -28,8 +28,10 @@ What they gave (session 27; `../shared/real_clips`; `--trusted 'grid_*,lrs3_*'`)
   the 23, five of them 3 s GRID clips, read 1.5-4.75 frames off), but in line with it on the longer
   clips it had found late: `r3d_may5s` and `tps_jackie` +3.0 frames, `ed_tedlieu` +2.25, `pcavs_741400163` +1.75.
   `st_hill`: -3.0 frames (sound early), with no clear peak (boot SD 94 ms).
-* bilabial: the recogniser's alignment fails on most 3 s GRID clips (0-2 bilabials), so its calibration rests on
-  three LRS3 clips (+30, +30, -70 ms). `st_hill` reads +120 ms (+2.25 frames against +30) on 4 bilabials, of which one
+* bilabial: a GRID sentence holds one or two bilabials, too few to read a clip alone, so the trusted clips' bilabials
+  are pooled for the calibration; with ``--grid-names`` GRID clips are aligned on the sentence their file name spells
+  (the recogniser mishears GRID's odd grammar). 30 bilabials: +30 ms, boot SD 5 ms (the three LRS3 clips readable
+  alone: +30, +30, -70). `st_hill` reads +120 ms (+2.25 frames against +30) on 4 bilabials, of which one
   discriminates: the /m/ of "for my" at 2.52 s, where the mouth is open at lag 0 (z +0.74) and shut from 80 ms
   (z -1.34 .. -1.53). The other three fall in a stretch where the lips stay nearly shut at every lag. On the long
   clips found late it agrees in sign: `ed_tedlieu` +1.5 frames on 45 bilabials, `pcavs_741400163` +1.5 on 11.
@@ -40,7 +42,7 @@ How to run (the venv of landmark_av_lag.py plus pocketsphinx, whose wheel carrie
 ------------------------------------------------------------------------------------------------------------------
     /tmp/lagvenv/bin/pip install pocketsphinx
     /tmp/lagvenv/bin/python scripts/published_sync_witnesses.py ../shared/real_clips --trusted 'grid_*,lrs3_*' \\
-        --clips 'st_hill.mp4,r3d_may5s.mp4,tps_jackie.mp4' --events
+        --grid-names --clips 'st_hill.mp4,r3d_may5s.mp4,tps_jackie.mp4' --events
 """
 from __future__ import annotations
 
@@ -126,8 +128,28 @@ def formant_lag(clip: lag.ClipSignals, reps: int = 60) -> tuple[float, float]:
 
 
 # --- bilabials ---------------------------------------------------------------------------------------------
-def aligned_phones(audio: np.ndarray) -> tuple[str, list[tuple[str, float, float]]]:
-    """(recognised words, [(phone, start s, end s)]) from pocketsphinx; no phones when the alignment fails."""
+GRID_WORDS = (  # GRID file names spell their sentence, one letter or digit per word slot
+    {"b": "bin", "l": "lay", "p": "place", "s": "set"},
+    {"b": "blue", "g": "green", "r": "red", "w": "white"},
+    {"a": "at", "b": "by", "i": "in", "w": "with"},
+    None,  # the letter itself
+    dict(zip("z123456789", "zero one two three four five six seven eight nine".split())),
+    {"a": "again", "n": "now", "p": "please", "s": "soon"},
+)
+
+
+def grid_sentence(name: str) -> str | None:
+    """The sentence a GRID clip's name spells (``grid_lbbc2a.mpg`` -> "lay blue by c two again"), else None."""
+    code = Path(name).stem.removeprefix("grid_")
+    if len(code) != len(GRID_WORDS):
+        return None
+    words = [code[i] if table is None else table.get(code[i]) for i, table in enumerate(GRID_WORDS)]
+    return " ".join(words) if all(words) and code[3].isalpha() else None
+
+
+def aligned_phones(audio: np.ndarray, text: str | None = None) -> tuple[str, list[tuple[str, float, float]]]:
+    """(words, [(phone, start s, end s)]) from pocketsphinx: the words it recognises, or ``text`` when the
+    sentence is known; no phones when the alignment fails."""
     try:
         from pocketsphinx import Decoder, get_model_path
     except ImportError as exc:
@@ -143,8 +165,9 @@ def aligned_phones(audio: np.ndarray) -> tuple[str, list[tuple[str, float, float
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
 
-    decode()
-    words = decoder.hyp().hypstr if decoder.hyp() else ""
+    if text is None:
+        decode()
+    words = text or (decoder.hyp().hypstr if decoder.hyp() else "")
     if not words:
         return "", []
     try:
@@ -169,17 +192,34 @@ def mouth_at_phone(clip: lag.ClipSignals, mouth_z: np.ndarray, start: float, end
     return float(np.interp(t, clip.frame_times[ok], mouth_z[ok]).mean())
 
 
-def bilabial_lag(clip: lag.ClipSignals, phones: list[tuple[str, float, float]]) -> tuple[float, int]:
-    """(lag ms where the lips are most shut at the bilabials, number of bilabials)."""
+def bilabial_values(clip: lag.ClipSignals, phones: list[tuple[str, float, float]]) -> np.ndarray:
+    """[bilabials, lags]: the z-scored mouth opening at each bilabial for each lag (NaN off the clip)."""
     mouth_z = (clip.mouth - np.nanmean(clip.mouth)) / np.nanstd(clip.mouth)
     events = [(a, b) for p, a, b in phones if p in BILABIALS]
-    curve = []
-    for lag_s in BILABIAL_LAGS_S:
-        values = [v for v in (mouth_at_phone(clip, mouth_z, a, b, lag_s) for a, b in events) if np.isfinite(v)]
-        curve.append(np.mean(values) if len(values) >= MIN_BILABIALS else np.nan)
-    if not np.isfinite(curve).any():
-        return float("nan"), len(events)
-    return float(BILABIAL_LAGS_S[np.nanargmin(curve)] * 1000), len(events)
+    return np.array([[mouth_at_phone(clip, mouth_z, a, b, s) for s in BILABIAL_LAGS_S] for a, b in events]
+                    ).reshape(len(events), len(BILABIAL_LAGS_S))
+
+
+def most_shut_lag(values: np.ndarray) -> float:
+    """The lag (ms) where the bilabials' mean mouth opening is lowest; NaN with fewer than MIN_BILABIALS."""
+    counts = np.isfinite(values).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        curve = np.where(counts >= MIN_BILABIALS, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
+    return float(BILABIAL_LAGS_S[np.nanargmin(curve)] * 1000) if np.isfinite(curve).any() else float("nan")
+
+
+def bilabial_lag(clip: lag.ClipSignals, phones: list[tuple[str, float, float]]) -> tuple[float, int]:
+    """(lag ms where the lips are most shut at the bilabials, number of bilabials)."""
+    values = bilabial_values(clip, phones)
+    return most_shut_lag(values), len(values)
+
+
+def pooled_lag(values: np.ndarray, reps: int = 300) -> tuple[float, float]:
+    """(lag ms, bootstrap SD ms over the bilabials) of many clips' bilabials pooled: a calibration for clips too
+    short to read alone (a GRID sentence has one or two)."""
+    rng = np.random.default_rng(lag.BOOT_SEED)
+    boot = [most_shut_lag(values[rng.integers(0, len(values), len(values))]) for _ in range(reps)]
+    return most_shut_lag(values), float(np.nanstd(boot))
 
 
 def print_events(clip: lag.ClipSignals, phones: list[tuple[str, float, float]]) -> None:
@@ -200,6 +240,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clips", default=None, help="comma-separated globs: the clips to read besides the trusted ones")
     p.add_argument("--groups", default="real,real-suspect", help="MANIFEST.tsv groups to read")
     p.add_argument("--events", action="store_true", help="print each bilabial of the --clips clips")
+    p.add_argument("--grid-names", action="store_true",
+                   help="align GRID clips (grid_lbbc2a...) on the sentence their name spells instead of recognising it")
     return p.parse_args(argv)
 
 
@@ -211,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not names:
         raise SystemExit(f"no clips selected in {args.folder}")
     readings: dict[str, tuple[float, float, float, int, float]] = {}
+    trusted_bilabials: list[np.ndarray] = []
     for i, name in enumerate(names, 1):
         try:
             clip = lag.read_clip(args.folder / name)
@@ -218,18 +261,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{i}/{len(names)}] {name}: SKIPPED, {exc}", file=sys.stderr, flush=True)
             continue
         formant_ms, formant_sd = formant_lag(clip)
-        words, phones = aligned_phones(clip.audio)
+        words, phones = aligned_phones(clip.audio, grid_sentence(name) if args.grid_names else None)
         bilabial_ms, events = bilabial_lag(clip, phones)
+        if lag.matches_any(name, trusted):
+            trusted_bilabials.append(bilabial_values(clip, phones))
         readings[name] = (formant_ms, formant_sd, bilabial_ms, events, clip.frame_period * 1000)
         print(f"[{i}/{len(names)}] {name}: formant {formant_ms:+.0f} ms (boot SD {formant_sd:.0f}), "
               f"bilabial {bilabial_ms:+.0f} ms ({events} bilabials) | {words[:60]}", file=sys.stderr, flush=True)
         if args.events and wanted and lag.matches_any(name, wanted):
             print(f"{name}: {words}")
             print_events(clip, phones)
-    calibration = [float(np.nanmedian([r[j] for n, r in readings.items() if lag.matches_any(n, trusted)] or [0.0]))
-                   for j in (0, 2)]
-    print(f"calibration (median of the trusted clips): formant {calibration[0]:+.0f} ms, "
-          f"bilabial {calibration[1]:+.0f} ms")
+    formant_calibration = float(np.nanmedian([r[0] for n, r in readings.items() if lag.matches_any(n, trusted)]
+                                             or [0.0]))
+    pooled = np.concatenate(trusted_bilabials) if trusted_bilabials else np.zeros((0, len(BILABIAL_LAGS_S)))
+    bilabial_calibration, bilabial_sd = pooled_lag(pooled) if len(pooled) else (0.0, float("nan"))
+    calibration = [formant_calibration, bilabial_calibration]
+    print(f"calibration: formant {formant_calibration:+.0f} ms (median of the trusted clips); bilabial "
+          f"{bilabial_calibration:+.0f} ms (the trusted clips' {len(pooled)} bilabials pooled, boot SD "
+          f"{bilabial_sd:.0f} ms)")
     print("clip\tformant_lag_ms\tformant_boot_sd_ms\tformant_relative_frames\tbilabial_lag_ms\tbilabials\t"
           "bilabial_relative_frames")
     for name, (f_ms, f_sd, b_ms, events, period) in readings.items():

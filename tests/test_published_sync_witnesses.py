@@ -75,3 +75,28 @@ def test_too_few_bilabials_give_no_reading(witnesses):
     clip = lag.ClipSignals(frames, 0.5 + 0.3 * np.sin(frames), np.zeros(int(SECONDS * RATE)), 0.0)
     found, events = witnesses.bilabial_lag(clip, [("M", 1.0, 1.1), ("B", 2.0, 2.1), ("AH", 3.0, 3.2)])
     assert events == 2 and np.isnan(found)
+
+
+def test_clips_too_short_to_read_alone_are_read_pooled(witnesses):
+    """Two bilabials per clip (a GRID sentence's share) give no reading alone; four clips' pooled give the lag."""
+    lag = witnesses.lag
+    frames = np.arange(int(3.0 * FPS)) / FPS
+    values = []
+    for shift in (0.0, 0.1, 0.2, 0.3):
+        mouth = 0.6 + 0.3 * np.sin(2 * np.pi * 2.3 * frames + shift)
+        closures = np.array([0.8, 2.0]) + shift
+        for c in closures:
+            mouth[np.abs(frames - c) <= 0.05] = 0.02
+        clip = lag.ClipSignals(frames, mouth, np.zeros(int(3.0 * RATE)), 0.0)
+        phones = [("B", c + 0.06 - 0.04, c + 0.06 + 0.04) for c in closures]  # sound 60 ms late
+        assert np.isnan(witnesses.bilabial_lag(clip, phones)[0])
+        values.append(witnesses.bilabial_values(clip, phones))
+    found, spread = witnesses.pooled_lag(np.concatenate(values), reps=50)
+    assert abs(found - 60) <= 20 and spread < 40, (found, spread)
+
+
+def test_grid_names_spell_their_sentence(witnesses):
+    assert witnesses.grid_sentence("grid_lbbc2a.mpg") == "lay blue by c two again"
+    assert witnesses.grid_sentence("grid_lwbsza.mpg") == "lay white by s zero again"
+    assert witnesses.grid_sentence("grid_ans1.mp4") is None  # not a GRID code
+    assert witnesses.grid_sentence("grid_lbb92a.mpg") is None  # a digit where the letter goes

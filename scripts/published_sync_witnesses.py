@@ -11,7 +11,8 @@ witnesses ask the same question from other evidence, so a ruling on such a clip 
   the voiced sound, which rises with jaw and lip opening. LPC order 14 on 10 kHz audio, 25 ms Hamming windows every
   10 ms; F1 = the lowest pole in 200-1100 Hz with a bandwidth under 400 Hz; voiced = frame energy above the clip's
   40th percentile. corr(L) = Pearson(mouth at frame t, F1 at t + L) over the voiced frames, L = -200..+200 ms in
-  10 ms steps; the peak is the reading, and its spread over 60 moving-block bootstraps (12-frame blocks) its SD.
+  10 ms steps; the peak is the reading, and the SD of the peak over 60 resamples of random 12-frame blocks its
+  spread (a block subsample: a block drawn twice counts once, so the spread is if anything understated).
 * **bilabial**: at /p/, /b/ and /m/ the lips are shut. pocketsphinx (its bundled US-English model) recognises the
   words, then aligns them to the sound phone by phone; for each bilabial phone the mean z-scored mouth opening over
   the middle 60% of the phone, moved by L (sound late by L: the video at the phone's time minus L), is averaged over
@@ -111,7 +112,7 @@ def formant_curve(clip: lag.ClipSignals, track: tuple[np.ndarray, np.ndarray],
 
 
 def formant_lag(clip: lag.ClipSignals, reps: int = 60) -> tuple[float, float]:
-    """(lag ms, bootstrap SD ms)."""
+    """(lag ms, SD ms of the peak over ``reps`` block subsamples of the frames)."""
     track = first_formant(clip.audio, clip.audio_start)
     curve = formant_curve(clip, track)
     if not np.isfinite(curve).any():

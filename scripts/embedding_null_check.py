@@ -38,15 +38,13 @@ from edge_sync.cli import _clip_names
 from edge_sync.evaluation.real_footage import DEFAULT_PLANTED, TOLERANCE, load_real_clip
 from edge_sync.models.correlation import shifted_correlation
 from edge_sync.runtimes.evidence import null_rolls, unsure_reason
-from edge_sync.runtimes.result import distance_curve
+from edge_sync.runtimes.result import curve_confidence, distance_curve
 from edge_sync.training.evaluate_cli import scorer_for
 
 
 def confidence(correlation: np.ndarray) -> float:
     """SyncResult's confidence (median - min of the distance curve) of one [2K+1, T] correlation."""
-    curve = distance_curve(correlation)
-    finite = curve[np.isfinite(curve)]
-    return float(np.median(finite) - np.min(finite))
+    return curve_confidence(distance_curve(correlation))
 
 
 def embedding_nulls(model: torch.nn.Module, audio: np.ndarray, video: np.ndarray, max_offset: int) -> list[float]:
@@ -73,9 +71,9 @@ def main() -> None:
     ratios = []
     for name in tqdm(_clip_names(args.clips), desc="clips"):
         clip = load_real_clip(args.data / name, scorer.contract.video)
+        rolls = clip.null_rolls(k_max)  # the soundtrack's, the same for every case of the clip
         for planted in (0, *DEFAULT_PLANTED):
             inputs = clip.case_inputs(int(planted), scorer.contract.video)
-            rolls = clip.null_rolls(k_max)
             if inputs is None or not rolls:
                 continue
             res = scorer.run(*inputs)

@@ -223,14 +223,15 @@ def pooled_lag(values: np.ndarray, reps: int = 300) -> tuple[float, float]:
     return most_shut_lag(values), float(np.nanstd(boot))
 
 
-def print_events(clip: lag.ClipSignals, phones: list[tuple[str, float, float]]) -> None:
-    mouth_z = (clip.mouth - np.nanmean(clip.mouth)) / np.nanstd(clip.mouth)
-    for i, (p, a, b) in enumerate(phones):
-        if p in BILABIALS:
-            context = " ".join(x[0] for x in phones[max(0, i - 2):i + 3])
-            values = " ".join(f"{mouth_at_phone(clip, mouth_z, a, b, s):+.2f}" for s in EVENT_LAGS_S)
-            print(f"    {p} {a:5.2f}-{b:5.2f} s [{context}] mouth z at "
-                  f"{'/'.join(str(int(s * 1000)) for s in EVENT_LAGS_S)} ms: {values}")
+def print_events(phones: list[tuple[str, float, float]], values: np.ndarray) -> None:
+    """Each bilabial's mouth opening at EVENT_LAGS_S, read off its row of :func:`bilabial_values`."""
+    columns = [int(np.argmin(np.abs(BILABIAL_LAGS_S - s))) for s in EVENT_LAGS_S]
+    bilabials = [i for i, (p, _, _) in enumerate(phones) if p in BILABIALS]
+    for row, i in zip(values, bilabials):
+        p, a, b = phones[i]
+        context = " ".join(x[0] for x in phones[max(0, i - 2):i + 3])
+        print(f"    {p} {a:5.2f}-{b:5.2f} s [{context}] mouth z at "
+              f"{'/'.join(str(int(s * 1000)) for s in EVENT_LAGS_S)} ms: {' '.join(f'{row[c]:+.2f}' for c in columns)}")
 
 
 # --- command line ------------------------------------------------------------------------------------------
@@ -263,15 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         formant_ms, formant_sd = formant_lag(clip)
         words, phones = aligned_phones(clip.audio, grid_sentence(name) if args.grid_names else None)
-        bilabial_ms, events = bilabial_lag(clip, phones)
+        values = bilabial_values(clip, phones)
+        bilabial_ms, events = most_shut_lag(values), len(values)
         if lag.matches_any(name, trusted):
-            trusted_bilabials.append(bilabial_values(clip, phones))
+            trusted_bilabials.append(values)
         readings[name] = (formant_ms, formant_sd, bilabial_ms, events, clip.frame_period * 1000)
         print(f"[{i}/{len(names)}] {name}: formant {formant_ms:+.0f} ms (boot SD {formant_sd:.0f}), "
               f"bilabial {bilabial_ms:+.0f} ms ({events} bilabials) | {words[:60]}", file=sys.stderr, flush=True)
         if args.events and wanted and lag.matches_any(name, wanted):
             print(f"{name}: {words}")
-            print_events(clip, phones)
+            print_events(phones, values)
     formant_calibration = float(np.nanmedian([r[0] for n, r in readings.items() if lag.matches_any(n, trusted)]
                                              or [0.0]))
     pooled = np.concatenate(trusted_bilabials) if trusted_bilabials else np.zeros((0, len(BILABIAL_LAGS_S)))

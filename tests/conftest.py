@@ -56,3 +56,16 @@ def tiny_calib_path(tmp_path_factory) -> Path:
 
     return build_calibration_set("synthetic", tmp_path_factory.mktemp("calib") / "set", count=8, frames=50,
                                  progress=False)
+
+
+@pytest.fixture(scope="session")
+def talking_dir(tmp_path_factory) -> Path:
+    """A folder with one in-sync clip: a real face photo whose jaw follows real espeak-ng speech (the domain the
+    bundled student was trained for)."""
+    pytest.importorskip("skimage", reason="the portrait ships in scikit-image")
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    root = tmp_path_factory.mktemp("talking")
+    make_talking_photo_clip(root / "talk.mp4", "The quick brown fox jumps over the lazy dog, and then it runs "
+                            "back across the field to the old barn.", offset_frames=0, size=(320, 240), seed=3)
+    return root

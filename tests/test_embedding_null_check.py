@@ -28,17 +28,13 @@ def test_confidence_is_the_sync_results(check):
     assert check.confidence(corr) == pytest.approx(SyncResult.from_outputs(probs, corr).confidence, rel=1e-6)
 
 
-def test_the_embedding_null_is_close_to_the_streamed_one(check, tmp_path):
-    pytest.importorskip("skimage", reason="the portrait ships in scikit-image")
-    from edge_sync.data.talking_photo import make_talking_photo_clip
+def test_the_embedding_null_is_close_to_the_streamed_one(check, talking_dir):
     from edge_sync.evaluation.real_footage import load_real_clip
     from edge_sync.training.evaluate_cli import scorer_for
 
-    make_talking_photo_clip(tmp_path / "talk.mp4", "The quick brown fox jumps over the lazy dog, and then it runs "
-                            "back across the field to the old barn.", offset_frames=0, size=(320, 240), seed=3)
     _, scorer = scorer_for("student")
     k = scorer.contract.max_offset
-    clip = load_real_clip(tmp_path / "talk.mp4", scorer.contract.video)
+    clip = load_real_clip(talking_dir / "talk.mp4", scorer.contract.video)
     audio, video = clip.case_inputs(0, scorer.contract.video)
     streamed = [scorer.run(clip.case_audio(0, r), video).confidence for r in clip.null_rolls(k)]
     embedded = check.embedding_nulls(scorer.model, audio, video, k)

@@ -11,6 +11,12 @@ from edge_sync.features.speech import SpeechPresence
 from edge_sync.spec import FRAME_MS, legacy_av_offset
 
 
+def curve_confidence(curve: np.ndarray) -> float:
+    """syncnet_python's confidence of a distance curve: its median minus its minimum, over the finite offsets."""
+    finite = curve[np.isfinite(curve)]
+    return float(np.median(finite) - np.min(finite))
+
+
 def distance_curve(correlation: np.ndarray) -> np.ndarray:
     """Mean embedding distance per offset, sqrt(2 - 2 cos), over the frames where t+k is inside the clip.
 
@@ -86,7 +92,7 @@ class SyncResult(JsonResult):
         # ties (a flat curve: silence, a blank face) go to the offset the head favours, never to -K by position
         best = int(np.argmin(np.where(np.isfinite(curve), curve, np.inf) - 1e-6 * mean))
         k = best - k_max
-        confidence, probability = float(np.median(finite) - np.min(finite)), float(mean[best])
+        confidence, probability = curve_confidence(curve), float(mean[best])
         if speech is not None and speech.no_speech:
             confidence, probability = 0.0, 1.0 / probs.shape[0]
         return cls(frame_probs=probs.astype(np.float32), correlation=np.asarray(correlation, np.float32),

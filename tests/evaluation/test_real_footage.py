@@ -105,19 +105,6 @@ def test_shift_tracking_and_clips_read_consistently_off():
     assert "- a: +2 frames (m)" in text and "8/12 (67%)" in text
 
 
-@pytest.fixture(scope="module")
-def talking_dir(tmp_path_factory) -> Path:
-    """A folder with one in-sync clip: a real face photo whose jaw follows real espeak-ng speech (the domain the
-    bundled student was trained for)."""
-    pytest.importorskip("skimage", reason="the portrait ships in scikit-image")
-    from edge_sync.data.talking_photo import make_talking_photo_clip
-
-    root = tmp_path_factory.mktemp("talking")
-    make_talking_photo_clip(root / "talk.mp4", "The quick brown fox jumps over the lazy dog, and then it runs "
-                            "back across the field to the old barn.", offset_frames=0, size=(320, 240), seed=3)
-    return root
-
-
 def test_bundled_student_on_a_talking_photo_finds_every_planted_shift(talking_dir):
     """End to end through decode, YuNet, crops, MFCC and the ONNX runtime."""
     pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")

@@ -38,6 +38,7 @@ _CONTRACT = {
         "min_frames": _POSITIVE,
         "inputs": {"type": "array", "items": _TENSOR},
         "outputs": {"type": "array", "items": _TENSOR},
+        "embeddings": {"type": "boolean"},
     },
 }
 _TIME_RANGE = {

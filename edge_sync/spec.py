@@ -152,6 +152,10 @@ class ModelContract:
     max_offset: int = MAX_OFFSET
     min_frames: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    # the artifact also outputs the per-frame unit embeddings the correlation compares (audio_emb, video_emb), so
+    # the evidence null is read off them instead of running the model again (edge_sync.runtimes.evidence). An
+    # optional capability: artifacts without it run as before, their null streamed
+    embeddings: bool = False
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -169,10 +173,18 @@ class ModelContract:
             TensorSpec("sync_probs", "float32", ("B", n, "T"), "softmax over offsets -K..K per video frame"),
             TensorSpec("correlation", "float32", ("B", n, "T"),
                        "cosine similarity of video frame t with audio frame t+k (0 where t+k is outside the clip)"),
-        )
+        ) + (EMBEDDING_OUTPUTS if self.embeddings else ())
 
     def to_dict(self) -> dict[str, Any]:
         return contract_dict(self)
+
+
+EMBEDDING_OUTPUTS = (
+    TensorSpec("audio_emb", "float32", ("B", "D", "T"), "unit (L2-normalised) audio embedding per video frame"),
+    TensorSpec("video_emb", "float32", ("B", "D", "T"), "unit video embedding per frame; correlation[k, t] is "
+               "video_emb[:, t] . audio_emb[:, t+k]"),
+)
+EMBEDDING_NAMES = tuple(t.name for t in EMBEDDING_OUTPUTS)
 
 
 def contract_dict(contract: ModelContract) -> dict[str, Any]:
@@ -189,6 +201,7 @@ def contract_dict(contract: ModelContract) -> dict[str, Any]:
         "offset_sign": "k > 0: sound comes late by k frames (audio_delay_ms = 40 k); legacy av_offset = -k",
         "inputs": [asdict(t) for t in contract.inputs],
         "outputs": [asdict(t) for t in contract.outputs],
+        **({"embeddings": True} if contract.embeddings else {}),  # absent (False) in every artifact before it
         **contract.extra,
     }
 

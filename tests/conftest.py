@@ -69,3 +69,26 @@ def talking_dir(tmp_path_factory) -> Path:
     make_talking_photo_clip(root / "talk.mp4", "The quick brown fox jumps over the lazy dog, and then it runs "
                             "back across the field to the old barn.", offset_frames=0, size=(320, 240), seed=3)
     return root
+
+
+@pytest.fixture(scope="session")
+def streamed_student(tmp_path_factory):
+    """The bundled student as an artifact exported before the embedding outputs (its manifest does not declare
+    them; the graph's extra outputs go unread), so sync_file and the eval stream its evidence null."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    import json
+    import shutil
+
+    import edge_sync
+    from edge_sync._paths import BUNDLED_ARTIFACT
+
+    root = tmp_path_factory.mktemp("streamed") / "student.onnx-fp32"
+    shutil.copytree(BUNDLED_ARTIFACT, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    contract = manifest["contract"]
+    del contract["embeddings"]
+    contract["outputs"] = [t for t in contract["outputs"] if t["name"] in ("sync_probs", "correlation")]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    engine = edge_sync.load(root)
+    assert not engine.embeddings
+    return engine

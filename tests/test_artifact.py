@@ -159,6 +159,7 @@ MALFORMED = {
     "audio_input unknown": (lambda m: m["contract"].update(audio_input="mp3"), "contract.audio_input"),
     "max_offset a string": (lambda m: m["contract"].update(max_offset="15"), "contract.max_offset"),
     "max_offset negative": (lambda m: m["contract"].update(max_offset=-15), "contract.max_offset"),
+    "embeddings not a flag": (lambda m: m["contract"].update(embeddings="yes"), "contract.embeddings"),
     "preprocessing unknown": (lambda m: m["contract"]["video_preprocessing"].update(name="face9"),
                               "contract.video_preprocessing.name"),
     "contract missing": (lambda m: m.pop("contract"), "contract is missing"),

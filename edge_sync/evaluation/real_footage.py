@@ -26,7 +26,8 @@ from edge_sync.features.faces import DEFAULT_DETECTOR, track_faces
 from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
-from edge_sync.runtimes.evidence import evidence_ratio, null_rolls, rolled_window, weak_evidence
+from edge_sync.runtimes.evidence import (embedding_nulls, evidence_ratio, null_rolls, rolled_window,
+                                         weak_evidence)
 from edge_sync.spec import SAMPLES_PER_FRAME, VideoPreprocessing
 from edge_sync.training.metrics import context_evaluation
 
@@ -41,8 +42,11 @@ TAIL_SAMPLES = 240  # the last MFCC window reads 15 ms past a frame
 
 class Scorer(Protocol):
     contract: Any
+    embeddings: bool  # run_with_outputs also gives audio_emb and video_emb
 
     def run(self, audio: np.ndarray, video: np.ndarray) -> Any: ...
+
+    def run_with_outputs(self, audio: np.ndarray, video: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]: ...
 
 
 @dataclass
@@ -163,6 +167,17 @@ def load_real_clip(path: Path, preprocessing: VideoPreprocessing, detector: str 
                     np.ascontiguousarray(getattr(track, crop)[i:j]), read_audio(path), tracks.num_frames)
 
 
+def case_nulls(scorer: Scorer, clip: RealClip, planted: int, video: np.ndarray,
+               outputs: dict[str, np.ndarray]) -> list[float]:
+    """A case's evidence null as ``sync_file`` measures it with the same model: read off the case's own embeddings
+    (rolled round the case) where the scorer gives them, else the case's video scored again against the whole
+    soundtrack rolled."""
+    k_max = scorer.contract.max_offset
+    if scorer.embeddings:
+        return embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k_max)
+    return [scorer.run(clip.case_audio(planted, roll), video).confidence for roll in clip.null_rolls(k_max)]
+
+
 def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_PLANTED,
                contexts: Sequence[int] = CONTEXTS) -> list[CaseResult]:
     """The original and every planted shift of one clip through ``scorer``."""
@@ -171,10 +186,8 @@ def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_
         inputs = clip.case_inputs(int(k), scorer.contract.video)
         if inputs is None:
             continue
-        res = scorer.run(*inputs)
-        nulls = [scorer.run(clip.case_audio(int(k), roll), inputs[1]).confidence
-                 for roll in clip.null_rolls(scorer.contract.max_offset)]
-        ratio = evidence_ratio(res.confidence, nulls)
+        res, outputs = scorer.run_with_outputs(*inputs)
+        ratio = evidence_ratio(res.confidence, case_nulls(scorer, clip, int(k), inputs[1], outputs))
         ctx = context_evaluation([res.correlation], [int(k)], contexts, tolerance=TOLERANCE)
         exact = context_evaluation([res.correlation], [int(k)], contexts, tolerance=0)
         out.append(CaseResult(clip.path.name, clip.group, clip.source, int(k), int(res.offset_frames),

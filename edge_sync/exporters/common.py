@@ -104,14 +104,15 @@ def bounded_time_range(model: Any, time_range: TimeRange | None, why: str) -> Ti
 
 def quick_parity(model: Any, run: Callable[[np.ndarray, np.ndarray], Any], frames: Iterable[int], backend: str,
                  seed: int = 100) -> dict[str, Any]:
-    """Max abs error of both outputs vs PyTorch and per-frame offset agreement at several T, on real-like random
-    inputs; ``run(audio, video)`` returns (sync_probs, correlation) or a dict of them from the target's runtime."""
+    """Max abs error of every contract output vs PyTorch and per-frame offset agreement at several T, on real-like
+    random inputs; ``run(audio, video)`` returns the outputs in contract order, or a dict of them by name, from
+    the target's runtime."""
     import torch
 
     from edge_sync.exporters.onnx import sample_inputs
 
     frames = list(frames)
-    worst = {"sync_probs": 0.0, "correlation": 0.0}
+    worst = {t.name: 0.0 for t in model.contract.outputs}
     agree = []
     for i, t in enumerate(frames):
         audio, video = sample_inputs(model, t, batch=1, seed=seed + i)
@@ -120,6 +121,8 @@ def quick_parity(model: Any, run: Callable[[np.ndarray, np.ndarray], Any], frame
         out = run(audio.numpy(), video.numpy())
         out = out if isinstance(out, dict) else dict(zip(worst, out))
         for name, r in ref.items():
+            if name not in out:
+                raise EdgeSyncError(f"{backend} gives no output {name}, which the contract declares")
             o = np.asarray(out[name], np.float32)
             if o.shape != r.shape:
                 raise EdgeSyncError(f"{backend} output {name} has shape {o.shape} at T={t}, PyTorch gives {r.shape}")

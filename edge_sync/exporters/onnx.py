@@ -18,6 +18,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import ALL_PRECISIONS, INT8
+from edge_sync.exporters.embeddings import with_embeddings
 from edge_sync.exporters.onnx_int8 import DEFAULT_STEMS
 from edge_sync.exporters.common import (base_manifest, check_precision, model_digest, quick_parity,
                                         resolve_calibration)
@@ -79,7 +80,7 @@ def _export_onnx_file(model: Any, path: Path, frames: int) -> None:
     steps = AUDIO_INPUTS[model.contract.audio_input].steps_per_frame
     dynamic = {"audio": {0: b, audio.ndim - 1: steps * t}, "video": {0: b, 2: t}}
     torch.onnx.export(model, (audio, video), str(path), input_names=["audio", "video"],
-                      output_names=["sync_probs", "correlation"], dynamic_shapes=dynamic, dynamo=True,
+                      output_names=[t.name for t in model.contract.outputs], dynamic_shapes=dynamic, dynamo=True,
                       external_data=False, verbose=False)
     strip_metadata(path)
 
@@ -153,8 +154,10 @@ def write_onnx_model(model: Any, path: Path, precision: str, calib: Any = None,
 def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                 source: dict[str, Any] | None = None, calib: Any = None, calib_method: str | None = None,
                 time_range: Any = None, int8_stems: str | None = None, **_: Any) -> Path:
-    """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest."""
+    """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest (with the embedding outputs where the model's
+    embeddings are separable: :mod:`edge_sync.exporters.embeddings`)."""
     check_precision("onnx", precision, EXPORTER.precisions)
+    model = with_embeddings(model)
     calib_set = resolve_calibration(model, calib) if precision == "int8" else None
 
     def write(tmp: Path) -> dict[str, Any]:

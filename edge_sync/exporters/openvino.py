@@ -33,6 +33,7 @@ from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
+from edge_sync.exporters.embeddings import with_embeddings
 from edge_sync.exporters.onnx import PARITY_FRAMES, export_onnx_file
 
 log = logging.getLogger(__name__)
@@ -146,19 +147,19 @@ def quantize_int8(model: Any, calib: Any) -> tuple[Any, dict[str, Any]]:
     return quantized, record
 
 
-def _compile(xml: Path, precision: str) -> Any:
+def _compile(xml: Path, precision: str, embeddings: bool) -> Any:
     """Compile exactly as the runtime backend does (same precision hint), so parity measures what users get."""
     from edge_sync.runtimes.openvino_backend import OpenVINOSession
 
-    return OpenVINOSession(str(xml), precision, threads=None)
+    return OpenVINOSession(str(xml), precision, threads=None, embeddings=embeddings)
 
 
 def openvino_parity(model: Any, xml: Path, precision: str, frames: tuple[int, ...] = PARITY_FRAMES,
                     calib: Any = None) -> dict[str, Any]:
-    """Max abs error of both outputs vs PyTorch at several T on the OpenVINO CPU runtime (dynamic T really
+    """Max abs error of every output vs PyTorch at several T on the OpenVINO CPU runtime (dynamic T really
     works); for INT8 also clip-level offset agreement on a few calibration clips (random inputs give flat
     probabilities, where INT8 rounding flips argmaxes that real clips would not)."""
-    session = _compile(xml, precision)
+    session = _compile(xml, precision, model.contract.embeddings)
     result: dict[str, Any] = {**quick_parity(model, session.run, frames, "openvino"), "device": "CPU",
                               "inference_precision": session.inference_precision}
     if calib is not None:
@@ -181,7 +182,8 @@ def _clip_agreement(model: Any, session: Any, calib: Any) -> dict[str, Any]:
 
 def export_openvino(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                     source: dict[str, Any] | None = None, **options: Any) -> Path:
-    """Write ``NAME.openvino-PRECISION/`` with model.xml/.bin and a manifest.
+    """Write ``NAME.openvino-PRECISION/`` with model.xml/.bin and a manifest (with the embedding outputs where
+    the model's embeddings are separable: :mod:`edge_sync.exporters.embeddings`).
 
     Options: ``calib`` (int8: a calibration set folder or CalibrationSet; default the shared synthetic set),
     ``time_range`` (a TimeRange recorded in the manifest; the runtime windows clips to its max). ``calib_method``
@@ -189,7 +191,7 @@ def export_openvino(model: Any, out_dir: Path, precision: str = "fp32", name: st
     """
     check_precision("openvino", precision, PRECISIONS)
     ov = require("openvino", "openvino", "OpenVINO export")
-    model = model.eval()
+    model = with_embeddings(model.eval())
     calib = resolve_calibration(model, options.get("calib")) if precision == "int8" else None
     manifest = base_manifest(model, source, tools=("onnx", "openvino", "nncf"), runs_on=["openvino"],
                              time_range=options.get("time_range"), calibration=calib)

@@ -16,14 +16,14 @@ from edge_sync._json import JsonResult
 from edge_sync._paths import artifact_path, bundled_artifact_named
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
 from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
-from edge_sync.runtimes.contract_check import check_model_io
+from edge_sync.runtimes.contract_check import check_model_io, contract_from_manifest
 from edge_sync.runtimes.evidence import evidence_ratio, unsure_reason
 from edge_sync.runtimes.memory import bound_heap_growth
 from edge_sync.runtimes.onnxruntime_backend import Provider  # numpy-only: onnxruntime is imported on use
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult, array_summary
 from edge_sync.runtimes.windows import run_windows
-from edge_sync.spec import FRAME_MS, PREPROCESSING, ModelContract, check_pair
+from edge_sync.spec import EMBEDDING_NAMES, FRAME_MS, check_pair
 
 log = logging.getLogger(__name__)
 WINDOW_FRAMES = 250  # longer clips run in overlapping windows: bounded memory, same result
@@ -31,17 +31,6 @@ WINDOW_FRAMES = 250  # longer clips run in overlapping windows: bounded memory, 
 # encoders' temporal reach (~5 frames) and the head's reach (~15 frames): 48 covers the bundled models; an
 # artifact may declare its own as manifest["receptive_field_frames"].
 DEFAULT_CONTEXT_FRAMES = 48
-
-
-def contract_from_manifest(manifest: dict[str, Any]) -> ModelContract:
-    c = manifest.get("contract", {})
-    try:
-        video = PREPROCESSING[c["video_preprocessing"]["name"]]
-        return ModelContract(audio_input=c["audio_input"], video=video, max_offset=int(c["max_offset"]),
-                             min_frames=int(c.get("min_frames", 1)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"the manifest's contract is incomplete or unknown ({exc}); "
-                            "re-export the artifact") from exc
 
 
 @dataclass(repr=False)
@@ -53,7 +42,7 @@ class TrackSync:
     result: SyncResult
     # per-frame cues the use cases read: "mouth_motion" [T] (0..255), "box" [T, 3] (centre x, centre y, width)
     cues: dict[str, np.ndarray] = field(default_factory=dict)
-    # the segment scored against its soundtrack rolled out of any alignment (edge_sync.runtimes.evidence): the
+    # the segment scored against its sound rolled out of any alignment (edge_sync.runtimes.evidence): the
     # confidence noise gives on this clip; empty when not measured (a soundtrack under 3 s, or null_check off)
     null_confidences: list[float] = field(default_factory=list)
 
@@ -240,6 +229,10 @@ class Engine:
         options = {} if providers is None else {"providers": providers}  # a backend refuses options it lacks
         self._session = info.create(artifact, threads, **options)
         check_model_io(self.contract, self._session, artifact.path)
+        # the backend also returns the artifact's per-frame embeddings (contract.embeddings, on a backend that reads
+        # them): sync_file reads the evidence null off them instead of running the model again
+        self.embeddings = bool(getattr(self._session, "embeddings", False))
+        self.output_names = ("sync_probs", "correlation") + (EMBEDDING_NAMES if self.embeddings else ())
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -258,42 +251,59 @@ class Engine:
         ``context_frames`` of overlap each side, and only each window's centre is kept, so the result equals a
         single pass with bounded memory (see :mod:`edge_sync.runtimes.windows`).
         """
+        return self.run_with_outputs(audio, video)[0]
+
+    def run_with_outputs(self, audio: np.ndarray, video: np.ndarray) -> tuple[SyncResult, dict[str, np.ndarray]]:
+        """:meth:`run`'s result and the raw outputs it was computed from (:meth:`run_outputs`), from one pass."""
+        start = time.perf_counter()
+        outputs = self.run_outputs(audio, video)
+        return self._result(audio, outputs, time.perf_counter() - start), outputs
+
+    def run_outputs(self, audio: np.ndarray, video: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`run`'s raw outputs for one clip, each [C, T]: ``sync_probs``, ``correlation`` and, where
+        :attr:`embeddings`, ``audio_emb`` and ``video_emb`` (what a caller computes its own statistics from)."""
         frames = check_pair(audio, video, self.contract)
         if audio.shape[0] != 1:
             raise ValueError(f"run takes one clip (batch 1), got batch {audio.shape[0]}; loop over clips")
-        return self._windowed(audio, lambda lo, hi: np.ascontiguousarray(video[:, :, lo:hi]), frames)
+        outputs = self._windowed(audio, lambda lo, hi: np.ascontiguousarray(video[:, :, lo:hi]), frames)
+        return dict(zip(self.output_names, outputs))
 
-    def _windowed(self, audio: np.ndarray, video_window, frames: int) -> SyncResult:
-        start = time.perf_counter()
-        probs, corr = run_windows(self._session.run, audio, video_window, frames, self.window_frames,
-                                  self.context_frames, self.buckets, f"{self.artifact.path} (the artifact)",
-                                  ArtifactError)
+    def _windowed(self, audio: np.ndarray, video_window, frames: int) -> tuple[np.ndarray, ...]:
+        return run_windows(self._session.run, audio, video_window, frames, self.window_frames, self.context_frames,
+                           self.buckets, f"{self.artifact.path} (the artifact)", ArtifactError)
+
+    def _result(self, audio: np.ndarray, outputs: dict[str, np.ndarray], seconds: float) -> SyncResult:
         speech = speech_presence(audio) if self.contract.audio_input == "mfcc" else None
-        return SyncResult.from_outputs(probs, corr, backend=self.backend, seconds=time.perf_counter() - start,
-                                       speech=speech)
+        return SyncResult.from_outputs(outputs["sync_probs"], outputs["correlation"], backend=self.backend,
+                                       seconds=seconds, speech=speech)
 
     def run_segment(self, segment) -> SyncResult:
         """A prepared clip segment (uint8 crops normalised window by window, so memory stays bounded)."""
-        return self._windowed(segment.audio, segment.video_window, segment.frames)
+        start = time.perf_counter()
+        outputs = self._windowed(segment.audio, segment.video_window, segment.frames)
+        return self._result(segment.audio, dict(zip(self.output_names, outputs)), time.perf_counter() - start)
 
     def stream(self, hop_frames: int = 25, previous_sample: float | None = None, keep_frames: int | None = None,
-               max_lead_frames: int | None = None):
+               max_lead_frames: int | None = None, keep_embeddings: bool = False):
         """A live stream: push audio samples and mouth crops as they arrive, get per-frame results (see
         :class:`edge_sync.runtimes.streaming.SyncStream`); the results equal :meth:`run` on the same data.
         ``keep_frames`` bounds what ``result()`` summarises to the latest frames (always-on streams);
-        ``max_lead_frames`` how far one input may run ahead of the other (default 30 s)."""
+        ``max_lead_frames`` how far one input may run ahead of the other (default 30 s); ``keep_embeddings`` holds
+        the frames' embeddings for ``embeddings()`` (where :attr:`embeddings`)."""
         from edge_sync.runtimes.streaming import MAX_LEAD_FRAMES, SyncStream
 
         return SyncStream(self, hop_frames=hop_frames, previous_sample=previous_sample, keep_frames=keep_frames,
-                          max_lead_frames=MAX_LEAD_FRAMES if max_lead_frames is None else max_lead_frames)
+                          max_lead_frames=MAX_LEAD_FRAMES if max_lead_frames is None else max_lead_frames,
+                          keep_embeddings=keep_embeddings)
 
     def sync_file(self, path: str | Path, detect_every: int = 5, detector: str | None = None,
                   null_check: bool = True) -> FileSync:
         """The whole pipeline on a video file: decode, face tracks, crops, MFCC, model, per track segment.
         Crops stream into bounded windows (:mod:`edge_sync.runtimes.file_sync`), so memory does not grow
         with the clip's length. ``detector``: a registered face detector (default YuNet; "haar").
-        ``null_check``: also measure each segment's evidence null (:mod:`edge_sync.runtimes.evidence`; the model
-        runs four times, decoding and faces once), which ``low_evidence`` reads."""
+        ``null_check``: also measure each segment's evidence null (:mod:`edge_sync.runtimes.evidence`), which
+        ``low_evidence`` reads: off the segment's own embeddings where :attr:`embeddings` (no more model calls),
+        else by running the model three more times (decoding and faces once)."""
         from edge_sync.features.faces import DEFAULT_DETECTOR
         from edge_sync.runtimes.file_sync import sync_file
 

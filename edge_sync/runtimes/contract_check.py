@@ -12,7 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from edge_sync.artifact import ArtifactError
-from edge_sync.spec import ModelContract, TensorSpec
+from edge_sync.spec import PREPROCESSING, ModelContract, TensorSpec
+
+
+def contract_from_manifest(manifest: dict[str, Any]) -> ModelContract:
+    """The :class:`ModelContract` a manifest declares (refused when a field it needs is missing or unknown)."""
+    c = manifest.get("contract", {})
+    try:
+        video = PREPROCESSING[c["video_preprocessing"]["name"]]
+        return ModelContract(audio_input=c["audio_input"], video=video, max_offset=int(c["max_offset"]),
+                             min_frames=int(c.get("min_frames", 1)), embeddings=c.get("embeddings") is True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"the manifest's contract is incomplete or unknown ({exc}); "
+                            "re-export the artifact") from exc
+
+
+def reads_embeddings(artifact: Any) -> bool:
+    """The artifact declares the embedding outputs (a backend that reads them fetches all four)."""
+    return contract_from_manifest(artifact.manifest).embeddings
+
 
 Dims = Sequence[int | None] | None  # None: a dynamic dimension, or a shape of dynamic rank
 
@@ -23,6 +41,8 @@ def _field(name: str, contract: ModelContract) -> tuple[str, Any]:
         return "contract.audio_input", contract.audio_input
     if name == "video":
         return "contract.video_preprocessing.name", contract.video.name
+    if name in ("audio_emb", "video_emb"):
+        return "contract.embeddings", contract.embeddings
     return "contract.max_offset", contract.max_offset
 
 

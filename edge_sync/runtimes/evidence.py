@@ -8,6 +8,12 @@ from every alignment the model can read, so no offset of the rolled copy can be 
 over the soundtrack; the null confidence is their median, and the reading is **unsure** when its confidence is
 not ``MIN_EVIDENCE_RATIO`` times it.
 
+An artifact that outputs its per-frame embeddings (``contract.embeddings``) gives the null without running the model
+again: :func:`embedding_nulls` rolls the segment's audio embeddings round the segment against its video
+embeddings, which is what scoring rolled sound computes, up to the audio encoder's few frames of context at the
+wrap (session 28, ``scripts/embedding_null_check.py``). ``sync_file`` and ``edge-sync eval --data`` read it so
+wherever the model gives its embeddings, and stream it otherwise.
+
 The margin and 1.5 were fixed on the real hold-out in session 25 (``docs/real_footage.md``). With the bundled INT8
 student, ``edge-sync eval --data`` (whose cases roll the whole soundtrack as ``sync_file`` does, session 26) finds
 2 of the hold-out's 72 right answers under the null (``pcavs_620900105``, the clip read at chance-level confidence)
@@ -20,6 +26,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
+from edge_sync.runtimes.result import curve_confidence, distance_curve
 
 NULL_MARGIN_FRAMES = 8  # how far (frames) a rolled copy's nearest alignment stays outside the offsets read
 NULL_ROLLS = 3  # rolled copies per clip: their median is the null
@@ -35,6 +43,29 @@ def null_rolls(frames: int, max_offset: int) -> list[int]:
         return []
     span = frames - 2 * base
     return sorted({base + j * span // (NULL_ROLLS - 1) for j in range(NULL_ROLLS)})
+
+
+def shifted_correlation(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: int) -> np.ndarray:
+    """The contract's ``correlation`` [2K+1, T] from unit embeddings [D, T]: video frame t . audio frame t+k, 0 where
+    t+k is outside the clip (numpy's twin of :func:`edge_sync.models.correlation.shifted_correlation`)."""
+    frames = video_emb.shape[1]
+    out = np.zeros((2 * max_offset + 1, frames), np.float32)
+    for i, k in enumerate(range(-max_offset, max_offset + 1)):
+        lo, hi = max(0, -k), min(frames, frames - k)
+        if hi > lo:
+            out[i, lo:hi] = np.einsum("dt,dt->t", video_emb[:, lo:hi], audio_emb[:, lo + k:hi + k])
+    return out
+
+
+def embedding_nulls(audio_emb: np.ndarray, video_emb: np.ndarray, max_offset: int) -> list[float]:
+    """The null's confidences read off a segment's own embeddings [D, T]: the audio embeddings rolled round the
+    segment by each of :func:`null_rolls` (T)'s rolls, against the video's. Why: the same statistic as scoring the
+    video against rolled sound (``scripts/embedding_null_check.py``: the same unsure decisions on the independent
+    clips, 3 more of the hold-out's 44 right answers unsure, medians 1.006x and 1.059x), without running the model
+    again. The roll wraps round the segment, not the soundtrack, so a segment under 3.04 s has none."""
+    rolls = null_rolls(video_emb.shape[1], max_offset)
+    return [curve_confidence(distance_curve(shifted_correlation(video_emb, np.roll(audio_emb, -r, axis=1),
+                                                                max_offset))) for r in rolls]
 
 
 def evidence_ratio(confidence: float, null_confidences: Sequence[float]) -> float | None:

@@ -28,7 +28,7 @@ from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
-from edge_sync.runtimes.evidence import null_rolls, rolled_window
+from edge_sync.runtimes.evidence import embedding_nulls, null_rolls, rolled_window
 from edge_sync.spec import SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
 
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 # frames emitted per model call (each call also reads 48 frames of context each side): memory per call grows ~0.4 MB a
 # frame, compute shrinks with longer hops; 45 keeps the stream thread's peak within the 200 MB budget
 FILE_HOP_FRAMES = 45
-# the evidence null's three streams per segment: only their confidence is read, never a frame early, so they take
-# longer hops and re-read less context. Warm sync of a 20 s clip on a 2-core CPU (docs/runtime.md): 3.17 s at 45,
+# the streamed evidence null's three streams per segment (artifacts without embedding outputs, and segments under
+# 76 frames): only their confidence is read, never a frame early, so they take longer hops and re-read less context. Warm sync of a 20 s clip on a 2-core CPU (docs/runtime.md): 3.17 s at 45,
 # 2.55 s at 100 (no null: 1.52 s), peak RSS 200 -> 223 MB; 150 and 250 were no faster and cost up to 70 MB more
 NULL_HOP_FRAMES = 100
 TAIL = 240  # samples after a segment's last frame that its last MFCC window reads
@@ -78,8 +78,12 @@ class FileSyncer:
         self.open: dict[int, _Segment] = {}
         # (track, start, SyncResult, cues, null confidences)
         self.closed: list[tuple[int, int, Any, dict[str, np.ndarray], list[float]]] = []
-        # the evidence null (edge_sync.runtimes.evidence): every segment also runs against the soundtrack rolled
-        self.rolls = null_rolls(len(audio) // SAMPLES_PER_FRAME, engine.contract.max_offset) if null_check else []
+        # the evidence null (edge_sync.runtimes.evidence): every segment also runs against the soundtrack rolled ...
+        self.max_offset = engine.contract.max_offset
+        self.rolls = null_rolls(len(audio) // SAMPLES_PER_FRAME, self.max_offset) if null_check else []
+        # ... unless the artifact outputs its embeddings: then a segment long enough for a null of its own reads it
+        # off them (the null streams are dropped before their first model call), a shorter one streams it still
+        self.embedding_null = bool(self.rolls) and bool(getattr(engine, "embeddings", False))
 
     def _start(self, track_id: int, frame: int) -> _Segment:
         first = frame * SAMPLES_PER_FRAME
@@ -90,7 +94,8 @@ class FileSyncer:
             return float(self._samples(frame, frame, roll=roll, before=1)[0])
 
         nulls = {r: self.engine.stream(NULL_HOP_FRAMES, previous(r)) for r in self.rolls}
-        return _Segment(track_id, frame, self.engine.stream(FILE_HOP_FRAMES, previous(0)), nulls, frame, frame)
+        main = self.engine.stream(FILE_HOP_FRAMES, previous(0), keep_embeddings=self.embedding_null)
+        return _Segment(track_id, frame, main, nulls, frame, frame)
 
     def _samples(self, lo_frame: int, hi_frame: int, tail: int = 0, roll: int = 0, before: int = 0) -> np.ndarray:
         """The sound of frames lo..hi (+ ``tail`` samples after, ``before`` samples before); ``roll`` > 0: of the
@@ -121,6 +126,8 @@ class FileSyncer:
             seg.detections.append(detection)
             seg.last_crop = crops
             seg.next_frame += 1
+        if self.embedding_null and seg.nulls and null_rolls(seg.frames, self.max_offset):
+            seg.nulls = {}  # long enough for its own embedding null (76 frames, before a null stream's first call)
         if seg.next_frame - seg.audio_to >= AUDIO_BATCH_FRAMES:
             seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame))
             for roll, null in seg.nulls.items():
@@ -139,6 +146,8 @@ class FileSyncer:
             null.push(audio=self._samples(seg.audio_to, seg.next_frame, TAIL, roll=roll))
             null.flush()
             nulls.append(float(null.result().confidence))
+        if self.embedding_null and not seg.nulls:
+            nulls = embedding_nulls(*seg.stream.embeddings(), self.max_offset)
         cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32),
                 "detected": np.array([d is not None for d in seg.detections]), **landmark_cues(seg.detections)}
         self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues, nulls))
@@ -218,8 +227,9 @@ def audio_level(audio: np.ndarray, frames: int) -> np.ndarray:
 def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: str = DEFAULT_DETECTOR,
               min_frames: int = 5, null_check: bool = True) -> Any:
     """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync.
-    ``null_check``: also score each segment against its soundtrack rolled out of any alignment
-    (:mod:`edge_sync.runtimes.evidence`; the model runs 4x, the decoding and faces once)."""
+    ``null_check``: also score each segment against its sound rolled out of any alignment
+    (:mod:`edge_sync.runtimes.evidence`): read off the segment's embeddings where the artifact outputs them and the
+    segment is 76+ frames long, else streamed (the model runs 4x, the decoding and faces once)."""
     from edge_sync.runtimes.api import UNSURE_PREFIX, FileSync, TrackSync
 
     start = time.perf_counter()

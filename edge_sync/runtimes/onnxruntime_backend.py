@@ -14,9 +14,12 @@ import numpy as np
 from edge_sync._ort import session_options
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
+from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.spec import EMBEDDING_NAMES
 
 log = logging.getLogger(__name__)
 
+OUTPUTS = ("sync_probs", "correlation")
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 # a provider's name, or (name, its options) as onnxruntime.InferenceSession takes them
 Provider: TypeAlias = str | tuple[str, dict[str, Any]]
@@ -46,8 +49,13 @@ def resolve_providers(requested: str | Sequence[Provider] | None, available: Seq
 
 
 class OrtSession:
-    def __init__(self, path: str, threads: int | None, providers: str | Sequence[Provider] | None = None) -> None:
+    def __init__(self, path: str, threads: int | None, providers: str | Sequence[Provider] | None = None,
+                 embeddings: bool = False) -> None:
+        """``embeddings``: the graph also has the contract's embedding outputs, and ``run`` returns them too."""
         import onnxruntime as ort
+
+        self.embeddings = embeddings
+        self.outputs = list(OUTPUTS + (EMBEDDING_NAMES if embeddings else ()))
 
         opts = session_options(threads)
         chosen = resolve_providers(providers, ort.get_available_providers())
@@ -68,11 +76,11 @@ class OrtSession:
         tensors = self.session.get_inputs() + self.session.get_outputs()
         return {t.name: tuple(d if isinstance(d, int) and d >= 0 else None for d in t.shape) for t in tensors}
 
-    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
+        """sync_probs, correlation (then audio_emb, video_emb with ``embeddings``) for one batch."""
         # InferenceSession.run is thread-safe: one session serves concurrent callers
-        probs, corr = self.session.run(["sync_probs", "correlation"], {"audio": audio, "video": video})
-        return probs, corr
+        return tuple(self.session.run(self.outputs, {"audio": audio, "video": video}))
 
 
 def create(artifact, threads: int | None, providers: str | Sequence[Provider] | None = None) -> OrtSession:
-    return OrtSession(str(artifact.file("model")), threads, providers)
+    return OrtSession(str(artifact.file("model")), threads, providers, embeddings=reads_embeddings(artifact))

@@ -23,6 +23,8 @@ import numpy as np
 
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
+from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.spec import EMBEDDING_NAMES
 
 log = logging.getLogger(__name__)
 DEVICE = "CPU"
@@ -59,7 +61,8 @@ def _dims(shape: Any) -> tuple[int | None, ...] | None:
 class OpenVINOSession:
     """A compiled artifact; ``run`` is safe to call from several threads (a pool of infer requests)."""
 
-    def __init__(self, xml: str, precision: str, threads: int | None) -> None:
+    def __init__(self, xml: str, precision: str, threads: int | None, embeddings: bool = False) -> None:
+        """``embeddings``: the model also has the contract's embedding outputs, and ``run`` returns them too."""
         import openvino as ov
 
         core = ov.Core()
@@ -71,10 +74,12 @@ class OpenVINOSession:
             raise ArtifactError(f"OpenVINO cannot compile {xml} ({exc}); re-export the artifact with this "
                                 "openvino version") from exc
         names = [set(o.get_names()) for o in self.compiled.outputs]
+        self.embeddings = embeddings
+        wanted = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
         try:
-            self._out_index = [next(i for i, n in enumerate(names) if want in n) for want in OUTPUTS]
+            self._out_index = [next(i for i, n in enumerate(names) if want in n) for want in wanted]
         except StopIteration:
-            raise ArtifactError(f"{xml} does not have the outputs {OUTPUTS}; re-export the artifact") from None
+            raise ArtifactError(f"{xml} does not have the outputs {wanted}; re-export the artifact") from None
         self.precision = precision
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         log.info("openvino: %s on %s with %s", xml, DEVICE, self.config)
@@ -95,25 +100,27 @@ class OpenVINOSession:
         except queue.Empty:
             return self.compiled.create_infer_request()
 
-    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(sync_probs, correlation) float32 [B, 2K+1, T] for audio [B,1,13,4T] and video [B,3,T,S,S]."""
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(sync_probs, correlation) float32 [B, 2K+1, T] (then audio_emb, video_emb [B, D, T] with
+        ``embeddings``) for audio [B,1,13,4T] and video [B,3,T,S,S]."""
         inputs = {"audio": np.ascontiguousarray(audio, np.float32), "video": np.ascontiguousarray(video, np.float32)}
         request = self._request()
         try:
             request.infer(inputs, share_inputs=True)  # zero-copy: the arrays outlive this synchronous call
             # copies: the request's output buffers are reused by the next call on this request
-            probs, corr = (np.array(request.get_output_tensor(i).data, np.float32, copy=True)
-                           for i in self._out_index)
+            outputs = tuple(np.array(request.get_output_tensor(i).data, np.float32, copy=True)
+                            for i in self._out_index)
         except RuntimeError as exc:
             raise OpenVINORunError(f"OpenVINO could not run audio {audio.shape} / video {video.shape} ({exc}); "
                                    "inputs must be audio [B,1,13,4T] and video [B,3,T,S,S] float32") from exc
         finally:
             self._free.put(request)
-        return probs, corr
+        return outputs
 
 
 def create(artifact, threads: int | None) -> OpenVINOSession:
     """Session factory for the backend registry (``artifact``: an :class:`edge_sync.artifact.Artifact`)."""
     if artifact.target != "openvino":
         raise ArtifactError(f"{artifact.path} is a {artifact.target} artifact, not openvino")
-    return OpenVINOSession(str(artifact.file("model")), artifact.precision, threads)
+    return OpenVINOSession(str(artifact.file("model")), artifact.precision, threads,
+                           embeddings=reads_embeddings(artifact))

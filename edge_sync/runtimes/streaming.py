@@ -10,7 +10,8 @@ Each side is bounded on its own too: when one input stops (a muted microphone, a
 ahead by at most ``max_lead_frames`` (default :data:`MAX_LEAD_FRAMES`, 30 s: ~4 MB of audio or ~28 MB of crops); a
 push past that is refused with an error and leaves the stream as it was, so the app can catch up or start anew.
 For :meth:`SyncStream.result` the stream also keeps every emitted frame's distributions and MFCC steps (about 350
-bytes a frame, 32 MB an hour); an always-on camera passes ``keep_frames`` to keep only the most recent ones.
+bytes a frame, 32 MB an hour; with ``keep_embeddings`` also the frame's embeddings, 256 bytes for the student);
+an always-on camera passes ``keep_frames`` to keep only the most recent ones.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from edge_sync.errors import EdgeSyncError
 from edge_sync.features.mfcc import INT16_SCALE, float_samples, mfcc
 from edge_sync.features.speech import speech_presence
 from edge_sync.runtimes.result import SyncResult
-from edge_sync.spec import AUDIO_RATE, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset_values
+from edge_sync.spec import AUDIO_RATE, EMBEDDING_NAMES, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset_values
 
 STEP = SAMPLES_PER_FRAME // MFCC_PER_FRAME  # 160 samples per MFCC step
 TAIL = 240  # samples after a frame that its last MFCC window reads (25 ms window, 10 ms hop)
 MAX_LEAD_FRAMES = 750  # 30 s: how far one input may run ahead of the other before a push is refused
+# what a stream holds of each kept frame (time steps per frame): the result's outputs, the MFCC, the embeddings
+_HELD_STEPS = {"sync_probs": 1, "correlation": 1, "mfcc": MFCC_PER_FRAME, **{name: 1 for name in EMBEDDING_NAMES}}
 
 
 class _Samples:
@@ -76,10 +79,13 @@ class SyncStream:
     """Incremental sync over a live audio + mouth-crop stream; see the module docstring."""
 
     def __init__(self, engine: Any, hop_frames: int = 25, previous_sample: float | None = None,
-                 keep_frames: int | None = None, max_lead_frames: int = MAX_LEAD_FRAMES) -> None:
+                 keep_frames: int | None = None, max_lead_frames: int = MAX_LEAD_FRAMES,
+                 keep_embeddings: bool = False) -> None:
         """``previous_sample``: the sample just before the first pushed one when the stream starts inside a longer
         recording (float in [-1, 1]), so the MFCC's pre-emphasis continues it exactly. ``keep_frames``: how many of
-        the latest frames :meth:`result` summarises (None: every frame since the start)."""
+        the latest frames :meth:`result` summarises (None: every frame since the start). ``keep_embeddings``: also
+        hold the kept frames' embeddings for :meth:`embeddings` (where the artifact outputs them; 4 bytes a
+        dimension a frame, 23 MB an hour for the student's D = 64)."""
         if keep_frames is not None and (isinstance(keep_frames, bool) or int(keep_frames) != keep_frames
                                         or keep_frames < 1):
             raise ValueError(f"keep_frames must be a positive number of frames or None, got {keep_frames!r}")
@@ -115,10 +121,11 @@ class SyncStream:
         self._crop_start = 0
         self._frames_in = 0
         self._next_emit = 0
-        self._probs: list[np.ndarray] = []  # the kept frames' results, oldest first
-        self._corr: list[np.ndarray] = []
-        self._audio: list[np.ndarray] = []  # the kept frames' MFCC steps (float16), for the result's speech presence
-        self._kept = 0  # frames in self._probs
+        # the kept frames' results, oldest first, in chunks [C, n * steps]: sync_probs, correlation, the MFCC steps
+        # (float16, for the result's speech presence) and, with keep_embeddings, the embeddings (float16)
+        self._held: dict[str, list[np.ndarray]] = {name: [] for name in _HELD_STEPS}
+        self._kept = 0  # frames held
+        self.keep_embeddings = bool(keep_embeddings) and bool(getattr(engine, "embeddings", False))
         self.keep_frames = None if keep_frames is None else int(keep_frames)
         self._closed = False
 
@@ -221,32 +228,35 @@ class SyncStream:
         crops = np.stack(self._crops[start - self._crop_start:stop - self._crop_start])
         video = self.engine.contract.video.normalise(crops)[None]
         audio = self._mfcc[:, (start * MFCC_PER_FRAME - self._mfcc_start):(stop * MFCC_PER_FRAME - self._mfcc_start)]
-        result = self.engine.run(np.ascontiguousarray(audio[None, None]), video)
-        probs = result.frame_probs[:, keep_start - start:keep_stop - start]
-        corr = result.correlation[:, keep_start - start:keep_stop - start]
-        steps = slice((keep_start - start) * MFCC_PER_FRAME, (keep_stop - start) * MFCC_PER_FRAME)
-        self._keep_result(probs, corr, audio[:, steps])
+        outputs = self.engine.run_outputs(np.ascontiguousarray(audio[None, None]), video)
+        kept = slice(keep_start - start, keep_stop - start)
+        held = {"sync_probs": outputs["sync_probs"][:, kept], "correlation": outputs["correlation"][:, kept],
+                "mfcc": audio[:, kept.start * MFCC_PER_FRAME:kept.stop * MFCC_PER_FRAME].astype(np.float16)}
+        if self.keep_embeddings:
+            held.update({name: outputs[name][:, kept].astype(np.float16) for name in EMBEDDING_NAMES})
+        self._keep_result(held)
+        probs, corr = held["sync_probs"], held["correlation"]
         ks = offset_values(self.engine.contract.max_offset)
         return [FrameSync(keep_start + i, int(ks[probs[:, i].argmax()]), float(probs[:, i].max()),
                           probs[:, i].copy(), corr[:, i].copy()) for i in range(probs.shape[1])]
 
-    def _keep_result(self, probs: np.ndarray, corr: np.ndarray, audio: np.ndarray) -> None:
-        """Hold a window's results (and its MFCC steps, at the float16 precision the speech measure reads) for
-        :meth:`result`, forgetting the oldest beyond ``keep_frames``."""
-        self._probs.append(probs.copy())  # a copy: a view would keep the whole window's outputs alive
-        self._corr.append(corr.copy())
-        self._audio.append(audio.astype(np.float16))
-        self._kept += probs.shape[1]
+    def _keep_result(self, held: dict[str, np.ndarray]) -> None:
+        """Hold a window's kept results for :meth:`result` (and :meth:`embeddings`), forgetting the oldest
+        beyond ``keep_frames``."""
+        for name, part in held.items():
+            self._held[name].append(part.copy())  # a copy: a view would keep the whole window's outputs alive
+        self._kept += held["sync_probs"].shape[1]
         while self.keep_frames is not None and self._kept > self.keep_frames:
             extra = self._kept - self.keep_frames
-            oldest = self._probs[0].shape[1]
-            if oldest <= extra:
-                del self._probs[0], self._corr[0], self._audio[0]
-                self._kept -= oldest
-            else:
-                self._probs[0], self._corr[0] = self._probs[0][:, extra:].copy(), self._corr[0][:, extra:].copy()
-                self._audio[0] = self._audio[0][:, extra * MFCC_PER_FRAME:].copy()
-                self._kept -= extra
+            oldest = self._held["sync_probs"][0].shape[1]
+            for name, parts in self._held.items():
+                if not parts:
+                    continue
+                if oldest <= extra:
+                    del parts[0]
+                else:
+                    parts[0] = parts[0][:, extra * _HELD_STEPS[name]:].copy()
+            self._kept -= min(oldest, extra)
 
     def _drop_before(self, frame: int) -> None:
         """Forget what no later window reads: crops, MFCC steps and samples before ``frame``."""
@@ -280,8 +290,16 @@ class SyncStream:
 
     def result(self) -> SyncResult:
         """The clip-level result over every frame emitted so far, or the latest ``keep_frames`` of them."""
-        if not self._probs:
+        if not self._kept:
             raise EdgeSyncError("no frame has been emitted yet")
-        return SyncResult.from_outputs(np.concatenate(self._probs, axis=1), np.concatenate(self._corr, axis=1),
-                                       backend=self.engine.backend,
-                                       speech=speech_presence(np.concatenate(self._audio, axis=1)))
+        held = {name: np.concatenate(parts, axis=1) for name, parts in self._held.items() if parts}
+        return SyncResult.from_outputs(held["sync_probs"], held["correlation"], backend=self.engine.backend,
+                                       speech=speech_presence(held["mfcc"]))
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(audio_emb, video_emb) float32 [D, T] of the frames :meth:`result` summarises; None unless the stream
+        keeps them (``keep_embeddings`` on an artifact that outputs them) and a frame was emitted."""
+        if not self.keep_embeddings or not self._kept:
+            return None
+        a, v = (np.concatenate(self._held[name], axis=1).astype(np.float32) for name in EMBEDDING_NAMES)
+        return a, v

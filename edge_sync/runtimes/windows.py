@@ -9,7 +9,7 @@ frames are then approximate, the one case that cannot be exact). numpy only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -55,16 +55,17 @@ def plan_windows(frames: int, window: int, context: int, buckets: tuple[int, ...
     return out
 
 
-def run_windows(run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], audio: np.ndarray,
+def run_windows(run: Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]], audio: np.ndarray,
                 video_window: Callable[[int, int], np.ndarray], frames: int, window: int, context: int,
                 buckets: tuple[int, ...] = (), what: str = "the model",
-                error: type[Exception] = EdgeSyncError) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``run(audio, video) -> (probs, correlation)`` over :func:`plan_windows` and stitch the kept frames:
-    probs and correlation [2K+1, frames] of one clip. ``video_window(lo, hi)`` gives frames lo..hi-1 as model
-    input, so a caller normalises crops one window at a time. Windows past a short clip's end (static shapes)
-    are padded by repeating the edge; a model that loses frames raises ``error``."""
+                error: type[Exception] = EdgeSyncError) -> tuple[np.ndarray, ...]:
+    """Run ``run(audio, video) -> (probs, correlation, ...)`` over :func:`plan_windows` and stitch the kept frames
+    of every output ([B, C, T] each, time last): probs and correlation [2K+1, frames] of one clip, then any
+    further per-frame outputs (an artifact's embeddings, [D, frames]). ``video_window(lo, hi)`` gives frames
+    lo..hi-1 as model input, so a caller normalises crops one window at a time. Windows past a short clip's end
+    (static shapes) are padded by repeating the edge; a model that loses frames raises ``error``."""
     steps = audio.shape[-1] // frames
-    probs_parts, corr_parts = [], []
+    parts: list[list[np.ndarray]] = []
     for w in plan_windows(frames, window, context, buckets):
         stop = min(w.stop, frames)
         a = np.ascontiguousarray(audio[..., w.start * steps:stop * steps])
@@ -73,10 +74,11 @@ def run_windows(run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.nda
             pad = w.stop - frames
             a = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad * steps)], mode="edge")
             v = np.pad(v, [(0, 0), (0, 0), (0, pad), (0, 0), (0, 0)], mode="edge")
-        p, c = run(a, v)
-        if p.shape[-1] != w.length:
-            raise error(f"{what} returned {p.shape[-1]} frames for {w.length}: it does not keep time as "
-                                "the contract says")
-        probs_parts.append(p[0, :, w.keep_start - w.start:w.keep_stop - w.start])
-        corr_parts.append(c[0, :, w.keep_start - w.start:w.keep_stop - w.start])
-    return np.concatenate(probs_parts, axis=1), np.concatenate(corr_parts, axis=1)
+        outputs = run(a, v)
+        if any(o.shape[-1] != w.length for o in outputs):
+            raise error(f"{what} returned {[o.shape[-1] for o in outputs]} frames for {w.length}: it does not keep "
+                        "time as the contract says")
+        parts = parts or [[] for _ in outputs]
+        for kept, o in zip(parts, outputs):
+            kept.append(o[0, :, w.keep_start - w.start:w.keep_stop - w.start])
+    return tuple(np.concatenate(kept, axis=1) for kept in parts)

@@ -121,22 +121,26 @@ def test_bundled_student_on_a_talking_photo_finds_every_planted_shift(talking_di
         [c.evidence_ratio for c in report.cases]
 
 
-def test_the_evals_null_is_the_one_sync_file_measures(talking_dir):
-    """The eval's unsure column says what `sync` would: its original case's null rolls the whole soundtrack, as
-    sync_file does, not the case's own audio (a clip longer than its face run rolls by other amounts)."""
+def test_the_evals_null_is_the_one_sync_file_measures(talking_dir, streamed_student):
+    """The eval's unsure column says what `sync` would with the same artifact: read off the case's own embeddings
+    where the artifact outputs them, as sync_file reads its segment's; else streamed against the whole soundtrack
+    rolled, as sync_file streams it (a clip longer than its face run then rolls by other amounts)."""
     pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
     import edge_sync
     from edge_sync.evaluation.real_footage import score_clip
 
-    engine = edge_sync.load()
-    k = engine.contract.max_offset
     (clip,), _ = load_clips(talking_dir, MOUTH, progress=False)
+    ratios = []
+    for engine in (edge_sync.load(), streamed_student):
+        (original,) = score_clip(engine, clip, planted=())
+        sync = engine.sync_file(talking_dir / "talk.mp4")
+        assert sync.main.start_frame == clip.start and sync.main.result.frames == clip.frames
+        # equal but for the streams' first MFCC windows (they continue the soundtrack's pre-emphasis)
+        assert original.evidence_ratio == pytest.approx(sync.evidence_ratio, rel=0.03)
+        ratios.append(original.evidence_ratio)
+    assert ratios[0] != ratios[1]  # two nulls, each the one its sync_file measures
+    k = streamed_student.contract.max_offset
     assert clip.null_rolls(k) == null_rolls(len(clip.audio) // SAMPLES_PER_FRAME, k)
-    (original,) = score_clip(engine, clip, planted=())
-    sync = engine.sync_file(talking_dir / "talk.mp4")
-    assert sync.main.start_frame == clip.start and sync.main.result.frames == clip.frames
-    # equal but for the streams' first MFCC windows (they continue the soundtrack's pre-emphasis)
-    assert original.evidence_ratio == pytest.approx(sync.evidence_ratio, rel=0.03)
     # a face run shorter than the soundtrack keeps the soundtrack's rolls
     short = dataclasses.replace(clip, crops=clip.crops[: clip.frames // 2])
     assert short.null_rolls(k) == clip.null_rolls(k) != null_rolls(short.frames, k)

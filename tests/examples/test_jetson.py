@@ -68,7 +68,7 @@ def faceless(tmp_path_factory) -> Path:
 def test_the_exported_graph_passes_the_static_tensorrt_check(artifact):
     from edge_sync.exporters.tensorrt import trtexec_line
     from edge_sync.exporters.tensorrt_check import ShapeRange, check_graph
-    from edge_sync.runtimes.api import contract_from_manifest
+    from edge_sync.runtimes.contract_check import contract_from_manifest
 
     manifest = json.loads((artifact / "manifest.json").read_text())
     profile = {k: ShapeRange.from_any(v) for k, v in manifest["tensorrt"]["profile"].items()}

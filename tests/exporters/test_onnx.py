@@ -66,6 +66,41 @@ def test_fp32_matches_pytorch_at_lengths_other_than_the_export_sample(fp32_artif
     assert np.abs(out[1] - ref[1].numpy()).max() <= 1e-4
 
 
+def test_a_separable_model_exports_its_embeddings_and_the_runtime_reads_them(fp32_artifact, student_ckpt):
+    """The student's unit embeddings are two more outputs, declared in the manifest and equal to PyTorch's; the
+    runtime returns them (what sync_file reads its evidence null from)."""
+    import edge_sync
+    from edge_sync.exporters.onnx import sample_inputs
+    from edge_sync.models.io import load
+
+    contract = read_artifact(fp32_artifact).manifest["contract"]
+    assert contract["embeddings"] is True
+    assert [t["name"] for t in contract["outputs"]] == ["sync_probs", "correlation", "audio_emb", "video_emb"]
+    model = load(student_ckpt)
+    audio, video = sample_inputs(model, 60, seed=4)
+    engine = edge_sync.load(fp32_artifact)
+    out = engine.run_outputs(audio.numpy(), video.numpy())
+    with torch.inference_mode():
+        ref_a, ref_v = model.embed(audio, video)
+    assert engine.embeddings and out["audio_emb"].shape == (model.config.embed_dim, 60)
+    assert np.abs(out["audio_emb"] - ref_a[0].numpy()).max() <= 1e-4
+    assert np.abs(out["video_emb"] - ref_v[0].numpy()).max() <= 1e-4
+
+
+def test_a_model_with_cross_modal_attention_exports_without_embeddings(tmp_path):
+    """Attention mixes audio into the video embedding (and back): rolling one stream's embeddings would not be
+    the null, so the artifact keeps the two contract outputs and the runtime streams its null."""
+    import edge_sync
+
+    ckpt = tmp_path / "teacher.pt"
+    save_checkpoint(SyncNetFCN(TeacherConfig(video_trunk_kwargs={"width": 0.25}, audio_trunk_kwargs={"width": 0.25},
+                                             attention=True)).eval(), ckpt)
+    path = export(ckpt, "onnx", "fp32", tmp_path / "out")[0]
+    contract = read_artifact(path).manifest["contract"]
+    assert "embeddings" not in contract and len(contract["outputs"]) == 2
+    assert not edge_sync.load(path).embeddings
+
+
 def test_fp16_keeps_float32_io_and_agrees(student_ckpt, fp32_artifact, tmp_path):
     import onnx
 
@@ -115,9 +150,10 @@ def test_tampering_is_detected(fp32_artifact, tmp_path):
 
 def test_shared_exports_run_torch_onnx_once_per_model(student_ckpt, fp32_artifact, tmp_path):
     from edge_sync.exporters import onnx as onnx_exporter
+    from edge_sync.exporters.embeddings import with_embeddings
     from edge_sync.models.io import load
 
-    model, shared = load(student_ckpt), tmp_path / "shared"
+    model, shared = with_embeddings(load(student_ckpt)), tmp_path / "shared"  # as export_onnx exports it
     shared.mkdir()
     with onnx_exporter.shared_exports(shared):
         onnx_exporter.export_onnx_file(model, tmp_path / "a.onnx")  # exported, and kept in the shared folder
@@ -131,7 +167,8 @@ def test_shared_exports_run_torch_onnx_once_per_model(student_ckpt, fp32_artifac
     other = X3DStudent()
     with onnx_exporter.shared_exports(shared):
         onnx_exporter.export_onnx_file(other.eval(), tmp_path / "c.onnx")  # other weights: a graph of its own
-    assert len(list(shared.iterdir())) == 2
+        onnx_exporter.export_onnx_file(load(student_ckpt), tmp_path / "d.onnx")  # other outputs: one of its own
+    assert len(list(shared.iterdir())) == 3
 
 
 def test_a_student_with_motion_blocks_exports_with_dynamic_time(tmp_path):

@@ -114,9 +114,12 @@ def test_int8_runs_at_other_lengths(artifacts):
     sess = _session(artifacts[1])
     for frames in (7, 137):
         clip = make_clip(1000, 0, "holdout", frames=frames)
-        probs, corr = sess.run(None, {"audio": clip.audio[None], "video": clip.video[None]})
+        probs, corr, audio_emb, video_emb = sess.run(None, {"audio": clip.audio[None], "video": clip.video[None]})
         assert probs.shape == corr.shape == (1, 31, frames)
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+        # the embeddings stay float from their normalisation on (FLOAT_FROM): unit vectors, as the null assumes
+        for emb in (audio_emb, video_emb):
+            np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
 
 
 def test_symmetric_activations_have_zero_points_of_zero(artifacts, calib, tmp_path):

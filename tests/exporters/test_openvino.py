@@ -106,11 +106,14 @@ def test_fp32_artifact_layout_and_manifest(fp32):
 @pytest.mark.parametrize("frames,batch", [(37, 2), (250, 1)])
 def test_fp32_matches_pytorch_at_lengths_other_than_the_export_sample(fp32, student, frames, batch):
     audio, video = sample_inputs(student, frames, batch=batch, seed=frames)
-    probs, corr = create(read_artifact(fp32), threads=2).run(audio.numpy(), video.numpy())
+    probs, corr, audio_emb, video_emb = create(read_artifact(fp32), threads=2).run(audio.numpy(), video.numpy())
     ref = _torch(student, audio, video)
     assert probs.shape == corr.shape == (batch, 31, frames) and probs.dtype == np.float32
     assert np.abs(probs - ref[0]).max() <= 1e-4
     assert np.abs(corr - ref[1]).max() <= 1e-4
+    with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.exporters.embeddings)
+        ref_emb = [e.numpy() for e in student.embed(audio, video)]
+    assert np.abs(audio_emb - ref_emb[0]).max() <= 1e-4 and np.abs(video_emb - ref_emb[1]).max() <= 1e-4
 
 
 def test_fp16_halves_the_weights_and_keeps_per_frame_offsets(fp16, fp32, student, holdout):
@@ -121,7 +124,7 @@ def test_fp16_halves_the_weights_and_keeps_per_frame_offsets(fp16, fp32, student
     assert m["precision"] == "fp16" and quick["max_abs_err"]["sync_probs"] <= 0.02, quick
     assert quick["frame_offset_agreement"] >= 0.95, quick
     assert (fp16 / "model.bin").stat().st_size <= 0.55 * (fp32 / "model.bin").stat().st_size
-    probs, _ = create(read_artifact(fp16), threads=2).run(*holdout)
+    probs = create(read_artifact(fp16), threads=2).run(*holdout)[0]
     ref = _torch(student, *holdout)[0]
     assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.99
     assert np.abs(probs - ref).max() <= 0.02
@@ -161,7 +164,7 @@ def test_int8_leaves_the_cross_modal_part_and_audio_input_float(int8):
 def test_int8_agrees_with_pytorch_on_held_out_clips(int8, student, holdout):
     m = read_artifact(int8[0]).manifest
     assert m["parity_quick"]["calibration_clips"]["clip_offset_agreement"] >= 0.875
-    probs, _ = create(read_artifact(int8[0]), threads=2).run(*holdout)
+    probs = create(read_artifact(int8[0]), threads=2).run(*holdout)[0]
     ref = _torch(student, *holdout)[0]
     assert probs.shape == ref.shape and np.allclose(probs.sum(1), 1.0, atol=1e-4)
     clip_agree = (probs.mean(-1).argmax(-1) == ref.mean(-1).argmax(-1)).mean()

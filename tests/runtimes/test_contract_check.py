@@ -45,3 +45,24 @@ def test_missing_tensors_and_dynamic_dims():
         check_tensor(spec, {"probs": (1, 31, 5)}, ModelContract(), "x")
     with pytest.raises(ArtifactError, match=r"is \[1, 31\]"):
         check_tensor(spec, {"sync_probs": (1, 31)}, ModelContract(), "x")
+
+
+def test_embedding_outputs_are_checked_only_where_the_manifest_declares_them(tmp_path):
+    """contract.embeddings adds audio_emb and video_emb to the outputs checked at load; a manifest that declares
+    them for a model without them is refused naming the field, and one that leaves them out loads without them."""
+    from edge_sync.runtimes.contract_check import check_model_io
+
+    class TwoOutputs:  # a model exported before the embedding outputs
+        def io_shapes(self):
+            return {"audio": (None, 1, 13, None), "video": (None, 3, None, 112, 112),
+                    "sync_probs": (None, 31, None), "correlation": (None, 31, None)}
+
+    check_model_io(ModelContract(), TwoOutputs(), "x")
+    with pytest.raises(ArtifactError, match="has no tensor 'audio_emb'"):
+        check_model_io(ModelContract(embeddings=True), TwoOutputs(), "x")
+    with pytest.raises(ArtifactError, match="contract.embeddings = True"):
+        check_tensor(TensorSpec("video_emb", "float32", ("B", "D", "T")), {"video_emb": (1, 64)},
+                     ModelContract(embeddings=True), "x")
+    plain = edge_sync.load(edited_copy(tmp_path / "a", lambda m: m["contract"].pop("embeddings")))
+    assert not plain.embeddings and plain.output_names == ("sync_probs", "correlation")
+    assert edge_sync.load().embeddings

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from edge_sync.runtimes.evidence import (MIN_EVIDENCE_RATIO, NULL_MARGIN_FRAMES, evidence_ratio, null_rolls,
-                                         unsure_reason, weak_evidence)
+from edge_sync.runtimes.evidence import (MIN_EVIDENCE_RATIO, NULL_MARGIN_FRAMES, embedding_nulls, evidence_ratio,
+                                         null_rolls, shifted_correlation, unsure_reason, weak_evidence)
 
 
 @pytest.mark.parametrize("frames", [76, 77, 90, 250, 5000])
@@ -61,7 +61,15 @@ SENTENCE = ("Every morning the baker opens the shop, lights the big oven and sel
 
 @pytest.fixture(scope="module")
 def engine():
-    return load()
+    """The bundled student, which outputs its embeddings: sync_file reads the null off them."""
+    engine = load()
+    assert engine.embeddings
+    return engine
+
+
+@pytest.fixture(scope="module")
+def streamed_engine(streamed_student):
+    return streamed_student
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +86,8 @@ def talk(tmp_path_factory):
     return clip.path, write_video(root / "dubbed.mp4", frames, sound)
 
 
-def test_the_null_streams_equal_the_clip_run_against_its_rolled_soundtrack(engine, talk) -> None:
+def test_the_null_streams_equal_the_clip_run_against_its_rolled_soundtrack(streamed_engine, talk) -> None:
+    engine = streamed_engine
     path, _ = talk
     (track,) = engine.sync_file(path).tracks
     audio = read_audio(path)
@@ -96,6 +105,41 @@ def test_the_null_streams_equal_the_clip_run_against_its_rolled_soundtrack(engin
     np.testing.assert_allclose(track.null_confidences, offline, rtol=0.02)
     nulls = sorted(offline)
     assert nulls[1] > 1.05 * nulls[0] and nulls[2] > 1.05 * nulls[1]
+
+
+def test_the_embedding_null_is_read_off_the_segments_own_embeddings(engine, talk) -> None:
+    """With the embedding outputs, the null is the segment's audio embeddings rolled round the segment against its
+    video embeddings: exactly that, from an offline pass (float16 storage aside)."""
+    path, _ = talk
+    (track,) = engine.sync_file(path).tracks
+    (segment,) = prepare_clip(path, preprocessing=engine.contract.video).segments
+    outputs = engine.run_outputs(segment.audio, segment.video_window(0, segment.frames))
+    offline = embedding_nulls(outputs["audio_emb"], outputs["video_emb"], engine.contract.max_offset)
+    assert len(offline) == 3
+    np.testing.assert_allclose(track.null_confidences, offline, rtol=2e-3)
+    # the correlation the model outputs is the one the null rolls: numpy's twin of the model's own
+    np.testing.assert_allclose(shifted_correlation(outputs["video_emb"], outputs["audio_emb"], 15),
+                               outputs["correlation"], atol=1e-5)
+
+
+def test_the_embedding_null_decides_as_the_streamed_one_without_running_the_model_again(
+        engine, streamed_engine, talk, monkeypatch) -> None:
+    """Both nulls measure the same thing: on the in-sync clip and the dubbed one, each embedding null lies within
+    the streamed nulls' roll-to-roll spread, and the verdicts agree. Only the streamed one runs more windows."""
+    for path in talk:
+        streamed, embedded = streamed_engine.sync_file(path), engine.sync_file(path)
+        lo, hi = min(streamed.main.null_confidences), max(streamed.main.null_confidences)
+        assert all(0.8 * lo <= c <= 1.25 * hi for c in embedded.main.null_confidences)
+        assert embedded.low_evidence == streamed.low_evidence
+    calls = {}
+    for name, e, null_check in (("embedding", engine, True), ("streamed", streamed_engine, True),
+                                ("none", engine, False)):
+        run, count = e._session.run, []
+        monkeypatch.setattr(e._session, "run", lambda a, v, run=run, count=count: count.append(1) or run(a, v))
+        e.sync_file(talk[0], null_check=null_check)
+        monkeypatch.undo()
+        calls[name] = len(count)
+    assert calls["embedding"] == calls["none"] < calls["streamed"]
 
 
 def test_a_face_dubbed_with_other_words_is_unsure_where_the_floor_lets_it_through(engine, talk) -> None:

@@ -82,7 +82,9 @@ def test_windowed_long_clip_equals_one_pass(artifact, session, monkeypatch):
     monkeypatch.setitem(BACKENDS, "openvino", OPENVINO)
     audio, video = _inputs(150, seed=2)
     windowed = edge_sync.load(artifact, backend="openvino", threads=2, window_frames=40).run(audio, video)
-    probs, corr = session.run(audio, video)
+    probs, corr, audio_emb, video_emb = session.run(audio, video)  # the student's embeddings are exported too
+    assert audio_emb.shape == video_emb.shape == (1, 64, 150)
+    np.testing.assert_allclose(np.linalg.norm(video_emb, axis=1), 1.0, atol=1e-4)
     assert np.abs(windowed.frame_probs - probs[0]).max() <= 1e-5
     assert np.abs(windowed.correlation - corr[0]).max() <= 1e-5
 
@@ -110,13 +112,13 @@ def test_concurrent_calls_match_sequential_ones(session):
     expected = [session.run(a, v) for a, v in jobs]
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda job: session.run(*job), jobs))
-    for (p, c), (ep, ec) in zip(got, expected):
+    for (p, c, *_), (ep, ec, *_) in zip(got, expected):
         assert p.shape == ep.shape and np.abs(p - ep).max() <= 1e-6 and np.abs(c - ec).max() <= 1e-6
 
 
 def test_outputs_are_owned_copies(session):
     """A result must not change when the pooled request runs again (outputs are copied out of its buffers)."""
-    first, _ = session.run(*_inputs(25, seed=5))
+    first = session.run(*_inputs(25, seed=5))[0]
     kept = first.copy()
     session.run(*_inputs(25, seed=6))
     assert np.array_equal(first, kept)
@@ -127,7 +129,7 @@ def test_backend_runs_without_torch(artifact):
             "from edge_sync.artifact import read_artifact\n"
             "from edge_sync.runtimes.openvino_backend import create\n"
             f"s = create(read_artifact({str(artifact)!r}), 1)\n"
-            "p, c = s.run(np.zeros((1, 1, 13, 40), np.float32), np.zeros((1, 3, 10, 112, 112), np.float32))\n"
+            "p = s.run(np.zeros((1, 1, 13, 40), np.float32), np.zeros((1, 3, 10, 112, 112), np.float32))[0]\n"
             "assert p.shape == (1, 31, 10), p.shape\n"
             "assert 'torch' not in sys.modules, 'the openvino backend imported torch'\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)

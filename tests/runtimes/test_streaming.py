@@ -131,7 +131,8 @@ def test_rolling_result_keeps_only_the_latest_frames(engine, clip):
     for v in range(0, frames, 7):
         a0, a1 = v * SAMPLES_PER_FRAME, min(len(clip.waveform), (v + 7) * SAMPLES_PER_FRAME)
         stream.push(audio=clip.waveform[a0:a1], crops=clip.frames_uint8[v:v + 7])
-        held.append(sum(p.shape[1] for p in stream._probs))
+        held.append(sum(p.shape[1] for p in stream._held["sync_probs"]))
+        assert sum(p.shape[1] for p in stream._held["mfcc"]) == 4 * held[-1]  # every held part trimmed alike
     stream.push(audio=clip.waveform[frames * SAMPLES_PER_FRAME:])
     stream.flush()
     assert max(held) == 60
@@ -141,3 +142,25 @@ def test_rolling_result_keeps_only_the_latest_frames(engine, clip):
     assert got.offset_frames == expected.offset_frames and got.frames == 60
     with pytest.raises(ValueError, match="keep_frames"):
         engine.stream(keep_frames=0)
+
+
+def test_a_stream_keeps_the_embeddings_it_is_asked_for_as_the_offline_run_gives_them(engine, clip):
+    """keep_embeddings: embeddings() holds the kept frames' audio and video embeddings, equal to the offline
+    run's (float16 storage aside) and trimmed with keep_frames; None when not asked for."""
+    frames = clip.frames_uint8.shape[0]
+    offline = engine.run_outputs(audio_to_mfcc_input(clip.waveform, frames), MOUTH.normalise(clip.frames_uint8)[None])
+    for keep in (None, 70):
+        stream = engine.stream(hop_frames=20, keep_frames=keep, keep_embeddings=True)
+        for v in range(0, frames, 9):
+            stream.push(audio=clip.waveform[v * SAMPLES_PER_FRAME:(v + 9) * SAMPLES_PER_FRAME],
+                        crops=clip.frames_uint8[v:v + 9])
+        stream.push(audio=clip.waveform[frames * SAMPLES_PER_FRAME:])
+        stream.flush()
+        audio_emb, video_emb = stream.embeddings()
+        first = 0 if keep is None else frames - keep
+        np.testing.assert_allclose(audio_emb, offline["audio_emb"][:, first:], atol=2e-3)
+        np.testing.assert_allclose(video_emb, offline["video_emb"][:, first:], atol=2e-3)
+    plain = engine.stream(hop_frames=20)
+    plain.push(audio=clip.waveform, crops=clip.frames_uint8)
+    plain.flush()
+    assert plain.embeddings() is None

@@ -42,3 +42,27 @@ def test_bucket_too_short_for_the_receptive_field_is_refused():
         plan_windows(500, window=250, context=48, buckets=(64,))
     with pytest.raises(EdgeSyncError, match="at least one frame"):
         plan_windows(0, window=250, context=48)
+
+
+def test_every_output_is_stitched_from_the_windows_kept_frames():
+    """A model of any number of per-frame outputs (probs, correlation, embeddings): each is stitched alike, and a
+    window whose outputs lose frames is refused."""
+    import numpy as np
+
+    from edge_sync.runtimes.windows import run_windows
+
+    frames, steps = 140, 4
+    audio = np.arange(frames * steps, dtype=np.float32).reshape(1, 1, 1, -1)
+    video = np.arange(frames, dtype=np.float32).reshape(1, 1, frames, 1, 1)
+
+    def model(a, v):  # output c at frame t: the window's frame index (from the video) times c + 1
+        t = v[0, 0, :, 0, 0]
+        return tuple(np.stack([t * (c + 1)] * rows)[None] for c, rows in enumerate((3, 3, 5)))
+
+    outputs = run_windows(model, audio, lambda lo, hi: video[:, :, lo:hi], frames, window=50, context=10)
+    assert [o.shape for o in outputs] == [(3, frames), (3, frames), (5, frames)]
+    for c, o in enumerate(outputs):
+        assert (o == np.arange(frames) * (c + 1)).all()
+    with pytest.raises(EdgeSyncError, match="does not keep time"):
+        run_windows(lambda a, v: (*model(a, v)[:2], model(a, v)[2][..., :-1]), audio,
+                    lambda lo, hi: video[:, :, lo:hi], frames, window=50, context=10)

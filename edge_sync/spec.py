@@ -185,6 +185,7 @@ EMBEDDING_OUTPUTS = (
                "video_emb[:, t] . audio_emb[:, t+k]"),
 )
 EMBEDDING_NAMES = tuple(t.name for t in EMBEDDING_OUTPUTS)
+OUTPUT_NAMES = ("sync_probs", "correlation")  # every artifact's outputs (ModelContract.outputs' first two)
 
 
 def contract_dict(contract: ModelContract) -> dict[str, Any]:

@@ -49,9 +49,10 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
+from edge_sync.exporters.embeddings import with_embeddings
 from edge_sync.exporters.common import (TimeRange, base_manifest, check_precision, model_digest,
                                         resolve_calibration)
-from edge_sync.runtimes.tflite_backend import INPUTS, OUTPUTS, LiteRTSession
+from edge_sync.runtimes.tflite_backend import INPUTS, LiteRTSession
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -108,15 +109,15 @@ def _named_class() -> type:
             self.inner = inner
 
         def forward(self, audio: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
-            probs, corr = self.inner(audio, video)
-            return {OUTPUTS[0]: probs, OUTPUTS[1]: corr}
+            return dict(zip((t.name for t in self.inner.contract.outputs), self.inner(audio, video)))
 
     return NamedOutputs
 
 
 def _named_module(model: Any) -> Any:
     """The model with dict outputs, so the .tflite signature names its tensors audio/video -> sync_probs/
-    correlation and the runtime binds by name instead of by index (litert-torch orders outputs freely)."""
+    correlation (and the embeddings, where exported) and the runtime binds by name instead of by index
+    (litert-torch orders outputs freely)."""
     return _named_class()(model).eval()
 
 
@@ -302,21 +303,22 @@ def parity_inputs(model: Any, frames: int, calib: Any | None, count: int = PARIT
 
 
 def litert_parity(model: Any, files: dict[int, Path], calib: Any | None = None) -> dict[str, Any]:
-    """Max abs error of both outputs vs PyTorch and per-frame offset agreement, per bucket, through the
+    """Max abs error of every output vs PyTorch and per-frame offset agreement, per bucket, through the
     same session class the runtime uses (so int8 I/O scaling is exercised too)."""
     import torch
 
-    session = LiteRTSession(files, threads=os.cpu_count())
+    names = tuple(t.name for t in model.contract.outputs)
+    session = LiteRTSession(files, threads=os.cpu_count(), embeddings=model.contract.embeddings)
     report: dict[str, Any] = {"backend": "litert", "inputs": "calibration clips" if calib else "seeded random",
                               "buckets": {}}
     for frames in files:
-        worst = {name: 0.0 for name in OUTPUTS}
+        worst = {name: 0.0 for name in names}
         agree = []
         for audio, video in parity_inputs(model, frames, calib):
             with torch.inference_mode():
                 ref = [x.numpy() for x in model(torch.from_numpy(audio), torch.from_numpy(video))]
             out = session.run(audio, video)
-            for name, r, o in zip(OUTPUTS, ref, out):
+            for name, r, o in zip(names, ref, out):
                 if o.shape != r.shape:
                     raise EdgeSyncError(f"LiteRT output {name} has shape {o.shape} at T={frames}, PyTorch gives "
                                         f"{r.shape}")
@@ -324,7 +326,7 @@ def litert_parity(model: Any, files: dict[int, Path], calib: Any | None = None) 
             agree.append(float((out[0].argmax(1) == ref[0].argmax(1)).mean()))
         report["buckets"][f"t{frames}"] = {"max_abs_err": worst, "frame_offset_agreement": float(np.mean(agree))}
     per = report["buckets"].values()
-    report["max_abs_err"] = {n: max(b["max_abs_err"][n] for b in per) for n in OUTPUTS}
+    report["max_abs_err"] = {n: max(b["max_abs_err"][n] for b in per) for n in names}
     report["frame_offset_agreement"] = float(min(b["frame_offset_agreement"] for b in per))
     return report
 
@@ -356,7 +358,8 @@ def io_details(path: Path) -> dict[str, Any]:
 
 def export_tflite(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                   source: dict[str, Any] | None = None, **options: Any) -> Path:
-    """Write ``NAME.tflite-PRECISION/`` with ``model_t{T}.tflite`` per bucket and a manifest.
+    """Write ``NAME.tflite-PRECISION/`` with ``model_t{T}.tflite`` per bucket and a manifest (with the embedding
+    outputs where the model's embeddings are separable: :mod:`edge_sync.exporters.embeddings`).
 
     Options: ``buckets`` (clip lengths, default 50 and 250 frames), ``calib`` (INT8: a calibration set or its
     path; default the shared synthetic set), ``recipe`` (INT8: an :class:`Int8Recipe`), ``parity`` (default
@@ -364,7 +367,7 @@ def export_tflite(model: Any, out_dir: Path, precision: str = "fp32", name: str 
     """
     check_precision("tflite", precision, PRECISIONS)
     require("ai_edge_litert", "tflite", "checking LiteRT exports")
-    model = model.eval()
+    model = with_embeddings(model.eval())
     buckets = check_buckets(options.get("buckets") or DEFAULT_BUCKETS, model.contract.min_frames)
     recipe: Int8Recipe = options.get("recipe") or Int8Recipe()
     calib = resolve_calibration(model, options.get("calib")) if precision == "int8" else None

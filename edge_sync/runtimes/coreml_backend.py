@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from edge_sync.errors import EdgeSyncError
+from edge_sync.spec import OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 
 COMPUTE_UNITS_ENV = "EDGE_SYNC_COREML_COMPUTE_UNITS"  # ALL (default), CPU_ONLY, CPU_AND_GPU, CPU_AND_NE
-OUTPUTS = ("sync_probs", "correlation")
+OUTPUTS = OUTPUT_NAMES
 
 
 def require_macos(platform: str = sys.platform) -> None:

@@ -15,11 +15,11 @@ from edge_sync._ort import session_options
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES
+from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("sync_probs", "correlation")
+OUTPUTS = OUTPUT_NAMES
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 # a provider's name, or (name, its options) as onnxruntime.InferenceSession takes them
 Provider: TypeAlias = str | tuple[str, dict[str, Any]]

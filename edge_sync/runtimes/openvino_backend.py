@@ -24,11 +24,11 @@ import numpy as np
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES
+from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 DEVICE = "CPU"
-OUTPUTS = ("sync_probs", "correlation")
+OUTPUTS = OUTPUT_NAMES
 
 
 class OpenVINORunError(EdgeSyncError, RuntimeError):

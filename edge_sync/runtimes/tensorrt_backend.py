@@ -20,12 +20,13 @@ import numpy as np
 
 from edge_sync._deps import require
 from edge_sync.errors import EdgeSyncError, MissingExtraError
+from edge_sync.spec import OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 ENGINE_FILE = "model.plan"
 ENGINE_INFO = "model.plan.json"
 INPUTS = ("audio", "video")
-OUTPUTS = ("sync_probs", "correlation")
+OUTPUTS = OUTPUT_NAMES
 BUILD_HINT = "build the engine on the device with build_engine.py (see manifest trtexec)"
 
 

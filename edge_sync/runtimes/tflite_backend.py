@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from edge_sync.errors import EdgeSyncError, MissingExtraError
+from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 INPUTS = ("audio", "video")
-OUTPUTS = ("sync_probs", "correlation")
+OUTPUTS = OUTPUT_NAMES
 SIGNATURE = "serving_default"
 
 
@@ -99,6 +101,7 @@ class BucketRunner:
     frames: int
     path: Path
     threads: int | None
+    names: tuple[str, ...] = OUTPUTS  # the outputs ``run`` returns, in this order
 
     def __post_init__(self) -> None:
         make = interpreter_class()
@@ -106,9 +109,9 @@ class BucketRunner:
         self.interpreter = make(model_path=str(self.path), **kwargs)
         signatures = self.interpreter.get_signature_list()
         key = SIGNATURE if SIGNATURE in signatures else next(iter(signatures), None)
-        if key is None or set(signatures[key]["inputs"]) != set(INPUTS) or not set(OUTPUTS) <= set(
+        if key is None or set(signatures[key]["inputs"]) != set(INPUTS) or not set(self.names) <= set(
                 signatures[key]["outputs"]):
-            raise EdgeSyncError(f"{self.path} has no signature with inputs {INPUTS} and outputs {OUTPUTS} "
+            raise EdgeSyncError(f"{self.path} has no signature with inputs {INPUTS} and outputs {self.names} "
                                 f"(found {signatures}); it was not written by edge-sync's tflite exporter")
         self.runner = self.interpreter.get_signature_runner(key)
         self.inputs = self.runner.get_input_details()
@@ -123,25 +126,29 @@ class BucketRunner:
         return {name: tuple(int(s) for s in detail["shape"])
                 for details in (self.inputs, self.outputs) for name, detail in details.items()}
 
-    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Batch-1 float32 inputs of exactly this bucket's shapes -> float32 (sync_probs, correlation)."""
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Batch-1 float32 inputs of exactly this bucket's shapes -> float32 outputs: sync_probs, correlation
+        (then audio_emb, video_emb where the session reads them)."""
         feeds = {"audio": quantize(audio, self.inputs["audio"]), "video": quantize(video, self.inputs["video"])}
         with self.lock:
             out = self.runner(**feeds)
             # the runner returns views of interpreter memory; copy before the next call may overwrite them
-            return tuple(dequantize(np.array(out[n]), self.outputs[n]) for n in OUTPUTS)  # type: ignore[return-value]
+            return tuple(dequantize(np.array(out[n]), self.outputs[n]) for n in self.names)
 
 
 class LiteRTSession:
     """``run(audio [B,1,F,4T], video [B,3,T,S,S])`` for T in the artifact's buckets; interpreters load lazily
     (a device that only runs 50-frame windows never allocates the 250-frame arena)."""
 
-    def __init__(self, files: Mapping[int, Path], threads: int | None = None) -> None:
+    def __init__(self, files: Mapping[int, Path], threads: int | None = None, embeddings: bool = False) -> None:
+        """``embeddings``: the files also have the contract's embedding outputs, and ``run`` returns them too."""
         missing = [str(p) for p in files.values() if not Path(p).is_file()]
         if missing:
             raise EdgeSyncError(f"LiteRT model files are missing: {', '.join(missing)}; copy the whole artifact")
         self.files = {int(t): Path(p) for t, p in sorted(files.items())}
         self.threads = threads
+        self.embeddings = embeddings
+        self.names = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
         self._runners: dict[int, BucketRunner] = {}
         self._create_lock = threading.Lock()
 
@@ -160,7 +167,7 @@ class LiteRTSession:
             with self._create_lock:
                 runner = self._runners.get(frames)
                 if runner is None:
-                    runner = BucketRunner(frames, self.files[frames], self.threads)
+                    runner = BucketRunner(frames, self.files[frames], self.threads, self.names)
                     self._runners[frames] = runner
                     log.info("LiteRT: loaded %s for T=%d (%s threads)", runner.path.name, frames,
                              self.threads or "default")
@@ -170,7 +177,7 @@ class LiteRTSession:
         """The shortest bucket's shapes (the cheapest interpreter to load): every bucket comes from one model."""
         return self.runner(self.buckets[0]).io_shapes()
 
-    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
         video = np.asarray(video)
         audio = np.asarray(audio)
         if video.ndim != 5 or audio.ndim != 4 or audio.shape[0] != video.shape[0]:
@@ -185,7 +192,7 @@ class LiteRTSession:
         if audio.shape[0] == 1:
             return runner.run(audio, video)
         parts = [runner.run(audio[i:i + 1], video[i:i + 1]) for i in range(audio.shape[0])]  # models are batch 1
-        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+        return tuple(np.concatenate(outputs) for outputs in zip(*parts))
 
     def _bucket_text(self) -> str:
         return " or ".join(str(t) for t in self.files)
@@ -194,4 +201,4 @@ class LiteRTSession:
 def create(artifact: Any, threads: int | None) -> LiteRTSession:
     """Session factory named in the backend registry: every bucket file of the artifact, lazily loaded."""
     files = {t: artifact.file(f"t{t}") for t in bucket_files(artifact.manifest)}
-    return LiteRTSession(files, threads)
+    return LiteRTSession(files, threads, embeddings=reads_embeddings(artifact))

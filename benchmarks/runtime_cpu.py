@@ -215,7 +215,8 @@ def main() -> None:
             f"`sync` end to end on a {seconds:.1f} s 640x360 talking-face clip, each in a fresh process without torch "
             f"(medians of {args.rounds} alternating rounds; warm = the second sync in the process; peak RSS = the "
             "process's VmHWM after its first sync, the highest of the rounds; '--no-null-check': without the "
-            "evidence null's three extra model streams per face segment"
+            "evidence null (read off the artifact's embeddings where it outputs them, else three more model streams "
+            "per face segment)"
             + ("; 'onnxruntime threads spinning': the same code with onnxruntime's default "
                "`session.intra_op.allow_spinning=1` set in that process (the library sets 0)" if args.spin_row else "")
             + "):\n\n"

@@ -15,11 +15,12 @@ wrap (session 28, ``scripts/embedding_null_check.py``). ``sync_file`` and ``edge
 wherever the model gives its embeddings, and stream it otherwise.
 
 The margin and 1.5 were fixed on the real hold-out in session 25 (``docs/real_footage.md``). With the bundled INT8
-student, ``edge-sync eval --data`` (whose cases roll the whole soundtrack as ``sync_file`` does, session 26) finds
-2 of the hold-out's 72 right answers under the null (``pcavs_620900105``, the clip read at chance-level confidence)
-and, on the 16 independent clips with planted shifts, 11 of the 13 wrong answers and 4 of the 131 right ones;
-``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it misreads. A soundtrack under 3.04 s
-(2 (2K + margin) frames) has no null: the floor alone judges it. numpy only.
+student and the null read off its embeddings (session 28), ``edge-sync eval --data`` finds 4 of the hold-out's 72
+right answers under the null (all four ``pcavs_620900105``'s, the clip read at chance-level confidence) and, on the
+16 independent clips with planted shifts, 10 of the 13 wrong answers and 7 of the 131 right ones (streamed: 2/72;
+11/13 and 4/131). ``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it misreads. A
+soundtrack (or, for the embedding null, a segment) under 3.04 s (2 (2K + margin) frames) has no null: the floor
+alone judges it. numpy only.
 """
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 # frame, compute shrinks with longer hops; 45 keeps the stream thread's peak within the 200 MB budget
 FILE_HOP_FRAMES = 45
 # the streamed evidence null's three streams per segment (artifacts without embedding outputs, and segments under
-# 76 frames): only their confidence is read, never a frame early, so they take longer hops and re-read less context. Warm sync of a 20 s clip on a 2-core CPU (docs/runtime.md): 3.17 s at 45,
-# 2.55 s at 100 (no null: 1.52 s), peak RSS 200 -> 223 MB; 150 and 250 were no faster and cost up to 70 MB more
+# 76 frames): only their confidence is read, never a frame early, so they take longer hops and re-read less
+# context. Warm sync of a 20 s clip on a 2-core CPU (docs/runtime.md): 3.17 s at 45, 2.55 s at 100 (no null:
+# 1.52 s), peak RSS 200 -> 223 MB; 150 and 250 were no faster and cost up to 70 MB more
 NULL_HOP_FRAMES = 100
 TAIL = 240  # samples after a segment's last frame that its last MFCC window reads
 # frames of sound pushed to a stream at once (crops go one by one; the MFCC is exact whatever the chunks): 8 frames a

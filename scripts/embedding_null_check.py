@@ -36,17 +36,18 @@ from tqdm import tqdm
 
 from edge_sync.cli import _clip_names
 from edge_sync.evaluation.real_footage import DEFAULT_PLANTED, TOLERANCE, RealClip, load_real_clip
-from edge_sync.runtimes.evidence import embedding_nulls, unsure_reason
+from edge_sync.runtimes.evidence import embedding_nulls, null_rolls, unsure_reason
 from edge_sync.training.evaluate_cli import scorer_for
 
 
 def both_nulls(scorer: Any, clip: RealClip, planted: Iterable[int] = (0, *DEFAULT_PLANTED)):
-    """Per case long enough for a null: (planted, result, streamed nulls, embedding nulls)."""
+    """Per case long enough for both nulls (its soundtrack and the case itself 76+ frames; ``sync`` streams the
+    null of a shorter case): (planted, result, streamed nulls, embedding nulls)."""
     k_max = scorer.contract.max_offset
     rolls = clip.null_rolls(k_max)  # the soundtrack's, the same for every case of the clip
     for k in planted:
         inputs = clip.case_inputs(int(k), scorer.contract.video)
-        if inputs is None or not rolls:
+        if inputs is None or not rolls or not null_rolls(inputs[1].shape[2], k_max):
             continue
         res, outputs = scorer.run_with_outputs(*inputs)
         streamed = [scorer.run(clip.case_audio(int(k), r), inputs[1]).confidence for r in rolls]

@@ -39,3 +39,18 @@ def test_on_a_talking_photo_both_nulls_are_measured_and_tallied(check, talking_d
     assert result["counts"]["embedding", "wrong"] == [0, 0] and len(result["ratios"]) == 3
     # a floor above every reading makes each one unsure, under either null
     assert check.tally(cases, floor=10.0)["counts"]["embedding", "right"] == [3, 3]
+
+
+def test_cases_too_short_for_an_embedding_null_are_left_out(check, talking_dir):
+    """A case under 76 frames has no rolls of its own (sync streams its null): compared with nothing, it is skipped
+    rather than counted as sure in the embedding column."""
+    pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
+    import dataclasses
+
+    from edge_sync.evaluation.real_footage import load_real_clip
+    from edge_sync.training.evaluate_cli import scorer_for
+
+    _, scorer = scorer_for("student-int8")
+    clip = load_real_clip(talking_dir / "talk.mp4", scorer.contract.video)
+    short = dataclasses.replace(clip, crops=clip.crops[:80])  # the original 80 frames; a +-8 shift leaves 72
+    assert [c[0] for c in check.both_nulls(scorer, short, planted=(0, 8, -8))] == [0]

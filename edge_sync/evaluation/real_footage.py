@@ -169,13 +169,15 @@ def load_real_clip(path: Path, preprocessing: VideoPreprocessing, detector: str 
 
 def case_nulls(scorer: Scorer, clip: RealClip, planted: int, video: np.ndarray,
                outputs: dict[str, np.ndarray]) -> list[float]:
-    """A case's evidence null as ``sync_file`` measures it with the same model: read off the case's own embeddings
-    (rolled round the case) where the scorer gives them, else the case's video scored again against the whole
-    soundtrack rolled."""
+    """A case's evidence null as ``sync_file`` measures it with the same model: none when the soundtrack is under
+    3.04 s; read off the case's own embeddings (rolled round the case) where the scorer gives them and the case is
+    long enough for rolls of its own (76 frames); else the case's video scored again against the whole soundtrack
+    rolled."""
     k_max = scorer.contract.max_offset
-    if scorer.embeddings:
+    rolls = clip.null_rolls(k_max)
+    if scorer.embeddings and rolls and null_rolls(video.shape[2], k_max):
         return embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k_max)
-    return [scorer.run(clip.case_audio(planted, roll), video).confidence for roll in clip.null_rolls(k_max)]
+    return [scorer.run(clip.case_audio(planted, roll), video).confidence for roll in rolls]
 
 
 def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_PLANTED,

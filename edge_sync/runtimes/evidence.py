@@ -12,7 +12,7 @@ An artifact that outputs its per-frame embeddings (``contract.embeddings``) give
 again: :func:`embedding_nulls` rolls the segment's audio embeddings round the segment against its video
 embeddings, which is what scoring rolled sound computes, up to the audio encoder's few frames of context at the
 wrap (session 28, ``scripts/embedding_null_check.py``). ``sync_file`` and ``edge-sync eval --data`` read it so
-wherever the model gives its embeddings, and stream it otherwise.
+wherever the model gives its embeddings and the segment (or case) is 76+ frames long, and stream it otherwise.
 
 The margin and 1.5 were fixed on the real hold-out in session 25 (``docs/real_footage.md``). With the bundled INT8
 student and the null read off its embeddings (session 28), ``edge-sync eval --data`` finds 4 of the hold-out's 72
@@ -36,7 +36,7 @@ MIN_EVIDENCE_RATIO = 1.5  # a reading's confidence must be this many times the n
 
 
 def null_rolls(frames: int, max_offset: int) -> list[int]:
-    """Rolls (frames, sound later by R) for a soundtrack of ``frames`` frames: spread over
+    """Rolls R (frames; frame t then hears frame t + R) for a soundtrack of ``frames`` frames: spread over
     [2K + margin, frames - 2K - margin], so neither a roll nor its wrap brings any alignment within K + margin of
     the offsets -K..K; none when the soundtrack is shorter than 2 (2K + margin) frames (3 s for K = 15)."""
     base = 2 * max_offset + NULL_MARGIN_FRAMES
@@ -61,9 +61,9 @@ def shifted_correlation(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset
 def embedding_nulls(audio_emb: np.ndarray, video_emb: np.ndarray, max_offset: int) -> list[float]:
     """The null's confidences read off a segment's own embeddings [D, T]: the audio embeddings rolled round the
     segment by each of :func:`null_rolls` (T)'s rolls, against the video's. Why: the same statistic as scoring the
-    video against rolled sound (``scripts/embedding_null_check.py``: the same unsure decisions on the independent
-    clips, 3 more of the hold-out's 44 right answers unsure, medians 1.006x and 1.059x), without running the model
-    again. The roll wraps round the segment, not the soundtrack, so a segment under 3.04 s has none."""
+    video against rolled sound, without running the model again; which rolls are drawn moves a few borderline
+    cases either way (``scripts/embedding_null_check.py``, docs/real_footage.md session 28). The roll wraps round
+    the segment, not the soundtrack, so a segment under 3.04 s has none (``sync_file`` streams its null then)."""
     rolls = null_rolls(video_emb.shape[1], max_offset)
     return [curve_confidence(distance_curve(shifted_correlation(video_emb, np.roll(audio_emb, -r, axis=1),
                                                                 max_offset))) for r in rolls]

@@ -25,8 +25,10 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.mfcc import float_samples
+from edge_sync.runtimes.evidence import embedding_nulls, evidence_ratio, unsure_reason
 from edge_sync.runtimes.streaming import TAIL, FrameSync
 from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME
+from edge_sync.usecases.heads import evidence_floor_of
 
 __all__ = ["LiveFrame", "LiveSegment", "LiveSyncer", "MicrophoneLagError"]
 
@@ -49,11 +51,28 @@ class LiveFrame:
 
 @dataclass(frozen=True)
 class LiveSegment:
-    """A closed segment: one uninterrupted run of the followed face, and its clip-level result."""
+    """A closed segment: one uninterrupted run of the followed face, and its clip-level result, with the evidence
+    null ``sync_file`` measures (read off the artifact's embeddings: no more model calls; none where the artifact
+    does not output them, or the segment is under 76 frames)."""
 
     track_id: int
     start: int
     result: Any  # SyncResult
+    null_confidences: list[float] = field(default_factory=list)
+    evidence_floor: float | None = None  # fitted beside the model's use-case heads (None: none fitted)
+
+    @property
+    def evidence_ratio(self) -> float | None:
+        """The segment's confidence over its null's (None: no null measured)."""
+        return evidence_ratio(self.result.confidence, self.null_confidences)
+
+    @property
+    def unsure_reason(self) -> str | None:
+        """Why the segment's offset cannot be trusted (the rule ``sync`` applies: under the evidence floor, or
+        under 1.5x the null), or None when its evidence stands or it has no speech (that has its own flag)."""
+        if self.result.no_speech:
+            return None
+        return unsure_reason(self.result.confidence, self.evidence_floor, self.null_confidences)
 
 
 @dataclass
@@ -84,6 +103,7 @@ class LiveSyncer:
         self.crop = crop or CROP_FOR_PREPROCESSING[engine.contract.video.name]
         self.switch_after, self.max_audio_lag, self.keep_frames = switch_after, max_audio_lag, keep_frames
         self.segments: list[LiveSegment] = []
+        self.evidence_floor = evidence_floor_of(engine)
         self._open: _Open | None = None
         self._audio = np.zeros(0, np.float64)  # samples from absolute index self._audio_start
         self._audio_start = 0
@@ -161,7 +181,8 @@ class LiveSyncer:
             if seg.stream is None:
                 start = seg.start * SAMPLES_PER_FRAME  # continue the soundtrack's pre-emphasis
                 seg.stream = self.engine.stream(self.hop, None if start == 0 else self._sample(start - 1),
-                                                keep_frames=self.keep_frames)
+                                                keep_frames=self.keep_frames,
+                                                keep_embeddings=getattr(self.engine, "embeddings", False))
             emitted = seg.stream.push(audio=self._samples(f * SAMPLES_PER_FRAME, (f + 1) * SAMPLES_PER_FRAME),
                                       crops=seg.pending.pop(f))
             seg.next_frame += 1
@@ -176,7 +197,9 @@ class LiveSyncer:
         end = seg.next_frame * SAMPLES_PER_FRAME  # the last frame's MFCC reads 240 samples past it
         out = self._frames(seg, seg.stream.push(audio=self._samples(end, end + TAIL)))
         out += self._frames(seg, seg.stream.flush())
-        self.segments.append(LiveSegment(seg.track_id, seg.start, seg.stream.result()))
+        embeddings = seg.stream.embeddings()  # the summarised frames' (keep_frames): the null of what is judged
+        nulls = [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset)
+        self.segments.append(LiveSegment(seg.track_id, seg.start, seg.stream.result(), nulls, self.evidence_floor))
         return out
 
     def _frames(self, seg: _Open, emitted: list[FrameSync]) -> list[LiveFrame]:

@@ -261,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     segments = len(syncer.segments)
     source = str(args.video) if args.video is not None else f"camera {args.camera} + mic {args.mic_command or args.mic}"
     seconds = round(time.perf_counter() - started, 3)  # the whole loop: capture, faces, MFCC, model
+    reason = main_segment.unsure_reason  # its evidence null, read off the artifact's embeddings (sync's rule)
     if args.json:
+        ratio = main_segment.evidence_ratio
         print(json.dumps({"source": source, **result.to_dict(per_frame=False), "seconds": seconds,
+                          "low_evidence": reason is not None, "unsure_reason": reason,
+                          "evidence_ratio": None if ratio is None else round(ratio, 4),
                           "track_id": track_id, "start_frame": start, "frames_read": n, "segments": segments,
                           "frames_without_face": len(tracker.frames_without_face())}))
     else:
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
               f"late if +; syncnet_python AV offset {result.av_offset:+d}), confidence {result.confidence:.3f}, "
               f"{result.frames} frames from frame {start} ({segments} segment(s), {n} frames read), "
               f"backend {engine.backend}, {seconds:.1f} s ({n / FPS / max(seconds, 1e-9):.1f}x real time)")
+        if reason:
+            print(f"UNSURE: {reason}: the offset may be noise")
     return 0
 
 

@@ -313,13 +313,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clip offset: {res.offset_frames:+d} frames ({res.audio_delay_ms:+.0f} ms, sound late if +; "
               f"syncnet_python AV offset {legacy_av_offset(res.offset_frames):+d}), confidence {res.confidence:.3f}, "
               f"{res.frames} frames of face track {track} from frame {first}")
+        segment = live.syncer.result()  # its evidence null, read off the artifact's embeddings (sync's rule)
+        if segment.unsure_reason:
+            print(f"UNSURE:      {segment.unsure_reason}: the offset may be noise")
         print(f"artifact:    {Path(args.artifact).name} on {engine.backend}, loaded in {load_s:.2f} s")
         print(live.timing.summary(frames, window))
         if args.json_path:
             Path(args.json_path).write_text(json.dumps({
                 "artifact": str(args.artifact), "backend": engine.backend, "source": args.video or args.camera,
                 "frames": frames, "offset_frames": res.offset_frames, "audio_delay_ms": res.audio_delay_ms,
-                "av_offset": res.av_offset, "confidence": round(res.confidence, 4), "track_id": track,
+                "av_offset": res.av_offset, "confidence": round(res.confidence, 4),
+                "low_evidence": segment.unsure_reason is not None, "unsure_reason": segment.unsure_reason,
+                "evidence_ratio": None if segment.evidence_ratio is None else round(segment.evidence_ratio, 4),
+                "track_id": track,
                 "start_frame": first, "track_frames": res.frames, "seconds": [asdict(s) for s in seconds],
                 "timing": {"load_s": round(load_s, 3), "total_s": round(live.timing.total_s, 3),
                            "decode_s": round(live.timing.decode_s, 3), "tracking_s": round(live.timing.tracking_s, 3),

@@ -10,7 +10,7 @@ import pytest
 
 from edge_sync.evaluation.real_footage import (MIN_SCORED_FRAMES, RealClip, RealFootageReport, find_clips,
                                                load_clips, read_manifest)
-from edge_sync.runtimes.evidence import null_rolls
+from edge_sync.runtimes.evidence import embedding_nulls, evidence_ratio, null_rolls
 from edge_sync.spec import MOUTH, SAMPLES_PER_FRAME
 
 REAL_CLIPS = Path(os.environ.get("EDGE_SYNC_REAL_CLIPS", Path(__file__).resolve().parents[3] / "shared" / "real_clips"))
@@ -138,8 +138,14 @@ def test_the_evals_null_is_the_one_sync_file_measures(talking_dir, streamed_stud
         # equal but for the streams' first MFCC windows (they continue the soundtrack's pre-emphasis)
         assert original.evidence_ratio == pytest.approx(sync.evidence_ratio, rel=0.03)
         ratios.append(original.evidence_ratio)
-    assert ratios[0] != ratios[1]  # two nulls, each the one its sync_file measures
-    k = streamed_student.contract.max_offset
+    # the embedding engine's is the case's own embedding null; a face run too short for rolls of its own streams
+    engine = edge_sync.load()
+    res, outputs = engine.run_with_outputs(*clip.case_inputs(0, MOUTH))
+    k = engine.contract.max_offset
+    assert ratios[0] == evidence_ratio(res.confidence, embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k))
+    short = dataclasses.replace(clip, crops=clip.crops[:70])
+    assert score_clip(engine, short, planted=())[0].evidence_ratio == \
+        score_clip(streamed_student, short, planted=())[0].evidence_ratio is not None
     assert clip.null_rolls(k) == null_rolls(len(clip.audio) // SAMPLES_PER_FRAME, k)
     # a face run shorter than the soundtrack keeps the soundtrack's rolls
     short = dataclasses.replace(clip, crops=clip.crops[: clip.frames // 2])

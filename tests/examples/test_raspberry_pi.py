@@ -88,10 +88,14 @@ def test_file_mode_equals_engine_sync_file(artifact, clip, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [ln for ln in done.stdout.splitlines() if ln.startswith("[")], "--quiet still printed seconds"
     mine = json.loads((tmp_path / "r.json").read_text())
-    ref = edge_sync.load(artifact).sync_file(clip).main
+    sync = edge_sync.load(artifact).sync_file(clip)
+    ref = sync.main
     assert mine["offset_frames"] == ref.result.offset_frames
     assert mine["track_frames"] == ref.result.frames and mine["start_frame"] == ref.start_frame
     assert mine["confidence"] == pytest.approx(ref.result.confidence, abs=1e-3)
+    # the evidence null, read off the INT8 artifact's embeddings as sync_file reads it: the same verdict
+    assert mine["evidence_ratio"] == pytest.approx(ref.evidence_ratio, rel=1e-2) and mine["evidence_ratio"] > 1.5
+    assert mine["low_evidence"] is sync.low_evidence is False and mine["unsure_reason"] is None
 
 
 def test_live_loop_does_not_care_whether_the_microphone_runs_ahead_or_behind(artifact, clip):

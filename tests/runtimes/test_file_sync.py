@@ -132,3 +132,17 @@ def test_a_broken_heads_file_costs_the_floor_not_the_sync(engine, gap_clip, tmp_
     heads_mod.heads_path(sha).write_text("{not json")
     sync = engine.sync_file(gap_clip)
     assert sync.evidence_floor is None and not sync.low_evidence and sync.tracks
+
+
+def test_a_segment_too_short_for_its_own_null_streams_it(engine, gap_clip, streamed_student):
+    """With the embedding outputs, the 80-frame segment reads its null off its embeddings; the 24-frame one is too
+    short for rolls of its own (76 frames) and streams it against the soundtrack, exactly as an artifact without
+    the embeddings does."""
+    from edge_sync.runtimes.evidence import null_rolls
+
+    embedded, streamed = engine.sync_file(gap_clip), streamed_student.sync_file(gap_clip)
+    (long, short), (long_ref, short_ref) = embedded.tracks, streamed.tracks
+    assert null_rolls(long.result.frames, 15) and not null_rolls(short.result.frames, 15)
+    assert len(long.null_confidences) == len(short.null_confidences) == 3
+    assert short.null_confidences == short_ref.null_confidences
+    assert long.null_confidences != long_ref.null_confidences

@@ -60,6 +60,11 @@ def test_a_lagging_microphone_gives_the_offline_result(engine, clip):
     seg, ref = live.result(), offline.main
     assert seg.result.offset_frames == ref.result.offset_frames == PLANTED
     np.testing.assert_allclose(seg.result.frame_probs, ref.result.frame_probs, atol=2e-5)
+    # the evidence null sync_file measures, read off the same embeddings: the same verdict
+    assert len(seg.null_confidences) == 3
+    np.testing.assert_allclose(seg.null_confidences, ref.null_confidences, rtol=2e-3)
+    assert seg.evidence_ratio == pytest.approx(ref.evidence_ratio, rel=2e-3)
+    assert seg.evidence_floor == offline.evidence_floor and (seg.unsure_reason is None) == (not offline.low_evidence)
     frames = [f.frame for f in got]
     assert frames == sorted(frames) and len(frames) == sum(t.result.frames for t in offline.tracks)
     assert live._audio.size < 250 * SAMPLES_PER_FRAME  # bounded: samples no frame needs are dropped
@@ -68,6 +73,7 @@ def test_a_lagging_microphone_gives_the_offline_result(engine, clip):
 def test_keep_frames_rolls_and_a_silent_microphone_is_reported(engine, clip):
     live, _ = _play(engine, clip.path, mic_lag=0, keep_frames=40)
     assert live.result().result.frames == 40
+    assert live.result().null_confidences == [] and live.result().evidence_ratio is None  # 40 frames: no null
     with pytest.raises(MicrophoneLagError, match="ahead of the microphone"):
         _play(engine, clip.path, mic_lag=10_000, max_audio_lag=20)
     live.finish()

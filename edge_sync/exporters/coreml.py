@@ -29,6 +29,7 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
+from edge_sync.exporters.embeddings import with_embeddings
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
                                         check_precision, quick_parity, resolve_calibration)
 from edge_sync.spec import AUDIO_INPUTS
@@ -106,8 +107,7 @@ def convert(model: Any, time_range: TimeRange, plan: Plan) -> Any:
     precision = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}[plan.compute_precision]
     traced = trace(model)
     return ct.convert(traced, inputs=input_types(model, time_range),
-                      outputs=[ct.TensorType(name="sync_probs", dtype=np.float32),
-                               ct.TensorType(name="correlation", dtype=np.float32)],
+                      outputs=[ct.TensorType(name=t.name, dtype=np.float32) for t in model.contract.outputs],
                       convert_to="mlprogram", compute_precision=precision,
                       minimum_deployment_target=getattr(ct.target, plan.deployment_target))
 
@@ -242,7 +242,8 @@ def check_package(summary: dict[str, Any], model: Any, time_range: TimeRange, pr
     weights = summary["weight_elements"]
     total = sum(n for k, n in weights.items() if k in ("float32", "float16", "int8"))
     passed = [need(list(inputs) == ["audio", "video"], "inputs are audio, video"),
-              need(outputs == ["sync_probs", "correlation"], "outputs are sync_probs, correlation")]
+              need(outputs == [t.name for t in model.contract.outputs],
+                   f"outputs are {', '.join(t.name for t in model.contract.outputs)}")]
     want = expected_ranges(model, time_range)
     for name in ("audio", "video"):
         passed.append(need(inputs[name]["ranges"] == want[name],
@@ -329,13 +330,15 @@ def coreml_facts(plan: Plan, time_range: TimeRange, steps: int, facts: dict[str,
 
 def export_coreml(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                   source: dict[str, Any] | None = None, **options: Any) -> Path:
-    """Write ``NAME.coreml-PRECISION/`` with model.mlpackage and a manifest.
+    """Write ``NAME.coreml-PRECISION/`` with model.mlpackage and a manifest (with the embedding outputs where the
+    model's embeddings are separable: :mod:`edge_sync.exporters.embeddings`).
 
     Options: ``time_range`` (TimeRange; default min..1000 frames, default shape 100), ``calib`` (INT8: a
     calibration set or its path; applied on macOS, recorded but unused elsewhere)."""
     check_precision("coreml", precision, PRECISIONS)
     require("torch", "export", "CoreML export")
     require("coremltools", "coreml", "CoreML export")
+    model = with_embeddings(model.eval())
     plan = plan_for(precision)
     time_range = resolve_time_range(model, options.get("time_range"))
     steps = AUDIO_INPUTS[model.contract.audio_input].steps_per_frame

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge_sync.errors import EdgeSyncError
-from edge_sync.spec import OUTPUT_NAMES
+from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +81,30 @@ class CoreMLSession:
     """One loaded (compiled) MLModel. ``run`` holds a lock around predict: coremltools does not document
     MLModel.predict as thread-safe, and the Engine promises thread-safe runs."""
 
-    def __init__(self, path: str, manifest: dict[str, Any], units: Any) -> None:
+    def __init__(self, path: str, manifest: dict[str, Any], units: Any, embeddings: bool = False) -> None:
+        """``embeddings``: the package also has the contract's embedding outputs, and ``run`` returns them too."""
         import coremltools as ct
 
         self.path = path
+        self.embeddings = embeddings
+        self.names = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
         self.units = units
         self.limits = InputLimits.from_manifest(manifest)
         self.model = ct.models.MLModel(path, compute_units=units)
         self._lock = threading.Lock()
         log.info("coreml: loaded %s on %s", path, units.name)
 
-    def _predict_one(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_one(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
         feeds = {"audio": np.ascontiguousarray(audio, np.float32), "video": np.ascontiguousarray(video, np.float32)}
         with self._lock:
             out = self.model.predict(feeds)
-        probs, corr = (np.asarray(out[name], np.float32) for name in OUTPUTS)
-        return probs, corr
+        return tuple(np.asarray(out[name], np.float32) for name in self.names)
 
-    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
+        """sync_probs, correlation (then audio_emb, video_emb with ``embeddings``), batch by batch-1 predicts."""
         self.limits.check(audio, video)
         parts = [self._predict_one(audio[i:i + 1], video[i:i + 1]) for i in range(audio.shape[0])]
-        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+        return tuple(np.concatenate(outputs) for outputs in zip(*parts))
 
 
 def create(artifact: Any, threads: int | None, units: str | None = None) -> CoreMLSession:
@@ -112,4 +116,5 @@ def create(artifact: Any, threads: int | None, units: str | None = None) -> Core
     if threads:
         log.info("coreml: ignoring threads=%s (CoreML has no thread setting; pick compute units with $%s)",
                  threads, COMPUTE_UNITS_ENV)
-    return CoreMLSession(str(artifact.file("model")), artifact.manifest, compute_units(units))
+    return CoreMLSession(str(artifact.file("model")), artifact.manifest, compute_units(units),
+                         embeddings=reads_embeddings(artifact))

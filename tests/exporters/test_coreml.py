@@ -231,7 +231,7 @@ def test_saved_spec_has_names_float32_io_and_flexible_time(artifacts, precision)
     assert spec.WhichOneof("Type") == "mlProgram"
     inputs = {f.name: f.type.multiArrayType for f in spec.description.input}
     assert list(inputs) == ["audio", "video"]
-    assert [f.name for f in spec.description.output] == ["sync_probs", "correlation"]
+    assert [f.name for f in spec.description.output] == ["sync_probs", "correlation", "audio_emb", "video_emb"]
     lo, hi = (2, 400) if precision == "fp16" else (1, DEFAULT_MAX_FRAMES)
     ranges = {k: [(r.lowerBound, r.upperBound) for r in a.shapeRange.sizeRanges] for k, a in inputs.items()}
     assert ranges["video"] == [(1, 1), (3, 3), (lo, hi), (112, 112), (112, 112)]
@@ -271,6 +271,8 @@ def test_int8_manifest_says_exactly_what_was_quantized(artifacts, student):
 
 
 TOLERANCE = {"fp32": (1e-4, 1e-4, 1.0), "fp16": (0.03, 0.01, 0.95), "int8": (0.25, 0.05, 0.8)}  # probs, corr, agreement
+# max abs error of a unit embedding element (session 28 saw 8e-4 for fp16 and 0.011 for weight-only int8)
+EMBEDDING_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "int8": 0.04}
 
 
 @pytest.mark.parametrize("precision", cm.PRECISIONS)
@@ -282,11 +284,15 @@ def test_converted_program_matches_pytorch_at_other_lengths(artifacts, student, 
         audio, video = sample_inputs(student, frames, seed=frames)
         with torch.inference_mode():
             ref = [x.numpy() for x in student(audio, video)]
-        probs, corr = run_program(program, {"audio": audio.numpy(), "video": video.numpy()})
+        probs, corr, audio_emb, video_emb = run_program(program, {"audio": audio.numpy(), "video": video.numpy()})
         assert probs.shape == corr.shape == (1, 31, frames)
         assert np.abs(probs - ref[0]).max() <= probs_tol
         assert np.abs(corr - ref[1]).max() <= corr_tol
         assert (probs.argmax(1) == ref[0].argmax(1)).mean() >= agree_min
+        with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.exporters.embeddings)
+            ref_emb = [e.numpy() for e in student.embed(audio, video)]
+        assert np.abs(audio_emb - ref_emb[0]).max() <= EMBEDDING_TOLERANCE[precision]
+        assert np.abs(video_emb - ref_emb[1]).max() <= EMBEDDING_TOLERANCE[precision]
 
 
 @pytest.mark.skipif(not ON_MAC, reason="CoreML prediction needs macOS")
@@ -327,11 +333,17 @@ def test_unsupported_precision_is_refused_before_writing(tmp_path):
 
 
 def test_package_check_refuses_a_wrong_package(artifacts, student):
+    from edge_sync.exporters.embeddings import with_embeddings
+
     summary = json.loads(json.dumps(cm.package_summary(artifacts["fp16"] / cm.PACKAGE)))
+    exported = with_embeddings(student)  # as export_coreml converts it
+    cm.check_package(summary, exported, CUSTOM_RANGE, "fp16")
     with pytest.raises(EdgeSyncError, match="shape ranges"):
-        cm.check_package(summary, student, TimeRange(1, 100, DEFAULT_MAX_FRAMES), "fp16")
+        cm.check_package(summary, exported, TimeRange(1, 100, DEFAULT_MAX_FRAMES), "fp16")
     with pytest.raises(EdgeSyncError, match="int8"):
-        cm.check_package(summary, student, CUSTOM_RANGE, "int8")
+        cm.check_package(summary, exported, CUSTOM_RANGE, "int8")
+    with pytest.raises(EdgeSyncError, match="outputs are sync_probs, correlation"):
+        cm.check_package(summary, student, CUSTOM_RANGE, "fp16")  # a package with other outputs than the model's
 
 
 @pytest.mark.slow
@@ -344,7 +356,7 @@ def test_teacher_exports_and_its_program_matches_pytorch(tmp_path, precision):
     audio, video = sample_inputs(teacher, 37, seed=37)
     with torch.inference_mode():
         ref = [x.numpy() for x in teacher(audio, video)]
-    probs, corr = run_program(load_program(path / cm.PACKAGE), {"audio": audio.numpy(), "video": video.numpy()})
+    probs, corr, *_ = run_program(load_program(path / cm.PACKAGE), {"audio": audio.numpy(), "video": video.numpy()})
     probs_tol, corr_tol, agree_min = TOLERANCE[precision]
     assert np.abs(probs - ref[0]).max() <= probs_tol and np.abs(corr - ref[1]).max() <= corr_tol
     assert (probs.argmax(1) == ref[0].argmax(1)).mean() >= agree_min

@@ -31,6 +31,7 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
+from edge_sync.exporters.embeddings import with_embeddings
 from edge_sync.exporters import onnx as onnx_exporter
 from edge_sync.exporters.onnx_int8 import DEFAULT_STEMS
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
@@ -199,8 +200,10 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
                     source: dict[str, Any] | None = None, **options: Any) -> Path:
     """Write ``NAME.tensorrt-PRECISION/``: model.onnx (checked), build_engine.py, manifest (and model.plan
     where TensorRT is present). Options: time_range (TimeRange), calib (path or CalibrationSet, int8),
-    calib_method (minmax/entropy/percentile), int8_stems (float/int8), build_engine (None=auto, True, False)."""
+    calib_method (minmax/entropy/percentile), int8_stems (float/int8), build_engine (None=auto, True, False).
+    A separable model's embeddings are outputs too (:mod:`edge_sync.exporters.embeddings`)."""
     check_precision("tensorrt", precision, PRECISIONS)
+    model = with_embeddings(model.eval())
     check_engine_request(options.get("build_engine"))
     time_range = resolve_time_range(model, options.get("time_range"))
     calib = resolve_calibration(model, options.get("calib")) if precision == "int8" else None

@@ -20,7 +20,8 @@ import numpy as np
 
 from edge_sync._deps import require
 from edge_sync.errors import EdgeSyncError, MissingExtraError
-from edge_sync.spec import OUTPUT_NAMES
+from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 ENGINE_FILE = "model.plan"
@@ -144,8 +145,11 @@ class TensorRTSession:
     """One engine, one execution context, one stream. Calls are serialised with a lock: a TensorRT execution
     context must not run two inferences at once."""
 
-    def __init__(self, trt: Any, plan: bytes, device: Device) -> None:
+    def __init__(self, trt: Any, plan: bytes, device: Device, embeddings: bool = False) -> None:
+        """``embeddings``: the artifact declares the contract's embedding outputs, and ``run`` returns them too."""
         self.trt, self.device = trt, device
+        self.embeddings = embeddings
+        self.names = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(plan)
@@ -154,11 +158,13 @@ class TensorRTSession:
                               f"model and TensorRT version that built them; {BUILD_HINT}")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        missing = [n for n in INPUTS + OUTPUTS if n not in names]
+        missing = [n for n in INPUTS + self.names if n not in names]
         if missing:
             raise EngineError(f"the engine has no tensor(s) {', '.join(missing)} (has {', '.join(names)}); "
                               f"rebuild it from this artifact's model.onnx: {BUILD_HINT}")
-        self.buffers = {name: _Buffer(device) for name in INPUTS + OUTPUTS}
+        # every output the engine has gets an address (TensorRT runs only with all of them bound), read or not
+        self.outputs = [n for n in names if n not in INPUTS]
+        self.buffers = {name: _Buffer(device) for name in INPUTS + tuple(self.outputs)}
         self.batch_range, self.frame_range = self._profile_ranges()
         self._lock = threading.Lock()
 
@@ -188,14 +194,15 @@ class TensorRTSession:
 
     def _bind_outputs(self) -> dict[str, np.ndarray]:
         out = {}
-        for name in OUTPUTS:
+        for name in self.outputs:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
             out[name] = np.empty(shape, dtype)
             self.context.set_tensor_address(name, self.buffers[name].ensure(out[name].nbytes))
         return out
 
-    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
+        """sync_probs, correlation (then audio_emb, video_emb with ``embeddings``) as float32."""
         self._check_frames(video)
         arrays = {"audio": np.ascontiguousarray(audio, np.float32), "video": np.ascontiguousarray(video, np.float32)}
         with self._lock:
@@ -203,10 +210,10 @@ class TensorRTSession:
             out = self._bind_outputs()
             if not self.context.execute_async_v3(self.device.stream):
                 raise EngineError("TensorRT failed to run the engine (see TensorRT's log above)")
-            for name in OUTPUTS:
+            for name in self.names:
                 self.device.to_host(out[name], self.buffers[name].ptr)
             self.device.synchronize()  # also keeps the input arrays alive until their copies are done
-        return out["sync_probs"].astype(np.float32, copy=False), out["correlation"].astype(np.float32, copy=False)
+        return tuple(out[name].astype(np.float32, copy=False) for name in self.names)
 
     def close(self) -> None:
         for buffer in self.buffers.values():
@@ -245,4 +252,4 @@ def create(artifact: Any, threads: int | None = None, device: Device | None = No
     plan = engine_path(artifact)  # before importing TensorRT: the fix is the same on any machine
     trt = require("tensorrt", "tensorrt", "the TensorRT backend")
     check_engine_info(artifact, plan, trt.__version__)
-    return TensorRTSession(trt, plan.read_bytes(), device or default_device())
+    return TensorRTSession(trt, plan.read_bytes(), device or default_device(), embeddings=reads_embeddings(artifact))

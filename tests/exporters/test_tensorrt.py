@@ -105,10 +105,14 @@ def test_fp32_onnx_keeps_time_dynamic_beyond_the_export_sample(fp32, student):
 
     audio, video = sample_inputs(student, 250, seed=3)
     sess = ort.InferenceSession(str(fp32 / "model.onnx"), providers=["CPUExecutionProvider"])
-    probs, _ = sess.run(None, {"audio": audio.numpy(), "video": video.numpy()})
+    probs, _, audio_emb, video_emb = sess.run(None, {"audio": audio.numpy(), "video": video.numpy()})
     with torch.inference_mode():
         ref = student(audio, video)
+        ref_emb = student.embed(audio, video)
     assert probs.shape == (1, 31, 250) and np.abs(probs - ref[0].numpy()).max() <= 1e-4
+    # the embedding outputs the runtime reads the evidence null from (edge_sync.exporters.embeddings)
+    assert read_artifact(fp32).manifest["contract"]["embeddings"] is True
+    assert np.abs(audio_emb - ref_emb[0].numpy()).max() <= 1e-4 and np.abs(video_emb - ref_emb[1].numpy()).max() <= 1e-4
 
 
 def test_fp16_is_a_typed_graph_with_float32_io(fp16):

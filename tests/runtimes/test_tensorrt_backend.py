@@ -75,8 +75,8 @@ class FakeDevice:
 class FakeContext:
     """Computes outputs from the input buffers: sync_probs = mean of audio, correlation = video frame means."""
 
-    def __init__(self, device: FakeDevice) -> None:
-        self.device, self.shapes, self.addresses = device, {}, {}
+    def __init__(self, device: FakeDevice, names: tuple[str, ...]) -> None:
+        self.device, self.names, self.shapes, self.addresses = device, names, {}, {}
 
     def set_input_shape(self, name, shape):
         self.shapes[name] = tuple(shape)
@@ -84,20 +84,24 @@ class FakeContext:
 
     def get_tensor_shape(self, name):
         b, _, t = self.shapes["video"][:3]
-        return (b, 31, t)
+        return (b, 4, t) if name.endswith("_emb") else (b, 31, t)
 
     def set_tensor_address(self, name, ptr):
         self.addresses[name] = ptr
 
     def execute_async_v3(self, stream):
         assert stream == FakeDevice.stream
+        if set(self.addresses) != set(self.names):  # as TensorRT: every input and output needs its address
+            return False
         read = {n: np.frombuffer(bytes(self.device.memory[self.addresses[n]]), np.float32)[:int(np.prod(s))]
                 .reshape(s) for n, s in self.shapes.items()}
         b, _, t = self.get_tensor_shape("sync_probs")
         probs = np.full((b, 31, t), read["audio"].mean(), np.float32)
         corr = np.broadcast_to(read["video"].mean(axis=(1, 3, 4))[:, None, :], (b, 31, t)).astype(np.float32)
-        for name, value in (("sync_probs", probs), ("correlation", corr)):
-            self.device.memory[self.addresses[name]][:value.nbytes] = value.tobytes()
+        embeddings = {name: np.full((b, 4, t), i + 1.0, np.float32) for i, name in enumerate(("audio_emb", "video_emb"))}
+        for name, value in (("sync_probs", probs), ("correlation", corr), *embeddings.items()):
+            if name in self.addresses:
+                self.device.memory[self.addresses[name]][:value.nbytes] = value.tobytes()
         return True
 
 
@@ -116,7 +120,7 @@ class FakeEngine:
         return "float32"
 
     def create_execution_context(self):
-        return FakeContext(self.device)
+        return FakeContext(self.device, self.names)
 
 
 class FakeLogger:
@@ -132,10 +136,10 @@ def fake_trt(engine, version="10.15.1") -> SimpleNamespace:
     return SimpleNamespace(__version__=version, Logger=FakeLogger, Runtime=lambda logger: runtime, nptype=np.dtype)
 
 
-def session(engine=None, device=None):
+def session(engine=None, device=None, embeddings=False):
     device = device or FakeDevice()
     engine = engine or FakeEngine(device)
-    return backend.TensorRTSession(fake_trt(engine), b"plan", device), device
+    return backend.TensorRTSession(fake_trt(engine), b"plan", device, embeddings=embeddings), device
 
 
 def clip(frames: int, seed: int = 0):
@@ -186,6 +190,23 @@ def test_run_copies_inputs_in_and_outputs_out():
     assert np.allclose(corr[0, 5], video.mean(axis=(1, 3, 4))[0], atol=1e-6)
 
 
+EMBEDDING_ENGINE = ("audio", "video", "sync_probs", "correlation", "audio_emb", "video_emb")
+
+
+def test_every_engine_output_is_bound_and_the_embeddings_returned_where_declared():
+    """An engine built from a graph with the embedding outputs runs only with all of them bound: a session for an
+    artifact that declares them returns all four, one that does not still binds them and returns two."""
+    device = FakeDevice()
+    four, _ = session(FakeEngine(device, names=EMBEDDING_ENGINE), device, embeddings=True)
+    probs, corr, audio_emb, video_emb = four.run(*clip(12))
+    assert probs.shape == (1, 31, 12) and audio_emb.shape == video_emb.shape == (1, 4, 12)
+    assert (audio_emb == 1.0).all() and (video_emb == 2.0).all()
+    two, _ = session(FakeEngine(device, names=EMBEDDING_ENGINE), device, embeddings=False)
+    assert len(two.run(*clip(12))) == 2
+    with pytest.raises(EdgeSyncError, match="no tensor.*audio_emb"):  # declared, but the engine lacks them
+        session(FakeEngine(device), device, embeddings=True)
+
+
 def test_buffers_grow_for_longer_clips_and_are_reused_for_shorter():
     sess, device = session()
     sess.run(*clip(50))
@@ -222,11 +243,12 @@ def test_engine_that_does_not_deserialize_is_refused():
 def test_create_checks_the_engine_record_then_runs(tmp_path, monkeypatch):
     sha = sha256_file(BUNDLED / "model.onnx")
     device = FakeDevice()
-    monkeypatch.setattr(backend, "require", lambda *a, **k: fake_trt(FakeEngine(device)))
+    # the bundled student's graph has the embedding outputs and its manifest declares them
+    monkeypatch.setattr(backend, "require", lambda *a, **k: fake_trt(FakeEngine(device, names=EMBEDDING_ENGINE)))
     good = read_artifact(tensorrt_artifact(tmp_path / "good", b"plan", {"onnx_sha256": sha,
                                                                          "tensorrt": "10.15.1"}))
-    probs, _ = backend.create(good, None, device=device).run(*clip(10))
-    assert probs.shape == (1, 31, 10)
+    probs, *_, video_emb = backend.create(good, None, device=device).run(*clip(10))
+    assert probs.shape == (1, 31, 10) and video_emb.shape == (1, 4, 10)
     stale = read_artifact(tensorrt_artifact(tmp_path / "stale", b"plan", {"onnx_sha256": "0" * 64}))
     with pytest.raises(EdgeSyncError, match="different model.onnx"):
         backend.create(stale, None, device=device)
@@ -269,8 +291,9 @@ def test_real_engine_matches_onnxruntime(tmp_path):
     audio, video = clip(60)
     ref = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {"audio": audio, "video": video})
-    probs, corr = sess.run(audio, video)
-    assert np.abs(probs - ref[0]).max() < 1e-3 and np.abs(corr - ref[1]).max() < 1e-3
+    outputs = sess.run(audio, video)  # sync_probs, correlation, audio_emb, video_emb, as onnxruntime orders them
+    assert len(outputs) == len(ref) == 4
+    assert all(np.abs(o - r).max() < 1e-3 for o, r in zip(outputs, ref))
 
 
 def test_missing_tensorrt_on_a_jetson_points_to_jetpack_not_pip(tmp_path):

@@ -84,11 +84,11 @@ find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
   || { tail -20 "$WORK/wheel.log"; die "building the edge-sync wheel failed"; }
 ls "$WORK"/pi/edge_sync-*.whl
 # the commands the README gives for the PC (tflite: one 121-frame bucket = 25 new frames + 2 x 48 of context)
-"$ES" export --target onnx --precision int8 -o "$WORK/artifacts" 2>"$WORK/export_onnx.log" | grep "^| onnx" \
+"$ES" export --target onnx --precision int8 -o "$WORK/artifacts" 2>"$WORK/export_onnx.log" | grep "| onnx | int8 |" \
   || { tail -20 "$WORK/export_onnx.log"; die "ONNX INT8 export failed"; }
 if [[ " $BACKENDS " == *" litert "* ]]; then
   "$ES" export --target tflite --precision int8 --buckets 121 -o "$WORK/artifacts" 2>"$WORK/export_tflite.log" \
-    | grep "^| tflite" || { tail -20 "$WORK/export_tflite.log"; die "LiteRT INT8 export failed"; }
+    | grep "| tflite | int8 |" || { tail -20 "$WORK/export_tflite.log"; die "LiteRT INT8 export failed"; }
 fi
 "$ES" demo --workdir "$WORK/clip" --offset "$OFFSET" 2>"$WORK/demo.log" | tail -3
 CLIP=talking_offset$(printf '%+d' "$OFFSET").mp4

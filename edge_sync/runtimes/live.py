@@ -155,6 +155,15 @@ class LiveSyncer:
         self._finished = True
         return out
 
+    def current(self) -> LiveSegment | None:
+        """The open segment so far: its result over the frames emitted yet (the latest ``keep_frames`` of them)
+        with its evidence null, what an always-on app polls to know whether the live offset can be trusted; None
+        while no face is followed or before its first frame's result."""
+        seg = self._open
+        if seg is None or seg.stream is None or not seg.stream.emitted_frames:
+            return None
+        return self._summary(seg)
+
     def result(self) -> LiveSegment:
         """The longest closed segment: the clip-level answer, as ``FileSync.main`` picks it."""
         if not self.segments:
@@ -197,10 +206,14 @@ class LiveSyncer:
         end = seg.next_frame * SAMPLES_PER_FRAME  # the last frame's MFCC reads 240 samples past it
         out = self._frames(seg, seg.stream.push(audio=self._samples(end, end + TAIL)))
         out += self._frames(seg, seg.stream.flush())
-        embeddings = seg.stream.embeddings()  # the summarised frames' (keep_frames): the null of what is judged
-        nulls = [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset)
-        self.segments.append(LiveSegment(seg.track_id, seg.start, seg.stream.result(), nulls, self.evidence_floor))
+        self.segments.append(self._summary(seg))
         return out
+
+    def _summary(self, seg: _Open) -> LiveSegment:
+        """The segment's result so far and its null, read off the embeddings of the frames the result summarises."""
+        embeddings = seg.stream.embeddings()
+        nulls = [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset)
+        return LiveSegment(seg.track_id, seg.start, seg.stream.result(), nulls, self.evidence_floor)
 
     def _frames(self, seg: _Open, emitted: list[FrameSync]) -> list[LiveFrame]:
         return [LiveFrame(seg.start + f.frame, seg.track_id, seg.start, f.offset_frames, f.confidence, f.probs)

@@ -130,6 +130,11 @@ class SyncStream:
         self._closed = False
 
     @property
+    def emitted_frames(self) -> int:
+        """Frames whose results are final so far (those :meth:`result` can summarise)."""
+        return self._next_emit
+
+    @property
     def latency_frames(self) -> int:
         """Most frames a result can wait for: the frames after it that its window must see (a static-shape
         artifact's first window needs a whole bucket)."""

@@ -81,3 +81,44 @@ def test_keep_frames_rolls_and_a_silent_microphone_is_reported(engine, clip):
         live.push_audio(np.zeros(10, np.float32))
     with pytest.raises(ValueError, match="mono"):
         LiveSyncer(engine).push_audio(np.zeros((2, 10), np.float32))
+
+
+@pytest.fixture(scope="module")
+def long_clip(clip, tmp_path_factory):
+    """Long enough that the frames emitted before the end (all but the last hop + 48 of context) reach the 76 a
+    null needs (``clip`` first: it skips without espeak-ng)."""
+    from edge_sync.data.talking_photo import make_talking_photo_clip
+
+    return make_talking_photo_clip(tmp_path_factory.mktemp("live_long") / "talk.mp4",
+                                   "Seven wizards judge the boxing match at noon, and then they walk slowly home "
+                                   "across the quiet market square.", offset_frames=PLANTED, seed=11,
+                                   size=(320, 240))
+
+
+def test_the_open_segment_so_far_carries_its_result_and_null(engine, long_clip):
+    """current(): what an always-on app polls before a segment closes: the result over the frames emitted yet (the
+    latest keep_frames of them) and the null off their embeddings, equal to the closed segment's once nothing more
+    comes; None before a face is followed."""
+    from edge_sync.features.faces import FaceTracker
+    from edge_sync.features.media import iter_frames, read_audio
+    from edge_sync.runtimes.evidence import embedding_nulls
+
+    clip = long_clip
+    audio = read_audio(clip.path)
+    for keep in (None, 100):
+        live = LiveSyncer(engine, keep_frames=keep)
+        assert live.current() is None
+        tracker = FaceTracker(detect_every=5, crops=(live.crop,))
+        emitted = []
+        for n, frame in enumerate(iter_frames(clip.path)):
+            emitted += live.push_faces(tracker.push(frame))
+            emitted += live.push_audio(audio[n * SAMPLES_PER_FRAME:(n + 1) * SAMPLES_PER_FRAME])
+        emitted += live.push_faces(tracker.finish())
+        now = live.current()
+        assert now.result.frames == min(len(emitted), keep or len(emitted)) and now.result.offset_frames == PLANTED
+        stream = live._open.stream
+        assert now.null_confidences == embedding_nulls(*stream.embeddings(), engine.contract.max_offset)
+        assert len(now.null_confidences) == 3 and now.unsure_reason is None  # a clear reading stands
+        live.finish()
+        assert live.current() is None  # closed: its answer is in result()
+        assert live.result().result.frames == (keep or clip.frames)

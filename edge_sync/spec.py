@@ -188,6 +188,11 @@ EMBEDDING_NAMES = tuple(t.name for t in EMBEDDING_OUTPUTS)
 OUTPUT_NAMES = ("sync_probs", "correlation")  # every artifact's outputs (ModelContract.outputs' first two)
 
 
+def output_names(embeddings: bool = False) -> tuple[str, ...]:
+    """The outputs a backend session returns, in order: the contract's two, then the embeddings where read."""
+    return OUTPUT_NAMES + (EMBEDDING_NAMES if embeddings else ())
+
+
 def contract_dict(contract: ModelContract) -> dict[str, Any]:
     """JSON-ready description of the contract, for manifests and checkpoints."""
     return {

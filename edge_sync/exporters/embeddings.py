@@ -29,7 +29,9 @@ def separable(model: Any) -> bool:
 
 def with_embeddings(model: Any) -> Any:
     """``model`` wrapped to output (sync_probs, correlation, audio_emb, video_emb) under a contract that says so,
-    where it is :func:`separable`; else ``model`` itself (logged)."""
+    where it is :func:`separable`; else ``model`` itself (logged). A model already wrapped is returned as it is."""
+    if model.contract.embeddings:
+        return model
     if not separable(model):
         log.info("this model's embeddings are not separable (cross-modal attention, a temporal transformer or a "
                  "waveform trunk): exported without them, its artifacts stream the evidence null")

@@ -23,7 +23,7 @@ from edge_sync.runtimes.onnxruntime_backend import Provider  # numpy-only: onnxr
 from edge_sync.runtimes.registry import choose_backend
 from edge_sync.runtimes.result import SyncResult, array_summary
 from edge_sync.runtimes.windows import run_windows
-from edge_sync.spec import EMBEDDING_NAMES, FRAME_MS, OUTPUT_NAMES, check_pair
+from edge_sync.spec import FRAME_MS, check_pair, output_names
 
 log = logging.getLogger(__name__)
 WINDOW_FRAMES = 250  # longer clips run in overlapping windows: bounded memory, same result
@@ -232,7 +232,7 @@ class Engine:
         # the backend also returns the artifact's per-frame embeddings (contract.embeddings, on a backend that reads
         # them): sync_file reads the evidence null off them instead of running the model again
         self.embeddings = bool(getattr(self._session, "embeddings", False))
-        self.output_names = OUTPUT_NAMES + (EMBEDDING_NAMES if self.embeddings else ())
+        self.output_names = output_names(self.embeddings)
 
     @property
     def manifest(self) -> dict[str, Any]:

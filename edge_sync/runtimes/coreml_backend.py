@@ -17,12 +17,11 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
+from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
 
 COMPUTE_UNITS_ENV = "EDGE_SYNC_COREML_COMPUTE_UNITS"  # ALL (default), CPU_ONLY, CPU_AND_GPU, CPU_AND_NE
-OUTPUTS = OUTPUT_NAMES
 
 
 def require_macos(platform: str = sys.platform) -> None:
@@ -87,7 +86,7 @@ class CoreMLSession:
 
         self.path = path
         self.embeddings = embeddings
-        self.names = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
+        self.names = output_names(embeddings)
         self.units = units
         self.limits = InputLimits.from_manifest(manifest)
         self.model = ct.models.MLModel(path, compute_units=units)

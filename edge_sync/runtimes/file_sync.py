@@ -28,7 +28,7 @@ from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
-from edge_sync.runtimes.evidence import embedding_nulls, null_rolls, rolled_window
+from edge_sync.runtimes.evidence import null_rolls, rolled_window
 from edge_sync.spec import SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
 
@@ -148,7 +148,7 @@ class FileSyncer:
             null.flush()
             nulls.append(float(null.result().confidence))
         if self.embedding_null and not seg.nulls:
-            nulls = embedding_nulls(*seg.stream.embeddings(), self.max_offset)
+            nulls = seg.stream.null_confidences()
         cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32),
                 "detected": np.array([d is not None for d in seg.detections]), **landmark_cues(seg.detections)}
         self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues, nulls))

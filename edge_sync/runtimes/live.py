@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.mfcc import float_samples
-from edge_sync.runtimes.evidence import embedding_nulls, evidence_ratio, unsure_reason
+from edge_sync.runtimes.evidence import evidence_ratio, unsure_reason
 from edge_sync.runtimes.streaming import TAIL, FrameSync
 from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
@@ -211,9 +211,8 @@ class LiveSyncer:
 
     def _summary(self, seg: _Open) -> LiveSegment:
         """The segment's result so far and its null, read off the embeddings of the frames the result summarises."""
-        embeddings = seg.stream.embeddings()
-        nulls = [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset)
-        return LiveSegment(seg.track_id, seg.start, seg.stream.result(), nulls, self.evidence_floor)
+        return LiveSegment(seg.track_id, seg.start, seg.stream.result(), seg.stream.null_confidences(),
+                           self.evidence_floor)
 
     def _frames(self, seg: _Open, emitted: list[FrameSync]) -> list[LiveFrame]:
         return [LiveFrame(seg.start + f.frame, seg.track_id, seg.start, f.offset_frames, f.confidence, f.probs)

@@ -15,11 +15,10 @@ from edge_sync._ort import session_options
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
+from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = OUTPUT_NAMES
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 # a provider's name, or (name, its options) as onnxruntime.InferenceSession takes them
 Provider: TypeAlias = str | tuple[str, dict[str, Any]]
@@ -55,7 +54,7 @@ class OrtSession:
         import onnxruntime as ort
 
         self.embeddings = embeddings
-        self.outputs = list(OUTPUTS + (EMBEDDING_NAMES if embeddings else ()))
+        self.outputs = list(output_names(embeddings))
 
         opts = session_options(threads)
         chosen = resolve_providers(providers, ort.get_available_providers())

@@ -24,11 +24,10 @@ import numpy as np
 from edge_sync.artifact import ArtifactError
 from edge_sync.errors import EdgeSyncError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
+from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
 DEVICE = "CPU"
-OUTPUTS = OUTPUT_NAMES
 
 
 class OpenVINORunError(EdgeSyncError, RuntimeError):
@@ -75,7 +74,7 @@ class OpenVINOSession:
                                 "openvino version") from exc
         names = [set(o.get_names()) for o in self.compiled.outputs]
         self.embeddings = embeddings
-        wanted = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
+        wanted = output_names(embeddings)
         try:
             self._out_index = [next(i for i, n in enumerate(names) if want in n) for want in wanted]
         except StopIteration:

@@ -23,14 +23,17 @@ import numpy as np
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.mfcc import INT16_SCALE, float_samples, mfcc
 from edge_sync.features.speech import speech_presence
+from edge_sync.runtimes.evidence import embedding_nulls
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import AUDIO_RATE, EMBEDDING_NAMES, MFCC_PER_FRAME, SAMPLES_PER_FRAME, offset_values
 
 STEP = SAMPLES_PER_FRAME // MFCC_PER_FRAME  # 160 samples per MFCC step
 TAIL = 240  # samples after a frame that its last MFCC window reads (25 ms window, 10 ms hop)
 MAX_LEAD_FRAMES = 750  # 30 s: how far one input may run ahead of the other before a push is refused
-# what a stream holds of each kept frame (time steps per frame): the result's outputs, the MFCC, the embeddings
-_HELD_STEPS = {"sync_probs": 1, "correlation": 1, "mfcc": MFCC_PER_FRAME, **{name: 1 for name in EMBEDDING_NAMES}}
+# what a stream holds of each kept frame, (time steps per frame, dtype): the result's outputs, the MFCC (at the
+# float16 precision the speech measure reads) and the embeddings
+_HELD = {"sync_probs": (1, np.float32), "correlation": (1, np.float32), "mfcc": (MFCC_PER_FRAME, np.float16),
+         **{name: (1, np.float16) for name in EMBEDDING_NAMES}}
 
 
 class _Samples:
@@ -123,7 +126,7 @@ class SyncStream:
         self._next_emit = 0
         # the kept frames' results, oldest first, in chunks [C, n * steps]: sync_probs, correlation, the MFCC steps
         # (float16, for the result's speech presence) and, with keep_embeddings, the embeddings (float16)
-        self._held: dict[str, list[np.ndarray]] = {name: [] for name in _HELD_STEPS}
+        self._held: dict[str, list[np.ndarray]] = {name: [] for name in _HELD}
         self._kept = 0  # frames held
         self.keep_embeddings = bool(keep_embeddings) and bool(getattr(engine, "embeddings", False))
         self.keep_frames = None if keep_frames is None else int(keep_frames)
@@ -236,9 +239,9 @@ class SyncStream:
         outputs = self.engine.run_outputs(np.ascontiguousarray(audio[None, None]), video)
         kept = slice(keep_start - start, keep_stop - start)
         held = {"sync_probs": outputs["sync_probs"][:, kept], "correlation": outputs["correlation"][:, kept],
-                "mfcc": audio[:, kept.start * MFCC_PER_FRAME:kept.stop * MFCC_PER_FRAME].astype(np.float16)}
+                "mfcc": audio[:, kept.start * MFCC_PER_FRAME:kept.stop * MFCC_PER_FRAME]}
         if self.keep_embeddings:
-            held.update({name: outputs[name][:, kept].astype(np.float16) for name in EMBEDDING_NAMES})
+            held.update({name: outputs[name][:, kept] for name in EMBEDDING_NAMES})
         self._keep_result(held)
         probs, corr = held["sync_probs"], held["correlation"]
         ks = offset_values(self.engine.contract.max_offset)
@@ -248,8 +251,8 @@ class SyncStream:
     def _keep_result(self, held: dict[str, np.ndarray]) -> None:
         """Hold a window's kept results for :meth:`result` (and :meth:`embeddings`), forgetting the oldest
         beyond ``keep_frames``."""
-        for name, part in held.items():
-            self._held[name].append(part.copy())  # a copy: a view would keep the whole window's outputs alive
+        for name, part in held.items():  # astype copies: a view would keep the whole window's outputs alive
+            self._held[name].append(part.astype(_HELD[name][1]))
         self._kept += held["sync_probs"].shape[1]
         while self.keep_frames is not None and self._kept > self.keep_frames:
             extra = self._kept - self.keep_frames
@@ -260,7 +263,7 @@ class SyncStream:
                 if oldest <= extra:
                     del parts[0]
                 else:
-                    parts[0] = parts[0][:, extra * _HELD_STEPS[name]:].copy()
+                    parts[0] = parts[0][:, extra * _HELD[name][0]:].copy()
             self._kept -= min(oldest, extra)
 
     def _drop_before(self, frame: int) -> None:
@@ -308,3 +311,9 @@ class SyncStream:
             return None
         a, v = (np.concatenate(self._held[name], axis=1).astype(np.float32) for name in EMBEDDING_NAMES)
         return a, v
+
+    def null_confidences(self) -> list[float]:
+        """The evidence null of the frames :meth:`result` summarises, read off their embeddings
+        (:func:`~edge_sync.runtimes.evidence.embedding_nulls`); empty without them or under 76 frames."""
+        embeddings = self.embeddings()
+        return [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset)

@@ -21,13 +21,12 @@ import numpy as np
 from edge_sync._deps import require
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
+from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
 ENGINE_FILE = "model.plan"
 ENGINE_INFO = "model.plan.json"
 INPUTS = ("audio", "video")
-OUTPUTS = OUTPUT_NAMES
 BUILD_HINT = "build the engine on the device with build_engine.py (see manifest trtexec)"
 
 
@@ -149,7 +148,7 @@ class TensorRTSession:
         """``embeddings``: the artifact declares the contract's embedding outputs, and ``run`` returns them too."""
         self.trt, self.device = trt, device
         self.embeddings = embeddings
-        self.names = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
+        self.names = output_names(embeddings)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(plan)

@@ -30,11 +30,10 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 from edge_sync.runtimes.contract_check import reads_embeddings
-from edge_sync.spec import EMBEDDING_NAMES, OUTPUT_NAMES
+from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
 INPUTS = ("audio", "video")
-OUTPUTS = OUTPUT_NAMES
 SIGNATURE = "serving_default"
 
 
@@ -101,7 +100,7 @@ class BucketRunner:
     frames: int
     path: Path
     threads: int | None
-    names: tuple[str, ...] = OUTPUTS  # the outputs ``run`` returns, in this order
+    names: tuple[str, ...] = output_names()  # the outputs ``run`` returns, in this order
 
     def __post_init__(self) -> None:
         make = interpreter_class()
@@ -148,7 +147,7 @@ class LiteRTSession:
         self.files = {int(t): Path(p) for t, p in sorted(files.items())}
         self.threads = threads
         self.embeddings = embeddings
-        self.names = OUTPUTS + (EMBEDDING_NAMES if embeddings else ())
+        self.names = output_names(embeddings)
         self._runners: dict[int, BucketRunner] = {}
         self._create_lock = threading.Lock()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sync.exporters.embeddings import separable, with_embeddings
+from edge_sync.models.embeddings import separable, with_embeddings
 from edge_sync.runtimes.api import DEFAULT_CONTEXT_FRAMES, WINDOW_FRAMES
 from edge_sync.runtimes.result import SyncResult
 from edge_sync.runtimes.windows import run_windows

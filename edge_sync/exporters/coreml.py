@@ -29,7 +29,7 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
-from edge_sync.exporters.embeddings import with_embeddings
+from edge_sync.models.embeddings import with_embeddings
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
                                         check_precision, quick_parity, resolve_calibration)
 from edge_sync.spec import AUDIO_INPUTS
@@ -331,7 +331,7 @@ def coreml_facts(plan: Plan, time_range: TimeRange, steps: int, facts: dict[str,
 def export_coreml(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                   source: dict[str, Any] | None = None, **options: Any) -> Path:
     """Write ``NAME.coreml-PRECISION/`` with model.mlpackage and a manifest (with the embedding outputs where the
-    model's embeddings are separable: :mod:`edge_sync.exporters.embeddings`).
+    model's embeddings are separable: :mod:`edge_sync.models.embeddings`).
 
     Options: ``time_range`` (TimeRange; default min..1000 frames, default shape 100), ``calib`` (INT8: a
     calibration set or its path; applied on macOS, recorded but unused elsewhere)."""

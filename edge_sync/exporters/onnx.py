@@ -18,7 +18,7 @@ from edge_sync._deps import require
 from edge_sync.artifact import write_artifact
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import ALL_PRECISIONS, INT8
-from edge_sync.exporters.embeddings import with_embeddings
+from edge_sync.models.embeddings import with_embeddings
 from edge_sync.exporters.onnx_int8 import DEFAULT_STEMS
 from edge_sync.exporters.common import (base_manifest, check_precision, model_digest, quick_parity,
                                         resolve_calibration)
@@ -155,7 +155,7 @@ def export_onnx(model: Any, out_dir: Path, precision: str = "fp32", name: str = 
                 source: dict[str, Any] | None = None, calib: Any = None, calib_method: str | None = None,
                 time_range: Any = None, int8_stems: str | None = None, **_: Any) -> Path:
     """Write ``NAME.onnx-PRECISION/`` with model.onnx and a manifest (with the embedding outputs where the model's
-    embeddings are separable: :mod:`edge_sync.exporters.embeddings`)."""
+    embeddings are separable: :mod:`edge_sync.models.embeddings`)."""
     check_precision("onnx", precision, EXPORTER.precisions)
     model = with_embeddings(model)
     calib_set = resolve_calibration(model, calib) if precision == "int8" else None

@@ -33,7 +33,7 @@ from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
 from edge_sync.exporters.common import base_manifest, check_precision, quick_parity, resolve_calibration
-from edge_sync.exporters.embeddings import with_embeddings
+from edge_sync.models.embeddings import with_embeddings
 from edge_sync.exporters.onnx import PARITY_FRAMES, export_onnx_file
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def _clip_agreement(model: Any, session: Any, calib: Any) -> dict[str, Any]:
 def export_openvino(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                     source: dict[str, Any] | None = None, **options: Any) -> Path:
     """Write ``NAME.openvino-PRECISION/`` with model.xml/.bin and a manifest (with the embedding outputs where
-    the model's embeddings are separable: :mod:`edge_sync.exporters.embeddings`).
+    the model's embeddings are separable: :mod:`edge_sync.models.embeddings`).
 
     Options: ``calib`` (int8: a calibration set folder or CalibrationSet; default the shared synthetic set),
     ``time_range`` (a TimeRange recorded in the manifest; the runtime windows clips to its max). ``calib_method``

@@ -31,7 +31,7 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
-from edge_sync.exporters.embeddings import with_embeddings
+from edge_sync.models.embeddings import with_embeddings
 from edge_sync.exporters import onnx as onnx_exporter
 from edge_sync.exporters.onnx_int8 import DEFAULT_STEMS
 from edge_sync.exporters.common import (TimeRange, base_manifest, bounded_time_range,
@@ -201,7 +201,7 @@ def export_tensorrt(model: Any, out_dir: Path, precision: str = "fp32", name: st
     """Write ``NAME.tensorrt-PRECISION/``: model.onnx (checked), build_engine.py, manifest (and model.plan
     where TensorRT is present). Options: time_range (TimeRange), calib (path or CalibrationSet, int8),
     calib_method (minmax/entropy/percentile), int8_stems (float/int8), build_engine (None=auto, True, False).
-    A separable model's embeddings are outputs too (:mod:`edge_sync.exporters.embeddings`)."""
+    A separable model's embeddings are outputs too (:mod:`edge_sync.models.embeddings`)."""
     check_precision("tensorrt", precision, PRECISIONS)
     model = with_embeddings(model.eval())
     check_engine_request(options.get("build_engine"))

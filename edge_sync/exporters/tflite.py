@@ -49,7 +49,7 @@ from edge_sync.artifact import write_artifact
 from edge_sync.errors import EdgeSyncError
 from edge_sync.exporters import ExporterInfo, register_exporter
 from edge_sync.exporters.applicable import INT8
-from edge_sync.exporters.embeddings import with_embeddings
+from edge_sync.models.embeddings import with_embeddings
 from edge_sync.exporters.common import (TimeRange, base_manifest, check_precision, model_digest,
                                         resolve_calibration)
 from edge_sync.runtimes.tflite_backend import INPUTS, LiteRTSession
@@ -359,7 +359,7 @@ def io_details(path: Path) -> dict[str, Any]:
 def export_tflite(model: Any, out_dir: Path, precision: str = "fp32", name: str = "model",
                   source: dict[str, Any] | None = None, **options: Any) -> Path:
     """Write ``NAME.tflite-PRECISION/`` with ``model_t{T}.tflite`` per bucket and a manifest (with the embedding
-    outputs where the model's embeddings are separable: :mod:`edge_sync.exporters.embeddings`).
+    outputs where the model's embeddings are separable: :mod:`edge_sync.models.embeddings`).
 
     Options: ``buckets`` (clip lengths, default 50 and 250 frames), ``calib`` (INT8: a calibration set or its
     path; default the shared synthetic set), ``recipe`` (INT8: an :class:`Int8Recipe`), ``parity`` (default

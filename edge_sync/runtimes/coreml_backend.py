@@ -17,6 +17,7 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.runtimes.registry import run_item_by_item
 from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,7 @@ class CoreMLSession:
     def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, ...]:
         """sync_probs, correlation (then audio_emb, video_emb with ``embeddings``), batch by batch-1 predicts."""
         self.limits.check(audio, video)
-        parts = [self._predict_one(audio[i:i + 1], video[i:i + 1]) for i in range(audio.shape[0])]
-        return tuple(np.concatenate(outputs) for outputs in zip(*parts))
+        return run_item_by_item(self._predict_one, audio, video)
 
 
 def create(artifact: Any, threads: int | None, units: str | None = None) -> CoreMLSession:

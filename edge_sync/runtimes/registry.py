@@ -28,6 +28,17 @@ class Session(Protocol):
     def run(self, audio: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+def run_item_by_item(run_one: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]], audio: np.ndarray,
+                     video: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each output of a batch-1 model over a batch: one call per item, concatenated along the batch.
+
+    Why: TFLite and CoreML artifacts are converted at batch 1 (their converters fix the batch)."""
+    if audio.shape[0] == 1:
+        return tuple(run_one(audio, video))
+    parts = [run_one(audio[i:i + 1], video[i:i + 1]) for i in range(audio.shape[0])]
+    return tuple(np.concatenate(outputs) for outputs in zip(*parts))
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     name: str

@@ -30,6 +30,7 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError, MissingExtraError
 from edge_sync.runtimes.contract_check import reads_embeddings
+from edge_sync.runtimes.registry import run_item_by_item
 from edge_sync.spec import output_names
 
 log = logging.getLogger(__name__)
@@ -188,10 +189,7 @@ class LiteRTSession:
             if tuple(x.shape[1:]) != want[1:]:
                 raise EdgeSyncError(f"{name} has shape {tuple(x.shape)}, the T={runner.frames} LiteRT model takes "
                                     f"[B, {', '.join(map(str, want[1:]))}]")
-        if audio.shape[0] == 1:
-            return runner.run(audio, video)
-        parts = [runner.run(audio[i:i + 1], video[i:i + 1]) for i in range(audio.shape[0])]  # models are batch 1
-        return tuple(np.concatenate(outputs) for outputs in zip(*parts))
+        return run_item_by_item(runner.run, audio, video)
 
     def _bucket_text(self) -> str:
         return " or ".join(str(t) for t in self.files)

@@ -289,7 +289,7 @@ def test_converted_program_matches_pytorch_at_other_lengths(artifacts, student, 
         assert np.abs(probs - ref[0]).max() <= probs_tol
         assert np.abs(corr - ref[1]).max() <= corr_tol
         assert (probs.argmax(1) == ref[0].argmax(1)).mean() >= agree_min
-        with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.exporters.embeddings)
+        with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.models.embeddings)
             ref_emb = [e.numpy() for e in student.embed(audio, video)]
         assert np.abs(audio_emb - ref_emb[0]).max() <= EMBEDDING_TOLERANCE[precision]
         assert np.abs(video_emb - ref_emb[1]).max() <= EMBEDDING_TOLERANCE[precision]
@@ -333,7 +333,7 @@ def test_unsupported_precision_is_refused_before_writing(tmp_path):
 
 
 def test_package_check_refuses_a_wrong_package(artifacts, student):
-    from edge_sync.exporters.embeddings import with_embeddings
+    from edge_sync.models.embeddings import with_embeddings
 
     summary = json.loads(json.dumps(cm.package_summary(artifacts["fp16"] / cm.PACKAGE)))
     exported = with_embeddings(student)  # as export_coreml converts it

@@ -150,7 +150,7 @@ def test_tampering_is_detected(fp32_artifact, tmp_path):
 
 def test_shared_exports_run_torch_onnx_once_per_model(student_ckpt, fp32_artifact, tmp_path):
     from edge_sync.exporters import onnx as onnx_exporter
-    from edge_sync.exporters.embeddings import with_embeddings
+    from edge_sync.models.embeddings import with_embeddings
     from edge_sync.models.io import load
 
     model, shared = with_embeddings(load(student_ckpt)), tmp_path / "shared"  # as export_onnx exports it

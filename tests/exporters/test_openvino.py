@@ -111,7 +111,7 @@ def test_fp32_matches_pytorch_at_lengths_other_than_the_export_sample(fp32, stud
     assert probs.shape == corr.shape == (batch, 31, frames) and probs.dtype == np.float32
     assert np.abs(probs - ref[0]).max() <= 1e-4
     assert np.abs(corr - ref[1]).max() <= 1e-4
-    with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.exporters.embeddings)
+    with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.models.embeddings)
         ref_emb = [e.numpy() for e in student.embed(audio, video)]
     assert np.abs(audio_emb - ref_emb[0]).max() <= 1e-4 and np.abs(video_emb - ref_emb[1]).max() <= 1e-4
 

@@ -110,7 +110,7 @@ def test_fp32_onnx_keeps_time_dynamic_beyond_the_export_sample(fp32, student):
         ref = student(audio, video)
         ref_emb = student.embed(audio, video)
     assert probs.shape == (1, 31, 250) and np.abs(probs - ref[0].numpy()).max() <= 1e-4
-    # the embedding outputs the runtime reads the evidence null from (edge_sync.exporters.embeddings)
+    # the embedding outputs the runtime reads the evidence null from (edge_sync.models.embeddings)
     assert read_artifact(fp32).manifest["contract"]["embeddings"] is True
     assert np.abs(audio_emb - ref_emb[0].numpy()).max() <= 1e-4 and np.abs(video_emb - ref_emb[1].numpy()).max() <= 1e-4
 

@@ -96,7 +96,7 @@ def test_fp32_equals_pytorch_at_the_bucket(fp32, student):
         assert out[0].shape == ref[0].shape == (1, 31, BUCKET) and out[0].dtype == np.float32
         assert np.abs(out[0] - ref[0]).max() <= 1e-4
         assert np.abs(out[1] - ref[1]).max() <= 1e-4
-        with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.exporters.embeddings)
+        with torch.inference_mode():  # the embeddings the evidence null reads (edge_sync.models.embeddings)
             ref_emb = [e.numpy() for e in student.embed(torch.from_numpy(audio), torch.from_numpy(video))]
         assert session.embeddings and len(out) == 4
         assert np.abs(out[2] - ref_emb[0]).max() <= 1e-4 and np.abs(out[3] - ref_emb[1]).max() <= 1e-4

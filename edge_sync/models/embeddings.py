@@ -1,4 +1,7 @@
-"""Export a model with its per-frame embeddings as two more outputs (the contract's ``embeddings`` capability).
+"""A model with its per-frame embeddings as two more outputs (the contract's ``embeddings`` capability).
+
+Every exporter wraps the model it converts with :func:`with_embeddings`; the PyTorch scorer of ``eval`` reads
+the same outputs, so an artifact and its checkpoint measure the evidence null alike.
 
 Why: ``sync_file`` measures every clip's evidence null (:mod:`edge_sync.runtimes.evidence`). Without the
 embeddings it runs the model three more times, on the same crops against rolled sound, which doubles a file's

@@ -115,6 +115,8 @@ def score_command(
                                threads_per_worker=threads_per_worker, heads=heads, clip_timeout=clip_timeout,
                                null_check=null_check)
         typer.echo(summary.to_json() if as_json else summary.describe())
+        if summary.failed:  # recorded in the journal and the batch went on; scripts still see it
+            raise typer.Exit(1)
         return
     if legacy_checkpoint is not None:
         from edge_sync.usecases.quality import score_legacy_checkpoint
@@ -158,7 +160,8 @@ def desync_command(
             typer.echo(flag.to_json())
             continue
         p = "" if flag.probability is None else f" P(manipulated) {flag.probability:.2f},"
-        state = "NO SPEECH, not judged" if flag.flagged is None else "FLAGGED" if flag.flagged else "ok"
+        state = ("FLAGGED" if flag.flagged else "ok" if flag.flagged is not None
+                 else "NO SPEECH, not judged" if flag.no_speech else "NOT JUDGED")
         typer.echo(f"{video}: {state} ({p} offset {flag.offset_frames:+d} frames)"
                    + ("".join(f"\n  - {r}" for r in flag.reasons)))
 

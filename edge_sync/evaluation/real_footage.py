@@ -27,7 +27,7 @@ from edge_sync.features.media import find_videos, iter_frames, read_audio
 from edge_sync.features.mfcc import audio_to_mfcc_input
 from edge_sync.features.video import to_model_input
 from edge_sync.runtimes.evidence import (embedding_nulls, evidence_ratio, null_rolls, rolled_window,
-                                         weak_evidence)
+                                         short_soundtrack, weak_evidence)
 from edge_sync.spec import SAMPLES_PER_FRAME, VideoPreprocessing
 from edge_sync.training.metrics import context_evaluation
 
@@ -100,9 +100,14 @@ class RealClip:
             return None
         return self._mfcc(span, planted, 0), to_model_input(self.crops[span[0]:span[1]], preprocessing)
 
+    def short_soundtrack(self, max_offset: int) -> bool:
+        """Its soundtrack is under 3.04 s: the null's rolls are drawn nearer (:mod:`edge_sync.runtimes.evidence`)."""
+        return short_soundtrack(len(self.audio) // SAMPLES_PER_FRAME, max_offset)
+
     def null_rolls(self, max_offset: int) -> list[int]:
-        """The evidence null's rolls for this clip: those ``sync_file`` uses on the same soundtrack."""
-        return null_rolls(len(self.audio) // SAMPLES_PER_FRAME, max_offset)
+        """The evidence null's rolls for this clip: those ``sync_file`` uses on the same soundtrack (none under
+        1.52 s)."""
+        return null_rolls(len(self.audio) // SAMPLES_PER_FRAME, max_offset, self.short_soundtrack(max_offset))
 
 
 @dataclass
@@ -118,13 +123,14 @@ class CaseResult:
     context_windows: dict[int, int] = field(default_factory=dict)
     context_hits: dict[int, int] = field(default_factory=dict)  # within +-1
     context_exact: dict[int, int] = field(default_factory=dict)
-    # confidence over the null's (edge_sync.runtimes.evidence; None: the case is under 3 s)
+    # confidence over the null's (edge_sync.runtimes.evidence; None: the soundtrack is under 1.52 s)
     evidence_ratio: float | None = None
+    null_too_short: bool = False  # the soundtrack is under 1.52 s: unsure whatever the confidence, as sync says
 
     @property
     def unsure(self) -> bool:
         """The null check calls this reading unsure (what ``sync``/``score`` would say, the evidence floor aside)."""
-        return weak_evidence(self.evidence_ratio)
+        return self.null_too_short or weak_evidence(self.evidence_ratio)
 
     @property
     def error(self) -> int:
@@ -170,13 +176,13 @@ def load_real_clip(path: Path, preprocessing: VideoPreprocessing, detector: str 
 def case_nulls(scorer: Scorer, clip: RealClip, planted: int, video: np.ndarray,
                outputs: dict[str, np.ndarray]) -> list[float]:
     """A case's evidence null as ``sync_file`` measures it with the same model: none when the soundtrack is under
-    3.04 s; read off the case's own embeddings (rolled round the case) where the scorer gives them and the case is
-    long enough for rolls of its own (76 frames); else the case's video scored again against the whole soundtrack
-    rolled."""
+    1.52 s; read off the case's own embeddings (rolled round the case) where the scorer gives them and the case is
+    long enough for rolls of its own (76 frames; 38 with a soundtrack under 3.04 s, whose rolls are drawn nearer);
+    else the case's video scored again against the whole soundtrack rolled."""
     k_max = scorer.contract.max_offset
-    rolls = clip.null_rolls(k_max)
-    if scorer.embeddings and rolls and null_rolls(video.shape[2], k_max):
-        return embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k_max)
+    rolls, short = clip.null_rolls(k_max), clip.short_soundtrack(k_max)
+    if scorer.embeddings and rolls and null_rolls(video.shape[2], k_max, short):
+        return embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k_max, short)
     return [scorer.run(clip.case_audio(planted, roll), video).confidence for roll in rolls]
 
 
@@ -195,7 +201,8 @@ def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_
         out.append(CaseResult(clip.path.name, clip.group, clip.source, int(k), int(res.offset_frames),
                               float(res.confidence), float(res.probability), int(res.frames),
                               {c: r.windows for c, r in ctx.items()}, {c: r.correct for c, r in ctx.items()},
-                              {c: r.correct for c, r in exact.items()}, ratio))
+                              {c: r.correct for c, r in exact.items()}, ratio,
+                              null_too_short=not clip.null_rolls(scorer.contract.max_offset)))
     return out
 
 

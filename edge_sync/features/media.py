@@ -163,6 +163,14 @@ def _headroom(x: float) -> int:
     return math.ceil(x / step) * step
 
 
+def _declared_seconds(container: Any, stream: Any) -> float:
+    """How long the file says ``stream`` (else the container) runs, 0.0 where it does not say. Why: a limit is
+    found passed part-way through the file; the value to suggest must fit the rest of it too."""
+    if stream is not None and stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return float(container.duration) / 1e6 if container.duration else 0.0
+
+
 def _past_limit(p: Path, what: str, limits: DecodeLimits, **needed: float) -> MediaError:
     """One line: what the file asks for, the limit it passes (the first of ``needed``) and how to raise it.
 
@@ -474,13 +482,14 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
     staging: list[np.ndarray] = []  # _rgb's scratch buffer, reused for every frame
     i = 0  # next output frame index
     dropped = 0
+    declared = _declared_seconds(container, stream)  # what a suggested limit must fit
 
     def emit() -> np.ndarray:
         nonlocal prev_arr, prev_given
         if i >= limits.max_frames:
             raise _past_limit(p, f"its video makes more than {i} frames at {fps} fps "
                               f"(t={(state.t0 or 0.0) + i / fps:.2f} s)",
-                              limits, max_frames=i + 1)
+                              limits, max_frames=max(i + 1, declared * fps))
         if prev_arr is None:  # convert lazily: a 60 fps source only pays for the frames it keeps
             prev_arr = _rgb(prev, staging)
         if prev_given:
@@ -504,7 +513,8 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
                     state.t0 = t
                 elif t - state.t0 > limits.max_duration_s:
                     raise _past_limit(p, f"its video runs to t={t:.2f} s, {t - state.t0:.0f} s after its first frame",
-                                      limits, max_duration_s=t - state.t0)
+                                      limits, max_duration_s=max(t - state.t0, declared),
+                                      max_frames=max(t - state.t0, declared) * fps)
                 if prev is not None:
                     # emit the previous frame for every target closer to it than to this one (ties -> earlier)
                     while max_frames is None or i < max_frames:
@@ -605,6 +615,7 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
         resampler: Any = None
         setup: tuple[Any, ...] | None = None
         expected = start = 0.0  # where the next frame should start if the stream has no gap; where it started
+        declared = _declared_seconds(container, stream)  # what a suggested limit must fit
         started = False
         gaps = 0
 
@@ -613,13 +624,15 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
         def check_samples(more: int) -> None:
             """Before ``more`` samples are kept: the front padding counts, the front trim is kept until the end."""
             if n_out + max(lead, 0) + more > limits.max_samples:
-                raise _past_limit(p, f"its audio makes more than {n_out + max(lead, 0)} samples at {sample_rate} Hz "
-                                  f"(t={expected:.2f} s)", limits, max_samples=n_out + max(lead, 0) + more)
+                raise _past_limit(p, f"its audio makes more than {limits.max_samples} samples at {sample_rate} Hz "
+                                  f"(t={expected:.2f} s)", limits,
+                                  max_samples=max(n_out + max(lead, 0) + more, declared * sample_rate))
 
         def check_duration(end: float) -> None:
             if end - start > limits.max_duration_s:
                 raise _past_limit(p, f"its audio runs to t={end:.2f} s, {end - start:.0f} s after it starts", limits,
-                                  max_duration_s=end - start, max_samples=(end - start) * sample_rate)
+                                  max_duration_s=max(end - start, declared),
+                                  max_samples=max(end - start, declared) * sample_rate)
 
         def drain(frames: list[Any]) -> None:
             nonlocal n_out

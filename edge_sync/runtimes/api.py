@@ -15,7 +15,7 @@ import numpy as np
 from edge_sync._json import JsonResult
 from edge_sync._paths import artifact_path, bundled_artifact_named
 from edge_sync.artifact import Artifact, ArtifactError, read_artifact
-from edge_sync.features.speech import PADDING_NOTICE_FRAMES, speech_presence
+from edge_sync.features.speech import PADDING_NOTICE_FRAMES, SpeechPresence, speech_presence
 from edge_sync.runtimes.contract_check import check_model_io, contract_from_manifest
 from edge_sync.runtimes.evidence import evidence_ratio, unsure_reason
 from edge_sync.runtimes.memory import bound_heap_growth
@@ -43,8 +43,11 @@ class TrackSync:
     # per-frame cues the use cases read: "mouth_motion" [T] (0..255), "box" [T, 3] (centre x, centre y, width)
     cues: dict[str, np.ndarray] = field(default_factory=dict)
     # the segment scored against its sound rolled out of any alignment (edge_sync.runtimes.evidence): the
-    # confidence noise gives on this clip; empty when not measured (a soundtrack under 3 s, or null_check off)
+    # confidence noise gives on this clip; empty when not measured (a soundtrack under 1.52 s, or null_check off)
     null_confidences: list[float] = field(default_factory=list)
+    # a null was asked for, but the soundtrack is under 1.52 s: no roll keeps the true alignment out of the
+    # offsets read, so the reading is unsure whatever its confidence
+    null_too_short: bool = False
 
     @property
     def evidence_ratio(self) -> float | None:
@@ -126,6 +129,8 @@ class FileSync(JsonResult):
                                    "curve; 0 without speech).")
     probability = MainAnswer[float]("The sync head's frame-averaged probability of the clip's offset (chance "
                                     "without speech).")
+    speech = MainAnswer["SpeechPresence | None"]("What the main segment's soundtrack holds: ``fraction`` (frames "
+                                                 "with speech), ``sound_fraction``, ``no_speech``.")
     no_speech = MainAnswer[bool]("The clip-level answer (the main track's span) has too little speech to measure "
                                  "an offset on.")
 
@@ -157,7 +162,8 @@ class FileSync(JsonResult):
         alignment); None when the evidence stands, without speech (that has its own flag) or without tracks."""
         if not self.tracks or self.no_speech:
             return None
-        return unsure_reason(self.confidence, self.evidence_floor, self.main.null_confidences)
+        return unsure_reason(self.confidence, self.evidence_floor, self.main.null_confidences,
+                             self.main.null_too_short)
 
     @property
     def low_evidence(self) -> bool:

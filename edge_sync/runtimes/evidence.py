@@ -19,8 +19,14 @@ student and the null read off its embeddings (session 28), ``edge-sync eval --da
 right answers under the null (all four ``pcavs_620900105``'s, the clip read at chance-level confidence) and, on the
 16 independent clips with planted shifts, 10 of the 13 wrong answers and 7 of the 131 right ones (streamed: 2/72;
 11/13 and 4/131). ``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it misreads. A
-soundtrack (or, for the embedding null, a segment) under 3.04 s (2 (2K + margin) frames) has no null: the floor
-alone judges it. numpy only.
+soundtrack (or, for the embedding null, a segment) under 3.04 s (2 (2K + margin) frames) is too short for those
+rolls: a soundtrack of 1.52-3.04 s draws its rolls nearer (``short=True``: the true alignment just outside the
+offsets read, :data:`SHORT_NULL_MARGIN_FRAMES`), and one under 1.52 s has no null at all: its reading is unsure
+whatever its confidence (:data:`TOO_SHORT`). Why (session 29, ``benchmarks/short_clips.py``: 1-3 s cuts of the
+in-sync hold-out clips, as cut and with their sound moved by +-6 frames, bundled INT8 student): with no null
+nothing flagged the 1 s cuts, which read right 26 of 53 times, at higher confidence than whole clips; the near
+rolls flag 11 of the 12 wrong answers on 3 s cuts and none of the 24 right ones, 9 of 11 wrong and 8 of 43 right on
+2 s cuts, 11 of 13 wrong and 29 of 41 right on 1.5 s cuts. numpy only.
 """
 from __future__ import annotations
 
@@ -33,17 +39,38 @@ from edge_sync.runtimes.result import curve_confidence, distance_curve
 NULL_MARGIN_FRAMES = 8  # how far (frames) a rolled copy's nearest alignment stays outside the offsets read
 NULL_ROLLS = 3  # rolled copies per clip: their median is the null
 MIN_EVIDENCE_RATIO = 1.5  # a reading's confidence must be this many times the null's (fixed on the hold-out)
+# a soundtrack too short for the rolls above: rolls keep the true alignment this many frames outside -K..K
+# (fixed on 1.5-3 s cuts of the hold-out clips in session 29; see the module doc)
+SHORT_NULL_MARGIN_FRAMES = 3
+TOO_SHORT = "too short for an evidence check"  # how unsure_reason's clause for a soundtrack without a null begins
 
 
-def null_rolls(frames: int, max_offset: int) -> list[int]:
+def null_rolls(frames: int, max_offset: int, short: bool = False) -> list[int]:
     """Rolls R (frames; frame t then hears frame t + R) for a soundtrack of ``frames`` frames: spread over
     [2K + margin, frames - 2K - margin], so neither a roll nor its wrap brings any alignment within K + margin of
-    the offsets -K..K; none when the soundtrack is shorter than 2 (2K + margin) frames (3 s for K = 15)."""
-    base = 2 * max_offset + NULL_MARGIN_FRAMES
-    if frames < 2 * base:
+    the offsets -K..K; none when the soundtrack is shorter than 2 (2K + margin) frames (3.04 s for K = 15).
+    ``short`` (a soundtrack under that, see :func:`short_soundtrack`): spread over [K + 1 + m, frames - K - 1 - m]
+    with m = :data:`SHORT_NULL_MARGIN_FRAMES`, the true alignment just outside the offsets read; none under
+    2 (K + 1 + m) frames (1.52 s)."""
+    if short:
+        lo = max_offset + 1 + SHORT_NULL_MARGIN_FRAMES
+        hi = frames - lo
+    else:
+        lo = 2 * max_offset + NULL_MARGIN_FRAMES
+        hi = frames - lo
+    if hi < lo or (not short and frames < 2 * lo):
         return []
-    span = frames - 2 * base
-    return sorted({base + j * span // (NULL_ROLLS - 1) for j in range(NULL_ROLLS)})
+    return sorted({lo + j * (hi - lo) // (NULL_ROLLS - 1) for j in range(NULL_ROLLS)})
+
+
+def short_soundtrack(frames: int, max_offset: int) -> bool:
+    """A soundtrack of ``frames`` frames is too short for the null's usual rolls: it draws them nearer."""
+    return not null_rolls(frames, max_offset)
+
+
+def soundtrack_null_rolls(frames: int, max_offset: int) -> list[int]:
+    """The rolls of a soundtrack of ``frames`` frames: the usual ones, else the near ones; none under 1.52 s."""
+    return null_rolls(frames, max_offset, short=short_soundtrack(frames, max_offset))
 
 
 def shifted_correlation(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset: int) -> np.ndarray:
@@ -58,13 +85,15 @@ def shifted_correlation(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset
     return out
 
 
-def embedding_nulls(audio_emb: np.ndarray, video_emb: np.ndarray, max_offset: int) -> list[float]:
+def embedding_nulls(audio_emb: np.ndarray, video_emb: np.ndarray, max_offset: int,
+                    short: bool = False) -> list[float]:
     """The null's confidences read off a segment's own embeddings [D, T]: the audio embeddings rolled round the
-    segment by each of :func:`null_rolls` (T)'s rolls, against the video's. Why: the same statistic as scoring the
-    video against rolled sound, without running the model again; which rolls are drawn moves a few borderline
-    cases either way (``scripts/embedding_null_check.py``, docs/real_footage.md session 28). The roll wraps round
-    the segment, not the soundtrack, so a segment under 3.04 s has none (``sync_file`` streams its null then)."""
-    rolls = null_rolls(video_emb.shape[1], max_offset)
+    segment by each of :func:`null_rolls` (T, ``short``)'s rolls, against the video's. Why: the same statistic as
+    scoring the video against rolled sound, without running the model again; which rolls are drawn moves a few
+    borderline cases either way (``scripts/embedding_null_check.py``, docs/real_footage.md session 28). The roll
+    wraps round the segment, not the soundtrack, so a segment under 3.04 s of a longer soundtrack has none
+    (``sync_file`` streams its null then); ``short``: the near rolls of a short soundtrack's segments."""
+    rolls = null_rolls(video_emb.shape[1], max_offset, short)
     return [curve_confidence(distance_curve(shifted_correlation(video_emb, np.roll(audio_emb, -r, axis=1),
                                                                 max_offset))) for r in rolls]
 
@@ -89,13 +118,18 @@ def rolled_window(audio: np.ndarray, start: int, n: int) -> np.ndarray:
     return audio[(start + np.arange(n)) % len(audio)]
 
 
-def unsure_reason(confidence: float, floor: float | None, null_confidences: Sequence[float]) -> str | None:
+def unsure_reason(confidence: float, floor: float | None, null_confidences: Sequence[float],
+                  too_short: bool = False) -> str | None:
     """Why a reading's offset cannot be trusted, as a clause ("confidence 0.010 is under ..."), or None when its
     evidence stands: under the model's evidence ``floor`` (fitted on real clips; a NaN confidence is under any
-    floor), else under :data:`MIN_EVIDENCE_RATIO` times the clip's own null. The one rule ``sync``, ``score`` and
-    ``fix`` apply."""
+    floor), else ``too_short`` (a null was asked for, but the soundtrack is under 1.52 s: no roll keeps the true
+    alignment out of the offsets read), else under :data:`MIN_EVIDENCE_RATIO` times the clip's own null. The one
+    rule ``sync``, ``score`` and ``fix`` apply."""
     if floor is not None and not confidence >= floor:
         return f"confidence {confidence:.3f} is under this model's evidence floor {floor:.3f} (fitted on real clips)"
+    if too_short:
+        return (f"{TOO_SHORT}: under 1.52 s of sound the reading cannot be compared with the clip's own sound out "
+                "of alignment, and 1 s cuts of real in-sync clips read right about half the time")
     ratio = evidence_ratio(confidence, null_confidences)
     if weak_evidence(ratio):
         return (f"confidence {confidence:.3f} is only {ratio:.2f}x what this clip's sound gives against its video "

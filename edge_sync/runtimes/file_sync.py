@@ -28,7 +28,7 @@ from edge_sync.errors import NoFaceError
 from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
-from edge_sync.runtimes.evidence import null_rolls, rolled_window
+from edge_sync.runtimes.evidence import null_rolls, rolled_window, short_soundtrack
 from edge_sync.spec import SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
 
@@ -81,7 +81,11 @@ class FileSyncer:
         self.closed: list[tuple[int, int, Any, dict[str, np.ndarray], list[float]]] = []
         # the evidence null (edge_sync.runtimes.evidence): every segment also runs against the soundtrack rolled ...
         self.max_offset = engine.contract.max_offset
-        self.rolls = null_rolls(len(audio) // SAMPLES_PER_FRAME, self.max_offset) if null_check else []
+        soundtrack = len(audio) // SAMPLES_PER_FRAME
+        # a soundtrack under 3.04 s draws its rolls nearer; under 1.52 s it has none and every reading is unsure
+        self.short = short_soundtrack(soundtrack, self.max_offset)
+        self.rolls = null_rolls(soundtrack, self.max_offset, self.short) if null_check else []
+        self.too_short = null_check and not self.rolls
         # ... unless the artifact outputs its embeddings: then a segment long enough for a null of its own reads it
         # off them (the null streams are dropped before their first model call), a shorter one streams it still
         self.embedding_null = bool(self.rolls) and bool(getattr(engine, "embeddings", False))
@@ -127,7 +131,7 @@ class FileSyncer:
             seg.detections.append(detection)
             seg.last_crop = crops
             seg.next_frame += 1
-        if self.embedding_null and seg.nulls and null_rolls(seg.frames, self.max_offset):
+        if self.embedding_null and seg.nulls and null_rolls(seg.frames, self.max_offset, self.short):
             seg.nulls = {}  # long enough for its own embedding null (76 frames, before a null stream's first call)
         if seg.next_frame - seg.audio_to >= AUDIO_BATCH_FRAMES:
             seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame))
@@ -148,7 +152,7 @@ class FileSyncer:
             null.flush()
             nulls.append(float(null.result().confidence))
         if self.embedding_null and not seg.nulls:
-            nulls = seg.stream.null_confidences()
+            nulls = seg.stream.null_confidences(short=self.short)
         cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32),
                 "detected": np.array([d is not None for d in seg.detections]), **landmark_cues(seg.detections)}
         self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues, nulls))
@@ -259,7 +263,8 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     for _, first, res, _, _ in segments:
         if res.speech is not None:
             res.speech = res.speech.with_coverage(covered - first)
-    tracks = [TrackSync(tid, s, res, cues, nulls) for tid, s, res, cues, nulls in segments]
+    tracks = [TrackSync(tid, s, res, cues, nulls, null_too_short=syncer.too_short)
+              for tid, s, res, cues, nulls in segments]
     sync = FileSync(str(path), tracker.num_frames, tracks, tracker.frames_without_face().tolist(),
                     time.perf_counter() - start, audio_level(audio, tracker.num_frames), info.width or 0,
                     info.height or 0, audio_frames=covered, evidence_floor=evidence_floor_of(engine))

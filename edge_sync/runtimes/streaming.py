@@ -312,8 +312,9 @@ class SyncStream:
         a, v = (np.concatenate(self._held[name], axis=1).astype(np.float32) for name in EMBEDDING_NAMES)
         return a, v
 
-    def null_confidences(self) -> list[float]:
+    def null_confidences(self, short: bool = False) -> list[float]:
         """The evidence null of the frames :meth:`result` summarises, read off their embeddings
-        (:func:`~edge_sync.runtimes.evidence.embedding_nulls`); empty without them or under 76 frames."""
+        (:func:`~edge_sync.runtimes.evidence.embedding_nulls`; ``short``: a short soundtrack's near rolls); empty
+        without them or under 76 frames (38 with ``short``)."""
         embeddings = self.embeddings()
-        return [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset)
+        return [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset, short)

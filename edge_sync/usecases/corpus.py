@@ -604,9 +604,10 @@ def _death_record(path: str, spec: EngineSpec, exit_codes: Sequence[int | None])
     if spec.clip_timeout and _TIMEOUT_EXIT in exit_codes:
         return error_record(path, CLIP_TIMEOUT, f"scoring took longer than clip_timeout={spec.clip_timeout:g} s "
                             "(a stalled decoder or a very long clip), so its worker was stopped; a longer "
-                            "clip_timeout and retry_errors=True try it again", float(spec.clip_timeout))
+                            "clip_timeout and retry_errors=True (--clip-timeout, --retry-errors) try it again",
+                            float(spec.clip_timeout))
     return error_record(path, WORKER_DIED, "the worker process died while scoring this clip alone (a crash in a "
-                        "native library, or killed for memory); retry_errors=True tries it again")
+                        "native library, or killed for memory); retry_errors=True (--retry-errors) tries it again")
 
 
 def _run_dask(todo: Sequence[str], emit: Emit, workers: int, scheduler: str | None, spec: EngineSpec) -> None:
@@ -616,7 +617,13 @@ def _run_dask(todo: Sequence[str], emit: Emit, workers: int, scheduler: str | No
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=logging.ERROR)
         scheduler = cluster.scheduler_address
-    client = distributed.Client(scheduler)
+    try:
+        client = distributed.Client(scheduler)
+    except OSError as exc:  # an unreachable or wrong address: one line, not the connection stack
+        if cluster is not None:
+            cluster.close()
+        raise EdgeSyncError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one (dask scheduler) "
+                            "or leave --scheduler out for a local cluster") from None
     try:
         slots = sum(client.nthreads().values()) if cluster is None else workers
         limit = IN_FLIGHT_PER_WORKER * max(1, slots)
@@ -641,7 +648,7 @@ def _run_dask(todo: Sequence[str], emit: Emit, workers: int, scheduler: str | No
                 raise EdgeSyncError(f"a Dask worker could not load the model: {exc}") from None
             except distributed.KilledWorker as exc:  # the clip killed its worker on every allowed try
                 record = error_record(path, WORKER_DIED, f"Dask workers died while scoring this clip ({exc}); "
-                                      "retry_errors=True tries it again")
+                                      "retry_errors=True (--retry-errors) tries it again")
             future.release()
             emit(record)
             submit_next()

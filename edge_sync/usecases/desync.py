@@ -16,7 +16,9 @@ given is "no speech".
 
 A soundtrack shorter than the video is judged over the frames it covers only (the padded silence after it would
 read as evidence of a frozen or drifting clip); ``warnings`` says so, and a covered span too short to judge gets no
-verdict either, with that as its reason.
+verdict either, with that as its reason. So does a soundtrack under 1.52 s (too short for an evidence check,
+:mod:`edge_sync.runtimes.evidence`): 1 s cuts of real in-sync clips read right about half the time, so its
+statistics would flag intact clips.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from typing import Any
 
 from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
+from edge_sync.runtimes.evidence import TOO_SHORT, soundtrack_null_rolls
 from edge_sync.usecases.features import DESYNC_FEATURES, desync_features, judged_track, judged_warnings, vector
 from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, resolve_heads
+from edge_sync.spec import FRAME_MS
 
 MAX_SYNC_OFFSET = 1  # frames: beyond this the clip is out of sync whatever the head says
 # the windowed offset moves this much over the clip, and its windows span twice that: drift (in-sync clips of
@@ -99,6 +103,12 @@ def flag_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> DesyncFlag:
         return DesyncFlag(sync.path, None, None, threshold, [why], feats, res.offset_frames, no_speech=True,
                           speech_fraction=speech, audio_coverage=sync.audio_coverage,
                           warnings=warnings + ([too_short] if too_short else []))
+    soundtrack = res.frames if sync.audio_frames is None else int(min(sync.audio_frames, sync.num_frames))
+    if not soundtrack_null_rolls(soundtrack, (res.frame_probs.shape[0] - 1) // 2):
+        why = (f"{TOO_SHORT}: {soundtrack * FRAME_MS / 1000:.2f} s of sound is under 1.52 s, and 1 s cuts of real "
+               "in-sync clips read right about half the time: no verdict")
+        return DesyncFlag(sync.path, None, None, threshold, [why], feats, res.offset_frames, speech_fraction=speech,
+                          audio_coverage=sync.audio_coverage, warnings=warnings + [why])
     reasons = _reasons(feats)
     flagged, p = decide(feats, head)
     if flagged and not reasons:

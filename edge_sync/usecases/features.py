@@ -70,7 +70,8 @@ def judged_track(sync: FileSync, track: TrackSync) -> tuple[TrackSync, str | Non
                                   res.seconds, None if res.speech is None else _covered_speech(res.speech, covered))
     cut.extra = dict(res.extra)
     cues = {k: v[:covered] if len(v) == frames else v for k, v in track.cues.items()}
-    return TrackSync(track.track_id, track.start_frame, cut, cues, track.null_confidences), reason
+    return TrackSync(track.track_id, track.start_frame, cut, cues, track.null_confidences,
+                     track.null_too_short), reason
 
 
 def judged_warnings(sync: FileSync, judged: TrackSync | None = None) -> list[str]:

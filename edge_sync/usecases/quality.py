@@ -102,7 +102,7 @@ def score_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> QualityScor
         else:
             p = float(head.probability(vector(quality_features(track), QUALITY_FEATURES)))
             score.sync_probability, score.in_sync = p, bool(p >= head.threshold)
-            reason = unsure_reason(score.lse_c, heads.evidence_floor, track.null_confidences)
+            reason = unsure_reason(score.lse_c, heads.evidence_floor, track.null_confidences, track.null_too_short)
             if reason is not None:  # too little evidence: no verdict, the head's p kept as a hint
                 score.in_sync, score.low_evidence = None, True
                 score.warnings.append(f"too little sync evidence: {reason}, so the offset is unsure and there is "

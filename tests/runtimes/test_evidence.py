@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edge_sync.runtimes.evidence import (MIN_EVIDENCE_RATIO, NULL_MARGIN_FRAMES, embedding_nulls, evidence_ratio,
-                                         null_rolls, shifted_correlation, unsure_reason, weak_evidence)
+from edge_sync.runtimes.evidence import (MIN_EVIDENCE_RATIO, NULL_MARGIN_FRAMES, SHORT_NULL_MARGIN_FRAMES, TOO_SHORT,
+                                         embedding_nulls, evidence_ratio, null_rolls, short_soundtrack,
+                                         shifted_correlation, soundtrack_null_rolls, unsure_reason, weak_evidence)
 
 
 @pytest.mark.parametrize("frames", [76, 77, 90, 250, 5000])
@@ -23,9 +24,26 @@ def test_no_roll_brings_an_alignment_back_within_reach(frames) -> None:
                 assert abs(seen) >= k + NULL_MARGIN_FRAMES
 
 
-def test_a_soundtrack_under_three_seconds_has_no_null() -> None:
+def test_a_soundtrack_under_three_seconds_has_no_usual_null() -> None:
     assert null_rolls(75, 15) == [] and null_rolls(0, 15) == []
     assert evidence_ratio(0.1, []) is None and not weak_evidence(None)
+
+
+@pytest.mark.parametrize("frames", [38, 39, 50, 75])
+def test_a_short_soundtrack_draws_its_rolls_nearer_and_still_out_of_reach(frames) -> None:
+    k = 15
+    assert short_soundtrack(frames, k) and soundtrack_null_rolls(frames, k) == null_rolls(frames, k, short=True)
+    rolls = null_rolls(frames, k, short=True)
+    assert 1 <= len(rolls) <= 3 and len(set(rolls)) == len(rolls)
+    for r in rolls:
+        for seen in (-r, frames - r):  # where the true alignment (offset 0) lands, either side of the wrap
+            assert abs(seen) >= k + 1 + SHORT_NULL_MARGIN_FRAMES
+
+
+def test_under_a_second_and_a_half_no_roll_keeps_the_alignment_out_of_reach() -> None:
+    assert soundtrack_null_rolls(37, 15) == [] and soundtrack_null_rolls(25, 15) == []
+    assert soundtrack_null_rolls(76, 15) == null_rolls(76, 15) and not short_soundtrack(76, 15)
+    assert soundtrack_null_rolls(1000, 15) == null_rolls(1000, 15)
 
 
 def test_the_ratio_is_over_the_median_null() -> None:
@@ -43,6 +61,9 @@ def test_one_rule_says_why_a_reading_is_unsure() -> None:
     assert "only 1.25x" in unsure_reason(0.025, 0.01, nulls)  # above the floor, not 1.5x the null
     assert "floor" in unsure_reason(float("nan"), 0.01, nulls)  # a NaN confidence is no evidence
     assert unsure_reason(0.025, None, []) is None and unsure_reason(0.025, None, nulls) is not None
+    # a soundtrack too short for any null: unsure whatever the confidence, the floor's reason first
+    assert unsure_reason(0.5, 0.01, [], too_short=True).startswith(TOO_SHORT)
+    assert "floor" in unsure_reason(0.005, 0.01, [], too_short=True)
 
 
 pytest.importorskip("onnxruntime", reason="pip install 'edge-sync[onnxruntime]'")
@@ -151,6 +172,34 @@ def test_a_face_dubbed_with_other_words_is_unsure_where_the_floor_lets_it_throug
     assert wrong.low_evidence and wrong.evidence_ratio < MIN_EVIDENCE_RATIO
     assert any(w.startswith("UNSURE:") and "out of any alignment" in w for w in wrong.warnings)
     assert wrong.to_dict()["evidence_ratio"] == pytest.approx(wrong.evidence_ratio, abs=1e-4)
+
+
+def _cut(path, seconds: float, out):
+    """The first ``seconds`` of a clip, video and sound, as a new file."""
+    frames = np.stack(list(iter_frames(path)))[:round(seconds * 25)]
+    return write_video(out, frames, read_audio(path)[:len(frames) * SAMPLES_PER_FRAME])
+
+
+def test_a_short_clip_reads_a_null_drawn_nearer_and_one_too_short_is_unsure(engine, talk, tmp_path) -> None:
+    """1-3 s cuts of real clips read right far less often than whole clips, with no less confidence: a 2 s clip
+    is checked against rolls nearer its alignment, and a 1 s one cannot be checked, so it is never trusted."""
+    from edge_sync.usecases.desync import desync_file
+    from edge_sync.usecases.fix import fix_file
+
+    path, _ = talk
+    two = engine.sync_file(_cut(path, 2.0, tmp_path / "two.mp4"))
+    assert len(two.main.null_confidences) == 3 and two.evidence_ratio is not None and not two.main.null_too_short
+    one_path = _cut(path, 1.0, tmp_path / "one.mp4")
+    one = engine.sync_file(one_path)
+    assert one.main.null_confidences == [] and one.main.null_too_short and one.low_evidence
+    assert any(w.startswith("UNSURE: " + TOO_SHORT) for w in one.warnings) and one.to_dict()["low_evidence"]
+    assert not engine.sync_file(one_path, null_check=False).low_evidence  # asked for no null: the floor alone
+    with pytest.raises(Exception, match=TOO_SHORT):
+        fix_file(one_path, tmp_path / "fixed.mp4", engine=engine)
+    assert not (tmp_path / "fixed.mp4").exists()
+    flag = desync_file(engine, one_path)
+    assert flag.flagged is None and flag.probability is None and flag.reasons[0].startswith(TOO_SHORT)
+    assert not flag.no_speech  # it has speech: the headline says NOT JUDGED, not NO SPEECH
 
 
 def test_the_null_can_be_left_out(engine, talk) -> None:

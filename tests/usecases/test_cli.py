@@ -91,3 +91,17 @@ def test_score_a_folder_as_a_resumable_corpus(tmp_path, desync_clips) -> None:
     assert by_name["genuine.mp4"]["in_sync"] and not by_name["shifted.mp4"]["in_sync"]
     again = json.loads(_cli("score", str(folder), "-o", str(out), "--workers", "0", "--json").stdout)
     assert again["scored"] == 0 and again["skipped"] == len(desync_clips)  # resumed: nothing left to do
+
+
+def test_a_corpus_with_a_failed_clip_exits_1_and_a_resume_does_not_fail_it_again(tmp_path, desync_clips) -> None:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "genuine.mp4").symlink_to(desync_clips["genuine"].path)
+    (folder / "broken.mp4").write_bytes(b"\x00" * 4096)
+    out = tmp_path / "scores.jsonl"
+    first = _cli("score", str(folder), "-o", str(out), "--workers", "0", "--json")
+    assert first.returncode == 1, first.stderr  # the journal has the error, and scripts see it
+    summary = json.loads(first.stdout)
+    assert summary["scored"] == 1 and summary["failed"] == 1
+    again = _cli("score", str(folder), "-o", str(out), "--workers", "0", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["failed"] == 0  # an error line is final on resume

@@ -43,6 +43,7 @@ def test_sync_file_says_no_speech(synced, name) -> None:
     sync = synced[name]
     res = sync.main.result
     assert sync.no_speech and res.no_speech and res.speech.fraction == 0.0
+    assert sync.speech is res.speech  # the clip's answer, as docs/runtime.md reads it (result.speech.fraction)
     assert res.speech.sound_fraction == (0.0 if name == "silence" else 1.0)
     assert res.confidence == 0.0 and res.probability <= 1 / 31 + 1e-9
     assert sync.audio_coverage == pytest.approx(1.0, abs=0.01)

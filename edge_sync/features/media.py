@@ -21,10 +21,12 @@ one-line message that says what to do; raw PyAV exceptions never escape.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -363,12 +365,23 @@ def _fast_rgb(frame: Any, staging: list[np.ndarray] | None = None) -> np.ndarray
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 
-def _rgb(frame: Any, staging: list[np.ndarray] | None = None) -> np.ndarray:
-    """Decoded frame -> RGB uint8 [H, W, 3] in display orientation (phones store portrait as rotated);
-    ``staging`` is a scratch buffer :func:`_fast_rgb` may keep between frames."""
+def _display_width(width: int, sar: Any) -> int:
+    """A stored width in display pixels: anamorphic video (DV, broadcast, some phones) stores pixels that are not
+    square, and a face squeezed to half its width neither detects nor reads like one."""
+    return max(1, round(width * float(sar))) if sar and sar != 1 else width
+
+
+def _rgb(frame: Any, staging: list[np.ndarray] | None = None, sar: Any = None) -> np.ndarray:
+    """Decoded frame -> RGB uint8 [H, W, 3] in display shape and orientation: square pixels (``sar``, the stream's
+    sample aspect ratio) and upright (phones store portrait as rotated); ``staging`` is a scratch buffer
+    :func:`_fast_rgb` may keep between frames."""
     arr = _fast_rgb(frame, staging)
     if arr is None:
         arr = frame.to_ndarray(format="rgb24")
+    width = _display_width(arr.shape[1], sar)
+    if width != arr.shape[1]:
+        arr = cv2.resize(arr, (width, arr.shape[0]),
+                         interpolation=cv2.INTER_AREA if width < arr.shape[1] else cv2.INTER_LINEAR)
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation:
         k = round(rotation / 90.0)
@@ -404,7 +417,7 @@ def probe(path: PathLike, limits: DecodeLimits | None = None) -> MediaInfo:
             first = _first_video_frame(p, container, v)
             if first is not None:
                 _check_pixels(p, first.width, first.height, limits)
-                height, width = _rgb(first).shape[:2]
+                height, width = _rgb(first, sar=v.sample_aspect_ratio).shape[:2]
         rate_hz = channels = None
         if a is not None:
             rate_hz = int(a.codec_context.sample_rate) or None
@@ -469,6 +482,33 @@ def _iter_frames(path: PathLike, fps: int, max_frames: int | None, state: _Video
     return _resample_video(p, container, stream, int(fps), max_frames, state, limits)
 
 
+REORDER_WINDOW = 4  # frames held to put a B-frame stream's timestamps back in order (a reorder depth up to 3)
+
+
+def _presentation_order(frames: Iterator[Any], window: int) -> Iterator[tuple[Any, float | None]]:
+    """(frame, time) with each frame's time the smallest of those pending in a ``window``-frame buffer.
+
+    Why: a decoder hands its pictures out in presentation order, but some containers label them with decode-order
+    times (AVI has no presentation times: H.264 with B-frames reads 1, 2, 4, 3, 5, ...). Sorting the labels inside
+    the reorder depth gives each picture its own time back, where dropping the "backwards" ones lost frames and
+    jittered the mouth. Times already in order pass through unchanged; a frame without a time flushes the buffer.
+    """
+    pending: deque[Any] = deque()
+    times: list[float] = []
+    for frame in frames:
+        if frame.time is None:
+            while pending:
+                yield pending.popleft(), heapq.heappop(times)
+            yield frame, None
+            continue
+        pending.append(frame)
+        heapq.heappush(times, float(frame.time))
+        if len(pending) >= window:
+            yield pending.popleft(), heapq.heappop(times)
+    while pending:
+        yield pending.popleft(), heapq.heappop(times)
+
+
 def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: int | None,
                     state: _VideoState, limits: DecodeLimits) -> Iterator[np.ndarray]:
     stream.thread_type = "AUTO"
@@ -483,6 +523,7 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
     i = 0  # next output frame index
     dropped = 0
     declared = _declared_seconds(container, stream)  # what a suggested limit must fit
+    sar = stream.sample_aspect_ratio  # non-square pixels are resized to square ones
 
     def emit() -> np.ndarray:
         nonlocal prev_arr, prev_given
@@ -491,7 +532,7 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
                               f"(t={(state.t0 or 0.0) + i / fps:.2f} s)",
                               limits, max_frames=max(i + 1, declared * fps))
         if prev_arr is None:  # convert lazily: a 60 fps source only pays for the frames it keeps
-            prev_arr = _rgb(prev, staging)
+            prev_arr = _rgb(prev, staging, sar)
         if prev_given:
             return prev_arr.copy()
         prev_given = True
@@ -499,9 +540,10 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
 
     try:
         with _decode_guard(p, "video", lambda: prev_t if prev is not None else None):
-            for frame in container.decode(stream):
+            window = REORDER_WINDOW if stream.codec_context.has_b_frames else 1
+            for frame, time in _presentation_order(container.decode(stream), window):
                 _check_pixels(p, frame.width, frame.height, limits)
-                t = float(frame.time) if frame.time is not None else (prev_t + nominal_dt if prev is not None else 0.0)
+                t = time if time is not None else (prev_t + nominal_dt if prev is not None else 0.0)
                 if prev is not None and t <= prev_t + 1e-9:
                     dropped += 1  # duplicate or out-of-order timestamp: keep the first frame shown at t
                     continue
@@ -618,6 +660,9 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
         declared = _declared_seconds(container, stream)  # what a suggested limit must fit
         started = False
         gaps = 0
+        # AVI has no audio timestamps of its own: the demuxer counts chunks, and VBR audio (AAC) skips numbers
+        # where nothing is missing (FFmpeg's CLI plays it sample after sample), so its "gaps" are not filled
+        timed_gaps = container.format.name != "avi"
 
         weights = np.ones(1, np.float32)
 
@@ -657,7 +702,7 @@ def _read_audio(p: Path, sample_rate: int, anchor: float | None, num_samples: in
                                               max_samples=(expected - anchor) * sample_rate)
                         lead = round((expected - anchor) * sample_rate)
                         log.debug("%s: audio starts %.4f s after the first video frame", p, expected - anchor)
-                elif t is not None and t - expected > _AUDIO_GAP_TOLERANCE_S:
+                elif timed_gaps and t is not None and t - expected > _AUDIO_GAP_TOLERANCE_S:
                     # a hole in the timestamps: silence keeps everything after it on the right clock
                     if t - expected > limits.max_gap_s:
                         raise _past_limit(p, f"its audio timestamps jump {t - expected:.2f} s at t={expected:.2f} s",

@@ -232,6 +232,23 @@ def test_rotated_phone_video_is_returned_upright(make):
     assert red[:, 0].mean() > 130 and red[:, 1].mean() < 30
 
 
+@pytest.mark.parametrize("stored,sar", [("320x120", "1/2"), ("80x120", "2/1")])
+def test_anamorphic_video_is_returned_with_square_pixels(make, stored, sar):
+    """Pixels stored twice as wide (or narrow) as they display come back at their display shape, like a player
+    shows them: a face squeezed to half its width would neither detect nor read like one."""
+    def build(path: Path) -> None:
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=0.4", "-vf",
+               f"scale={stored.replace('x', ':')},setsar={sar}", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
+
+    square = make("square.mp4", lambda path: ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=0.4",
+                                                     "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)))
+    path = make(f"anamorphic-{stored}.mp4", build)
+    assert (probe(path).width, probe(path).height) == (160, 120)
+    frame, reference = next(iter_frames(path)), next(iter_frames(square))
+    assert frame.shape == reference.shape == (120, 160, 3)
+    assert np.abs(frame.astype(int) - reference).mean() < 12  # the same picture, up to two resamplings
+
+
 # --- audio resampling and downmix ---------------------------------------------------------------------
 @pytest.mark.parametrize("rate,layout", [(8000, "mono"), (22050, "mono"), (44100, "stereo"), (48000, "stereo")])
 def test_wav_rates_resample_to_16k(make, rate, layout):
@@ -644,3 +661,34 @@ def test_frames_packed_for_opencv_equal_pyavs_own_layout_and_reuse_one_buffer(tm
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="threads"):
         iter_frames(path, threads=0)
+
+
+def test_avi_with_b_frames_keeps_every_frame_and_its_sound_on_time(make, caplog):
+    """AVI stores no presentation times: H.264 with B-frames comes out labelled 1, 2, 4, 3, ... and VBR AAC's chunk
+    count skips numbers. Each picture gets its own time back (none dropped) and the sound plays on unpadded, as in
+    the same streams remuxed to Matroska."""
+    def build(path: Path) -> None:  # x264's defaults: B-frames, decode order differs from presentation order
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=25:duration=6", "-f", "lavfi", "-i",
+               # a tone on for half of every second: AAC's near-empty silent packets make AVI's count skip
+               "aevalsrc=0.5*sin(440*2*PI*t)*gt(sin(2*PI*t)\\,0):s=16000:d=6", "-c:v", "libx264",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", str(path))
+
+    mkv, avi = make("bframes.mkv", build), make("bframes.avi", build)  # the same encode (-threads 1), two boxes
+    with av.open(str(avi)) as container:
+        labels = [f.pts for f in container.decode(video=0)][:10]
+    assert labels != sorted(labels)  # the quirk is there
+    with caplog.at_level("WARNING"):
+        frames_avi, frames_mkv = np.stack(list(iter_frames(avi))), np.stack(list(iter_frames(mkv)))
+        sound_avi, sound_mkv = read_audio(avi), read_audio(mkv)
+    assert frames_avi.shape == frames_mkv.shape and np.array_equal(frames_avi, frames_mkv)
+    assert not [r for r in caplog.records if "skipped" in r.message or "filled" in r.message]
+    onsets_avi, onsets_mkv = _tone_onsets(sound_avi), _tone_onsets(sound_mkv)
+    lag = onsets_avi - onsets_mkv  # where each second's tone starts, in samples
+    assert len(onsets_avi) == len(onsets_mkv) == 6 and lag.max() - lag.min() <= 2  # no silence slipped in
+    assert abs(lag[0]) < SAMPLES_PER_FRAME  # AAC's priming, which AVI cannot mark, is under a frame
+
+
+def _tone_onsets(sound: np.ndarray) -> np.ndarray:
+    loud = np.abs(sound) > 0.1
+    starts = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
+    return np.array([t for i, t in enumerate(starts) if i == 0 or t - starts[i - 1] > AUDIO_RATE // 4])

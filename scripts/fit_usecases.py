@@ -6,8 +6,9 @@ hold-out evaluation as Markdown.
     .venv/bin/python scripts/fit_usecases.py --real ../shared/real_clips --real-holdout scripts/real_holdout.txt
 
 With --real, the real clips outside the hold-out are fitted on too (as published, and with their sound moved by
--8, -4, +4, +8 frames), the hold-out ones judged the same way, and the folder's `real-suspect` clips (published out of
-sync by the manifest's rough check) listed with what the fitted heads say about them.
+-8, -4, +4, +8 frames; and, for the speaker head, side by side in pairs heard in turns), the hold-out ones judged the
+same way, and the folder's `real-suspect` clips (published out of sync by the manifest's rough check) listed with
+what the fitted heads say about them. --only speakers refits that head alone and keeps the others.
 
 Clips are made, analysed once and their features cached under --workdir, so a rerun only refits. The heads
 land in edge_sync/weights/usecases/<checkpoint sha>.json, where every artifact of that model finds them.
@@ -23,7 +24,8 @@ from pathlib import Path
 import edge_sync
 from edge_sync.cli import _clip_names
 from edge_sync.data.folders import read_published_offsets
-from edge_sync.usecases.fitting import evaluation_markdown, fit_usecases, real_clips
+from edge_sync.usecases.fitting import HEAD_NAMES, REAL_SPEAKER_CLIPS, evaluation_markdown, fit_usecases, \
+    real_clips
 
 
 def suspect_table(engine, root: Path) -> str:
@@ -59,6 +61,10 @@ def main() -> None:
     parser.add_argument("--holdout-per-kind", type=int, default=12)
     parser.add_argument("--speaker-clips", type=int, default=16)
     parser.add_argument("--holdout-speaker-clips", type=int, default=12)
+    parser.add_argument("--real-speaker-clips", type=int, default=REAL_SPEAKER_CLIPS,
+                        help="with --real: two-person clips made of pairs of the real training clips")
+    parser.add_argument("--only", nargs="+", choices=HEAD_NAMES, default=list(HEAD_NAMES),
+                        help="refit these heads only; the others (and their figures) are kept from the heads file")
     parser.add_argument("--real", type=Path, default=None, help="a folder of in-sync real clips with a MANIFEST.tsv")
     parser.add_argument("--real-holdout", default="scripts/real_holdout.txt",
                         help="with --real: the hold-out clips (file of names, or comma-separated)")
@@ -76,7 +82,8 @@ def main() -> None:
                  for name, late in read_published_offsets(path).items()}
     real = real_clips(args.real, _clip_names(args.real_holdout), published=published) if args.real else None
     heads = fit_usecases(engine, args.workdir, args.per_kind, args.holdout_per_kind, args.speaker_clips,
-                         args.holdout_speaker_clips, real=real)
+                         args.holdout_speaker_clips, real=real, only=args.only,
+                         real_speaker_clips=args.real_speaker_clips)
     table = evaluation_markdown(heads)
     if real is not None:
         table += "\n\n" + suspect_table(engine, args.real)
@@ -89,8 +96,13 @@ def main() -> None:
                            "Synthetic manipulations of real-photo clips are easier than real deepfakes: the desync "
                            "figures say the features and head work, not how they fare on generated faces. The `real:` "
                            "rows are identity-disjoint real clips as published and with their sound moved by -8, -4, "
-                           "+4, +8 frames (`--real`); the heads were fitted on the other real clips the same way.\n\n"
-                           f"{table}\n")
+                           "+4, +8 frames (`--real`); the heads were fitted on the other real clips the same way. "
+                           "The `real:` active-speaker rows are pairs of those hold-out clips side by side, heard in "
+                           "turns: each face keeps talking, unheard, while the other is heard; the head was fitted on "
+                           "pairs of the training clips made the same way."
+                           + ("" if set(args.only) == set(HEAD_NAMES) else
+                              f" This run refit {', '.join(args.only)} only; the other rows are the previous fit's.")
+                           + f"\n\n{table}\n")
     print(f"wrote {heads.path}\n\n{table}")
 
 

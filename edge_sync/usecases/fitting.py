@@ -137,32 +137,65 @@ def _joined(a: Examples, b: Examples) -> Examples:
     return Examples(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), np.concatenate([a.group, b.group]))
 
 
-def speaker_examples(engine: Any, split: str, count: int, workdir: Path, progress: bool = True) -> Examples:
-    """One row per face-track frame: SPEAKER_FEATURES, label speaking, group = clip index.
+SPEAKER_CACHE = "speakers-v2"  # feature cache name: v2 since the sync window and contrast_over_others (session 29)
 
-    Tracks are matched to the two rendered faces by their mean box centre; a face the tracker missed for a
-    while simply contributes fewer frames."""
-    xs, ys, groups = [], [], []
+
+def _speaker_rows(engine: Any, clip: Any) -> dict[str, np.ndarray]:
+    """SPEAKER_FEATURES and the truth for every face-track frame of a written two-face clip (deleted after).
+
+    Tracks are matched to the faces by their mean box centre; a face the tracker missed for a while simply
+    contributes fewer frames."""
+    sync = engine.sync_file(clip.path, null_check=False)  # fitting reads no null
+    clip.path.unlink()
+    feats, labels = [], []
+    for track in sync.tracks:
+        face = int(np.argmin([abs(track.cues["box"][:, 0].mean() - fx) for fx in clip.face_x]))
+        f = speaker_frame_features(sync, track)
+        feats.append(f)
+        labels.append(clip.speaking[face, track.start_frame:track.start_frame + len(f)])
+    return {"x": np.concatenate(feats), "y": np.concatenate(labels).astype(np.int8)}
+
+
+def _stacked(parts: list[dict[str, np.ndarray]], offset: int = 0) -> Examples:
+    return Examples(np.concatenate([d["x"] for d in parts]), np.concatenate([d["y"] for d in parts]),
+                    np.concatenate([np.full(len(d["y"]), offset + i) for i, d in enumerate(parts)]))
+
+
+def speaker_examples(engine: Any, split: str, count: int, workdir: Path, progress: bool = True) -> Examples:
+    """One row per face-track frame of ``count`` rendered two-person clips: SPEAKER_FEATURES, label speaking,
+    group = clip index."""
+    parts = []
     for i in tqdm(range(count), desc=f"speaker clips ({split})", disable=not progress, unit="clip"):
         seed = SPLIT_SEEDS[split] + i
+        parts.append(_cached(workdir / "features" / f"{SPEAKER_CACHE}-{split}-{seed}.npz", lambda: _speaker_rows(
+            engine, make_speakers_clip(workdir / "clips" / f"{split}-speakers-{seed}.mp4", seed, split))))
+    return _stacked(parts)
 
-        def make() -> dict[str, np.ndarray]:
-            clip = make_speakers_clip(workdir / "clips" / f"{split}-speakers-{seed}.mp4", seed, split)
-            sync = engine.sync_file(clip.path, null_check=False)  # fitting reads no null
-            clip.path.unlink()
-            feats, labels = [], []
-            for track in sync.tracks:
-                face = int(np.argmin([abs(track.cues["box"][:, 0].mean() - fx) for fx in clip.face_x]))
-                f = speaker_frame_features(sync, track)
-                feats.append(f)
-                labels.append(clip.speaking[face, track.start_frame:track.start_frame + len(f)])
-            return {"x": np.concatenate(feats), "y": np.concatenate(labels).astype(np.int8)}
 
-        data = _cached(workdir / "features" / f"speakers-{split}-{seed}.npz", make)
-        xs.append(data["x"])
-        ys.append(data["y"])
-        groups.append(np.full(len(data["y"]), i))
-    return Examples(np.concatenate(xs), np.concatenate(ys), np.concatenate(groups))
+def real_speaker_pairs(clips: RealClips, split: str, count: int | None = None) -> list[tuple[str, str]]:
+    """Which two real clips sit side by side: neighbours in a seeded shuffle of the split's clips (the hold-out's
+    in name order), ``count`` pairs (default: one per clip), so every clip is on both sides once."""
+    names = list(clips.train if split == "train" else clips.holdout)
+    if split == "train":
+        np.random.default_rng(0).shuffle(names)
+    count = len(names) if count is None else count
+    return [(names[i % len(names)], names[(i + 1) % len(names)]) for i in range(count)] if len(names) > 1 else []
+
+
+def real_speaker_examples(engine: Any, clips: RealClips, split: str, count: int | None, workdir: Path,
+                          progress: bool = True) -> Examples:
+    """One row per face-track frame of two real clips side by side heard in turns
+    (:func:`edge_sync.data.real_speakers.make_real_speakers_clip`); groups follow on from the rendered clips'."""
+    from edge_sync.data.real_speakers import make_real_speakers_clip
+
+    parts = []
+    pairs = real_speaker_pairs(clips, split, count)
+    for i, (left, right) in enumerate(tqdm(pairs, desc=f"real speaker clips ({split})", disable=not progress,
+                                           unit="clip")):
+        name = f"{SPEAKER_CACHE}-real-{split}-{Path(left).stem}-{Path(right).stem}-{i}"
+        parts.append(_cached(workdir / "features" / f"{name}.npz", lambda: _speaker_rows(engine, make_real_speakers_clip(
+            workdir / "clips" / f"{name}.mp4", clips.root / left, clips.root / right, seed=SPLIT_SEEDS[split] + i))))
+    return _stacked(parts, offset=10_000)
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> LogisticHead:
@@ -222,47 +255,77 @@ def _quality_report(head: LogisticHead, ex: Examples) -> dict[str, Any]:
     return report
 
 
-def evaluate_speakers(head: LogisticHead, ex: Examples) -> dict[str, Any]:
-    p = head.probability(ex.x)
-    raw = ex.x[:, SPEAKER_FEATURES.index("sync_prob_near_0")]
-    return {"head": _binary_report(ex.y, p, head.threshold),
-            "sync evidence alone": _binary_report(ex.y, raw, 0.5), "clips": int(len(np.unique(ex.group)))}
+def evaluate_speakers(head: LogisticHead, ex: Examples, real: Examples | None = None) -> dict[str, Any]:
+    """Frame accuracy, ROC-AUC and AP on the rendered hold-out clips, and on the real ones where given."""
+    out: dict[str, Any] = {}
+    for prefix, part in (("", ex), ("real: ", real)):
+        if part is None or not len(part.y):
+            continue
+        raw = part.x[:, SPEAKER_FEATURES.index("sync_prob_near_0")]
+        out.update({f"{prefix}head": _binary_report(part.y, head.probability(part.x), head.threshold),
+                    f"{prefix}sync evidence alone": _binary_report(part.y, raw, 0.5),
+                    f"{prefix}clips": int(len(np.unique(part.group)))})
+    return out
+
+
+HEAD_NAMES = ("desync", "quality", "speakers")
+REAL_SPEAKER_CLIPS = 24  # real two-person training clips (pairs of the real training clips)
 
 
 def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kind: int = 12,
                  speaker_clips: int = 16, holdout_speaker_clips: int = 12, out: Path | None = None,
-                 progress: bool = True, real: RealClips | None = None) -> UsecaseHeads:
+                 progress: bool = True, real: RealClips | None = None, only: Sequence[str] = HEAD_NAMES,
+                 real_speaker_clips: int = REAL_SPEAKER_CLIPS) -> UsecaseHeads:
     """Fit the quality, desync and speaker heads for ``engine``'s model (on synthetic clips, and on ``real``'s
-    training clips where given); evaluate on hold-out clips of each; write them."""
+    training clips where given); evaluate on hold-out clips of each; write them. ``only``: refit these heads and
+    keep the others (and their evaluation) from the heads file the refit replaces."""
     sha = (engine.manifest.get("source") or {}).get("checkpoint_sha256")
     if not sha:
         raise ValueError("the artifact's manifest names no source checkpoint_sha256; re-export it with edge-sync")
+    unknown = set(only) - set(HEAD_NAMES)
+    if unknown or not only:
+        raise ValueError(f"only: choose among {', '.join(HEAD_NAMES)}, got {sorted(only)}")
     workdir = Path(workdir) / sha[:16]
     target = Path(out or heads_path(sha))
     previous = _previous_heads(target)
-    train_d = desync_examples(engine, "train", per_kind, workdir, progress)
-    test_d = desync_examples(engine, "holdout", holdout_per_kind, workdir, progress)
-    if real is not None:
-        train_d = _joined(train_d, real_examples(engine, real, "train", workdir, progress))
-        test_d = _joined(test_d, real_examples(engine, real, "holdout", workdir, progress))
-    train_s = speaker_examples(engine, "train", speaker_clips, workdir, progress)
-    test_s = speaker_examples(engine, "holdout", holdout_speaker_clips, workdir, progress)
-    desync = fit_head(train_d.x, train_d.y, DESYNC_FEATURES)
-    train_q, test_q = quality_subset(train_d), quality_subset(test_d)
-    quality = fit_head(train_q.x, train_q.y, QUALITY_FEATURES)
-    speakers = fit_head(train_s.x, train_s.y, SPEAKER_FEATURES)
-    evaluation = {
-        "recipe": {"per_kind": per_kind, "holdout_per_kind": holdout_per_kind, "speaker_clips": speaker_clips,
-                   "holdout_speaker_clips": holdout_speaker_clips, "backend": engine.backend,
-                   "artifact": engine.manifest.get("name"), "precision": engine.manifest.get("precision"),
+    kept = [name for name in HEAD_NAMES if name not in only]
+    if kept and (previous is None or any(name not in previous.heads for name in kept)):
+        raise ValueError(f"{target} has no {', '.join(kept)} head to keep; refit every head")
+    heads = {name: previous.heads[name] for name in kept} if previous is not None else {}
+    evaluation = {name: previous.evaluation.get(name) for name in kept} if previous is not None else {}
+    recipe = dict(previous.evaluation.get("recipe", {})) if previous is not None and kept else {}
+    recipe.update({"backend": engine.backend, "artifact": engine.manifest.get("name"),
+                   "precision": engine.manifest.get("precision"),
                    "real": None if real is None else {"root": str(real.root), "train": list(real.train),
-                                                      "holdout": list(real.holdout), "shifts": list(real.shifts)}},
-        "desync": evaluate_desync(desync, test_d),
-        "quality": _quality_report(quality, test_q),
-        "speakers": evaluate_speakers(speakers, test_s),
-    }
-    heads = with_floor_of(UsecaseHeads(sha, {"desync": desync, "quality": quality, "speakers": speakers}, evaluation),
-                          previous)
+                                                      "holdout": list(real.holdout), "shifts": list(real.shifts)}})
+    if "desync" in only or "quality" in only:
+        train_d = desync_examples(engine, "train", per_kind, workdir, progress)
+        test_d = desync_examples(engine, "holdout", holdout_per_kind, workdir, progress)
+        if real is not None:
+            train_d = _joined(train_d, real_examples(engine, real, "train", workdir, progress))
+            test_d = _joined(test_d, real_examples(engine, real, "holdout", workdir, progress))
+        recipe.update({"per_kind": per_kind, "holdout_per_kind": holdout_per_kind})
+        if "desync" in only:
+            heads["desync"] = fit_head(train_d.x, train_d.y, DESYNC_FEATURES)
+            evaluation["desync"] = evaluate_desync(heads["desync"], test_d)
+        if "quality" in only:
+            train_q, test_q = quality_subset(train_d), quality_subset(test_d)
+            heads["quality"] = fit_head(train_q.x, train_q.y, QUALITY_FEATURES)
+            evaluation["quality"] = _quality_report(heads["quality"], test_q)
+    if "speakers" in only:
+        train_s = speaker_examples(engine, "train", speaker_clips, workdir, progress)
+        test_s = speaker_examples(engine, "holdout", holdout_speaker_clips, workdir, progress)
+        real_test = None
+        if real is not None:  # real people side by side: the head was fitted on rendered photos alone before
+            train_s = _joined(train_s, real_speaker_examples(engine, real, "train", real_speaker_clips, workdir,
+                                                             progress))
+            real_test = real_speaker_examples(engine, real, "holdout", None, workdir, progress)
+        heads["speakers"] = fit_head(train_s.x, train_s.y, SPEAKER_FEATURES)
+        evaluation["speakers"] = evaluate_speakers(heads["speakers"], test_s, real_test)
+        recipe.update({"speaker_clips": speaker_clips, "holdout_speaker_clips": holdout_speaker_clips,
+                       "real_speaker_clips": real_speaker_clips if real is not None else 0})
+    evaluation = {"recipe": recipe, **{name: evaluation[name] for name in HEAD_NAMES}}
+    heads = with_floor_of(UsecaseHeads(sha, {name: heads[name] for name in HEAD_NAMES}, evaluation), previous)
     path = heads.write(target)
     log.info("use-case heads: %s", json.dumps(evaluation))
     return dataclasses.replace(heads, path=path)
@@ -295,8 +358,11 @@ def evaluation_markdown(heads: UsecaseHeads) -> str:
         lines.append(row("desync flag", name, r))
     for name, r in ev["quality"].items():
         lines.append(row("sync quality", name, r))
-    lines.append(row("active speaker (frames)", "fitted head", ev["speakers"]["head"]))
-    lines.append(row("active speaker (frames)", "sync evidence alone", ev["speakers"]["sync evidence alone"]))
+    for prefix in ("", "real: "):
+        if f"{prefix}head" in ev["speakers"]:
+            lines.append(row("active speaker (frames)", f"{prefix}fitted head", ev["speakers"][f"{prefix}head"]))
+            lines.append(row("active speaker (frames)", f"{prefix}sync evidence alone",
+                             ev["speakers"][f"{prefix}sync evidence alone"]))
     return "\n".join(lines)
 
 

@@ -1,8 +1,10 @@
 """Active speaker detection: for every face track, a per-frame speaking probability, and who speaks when.
 
-A face speaks where its mouth agrees with the shared soundtrack at offset ~0 (the sync evidence), its mouth
-moves, and the soundtrack carries voice. A small logistic head fitted on two-person clips with known turns
-weighs the three; without a head (a model nobody fitted one for) the score is the smoothed sync evidence alone.
+A face speaks where its mouth agrees with the shared soundtrack at offset ~0 (the sync evidence), better than the
+other faces on screen do, its mouth moves, and the soundtrack carries voice. A small logistic head fitted on
+two-person clips with known turns (rendered ones, and pairs of real people side by side: a real listener's mouth
+moves too) weighs them; without a head (a model nobody fitted one for) the score is the smoothed sync evidence
+alone.
 A track segment whose span has no speech in the soundtrack (:mod:`edge_sync.features.speech`) speaks nowhere.
 Past the end of a soundtrack shorter than the video there is nothing to hear: those frames speak nowhere, the
 frames before are judged on their own (as the heads were fitted), and ``warnings`` says so.
@@ -114,8 +116,9 @@ def detect_speakers(sync: FileSync, heads: UsecaseHeads | None = None) -> Speake
     for track in sync.tracks:
         judged, too_short = judged_track(sync, track)  # the frames the soundtrack covers
         feats = speaker_frame_features(sync, judged)
-        if head is not None:
-            prob = head.probability(feats)
+        if head is not None:  # the columns it was fitted on (a heads file from before a feature was added works)
+            prob = head.probability(feats if head.features == SPEAKER_FEATURES
+                                    else feats[:, [SPEAKER_FEATURES.index(name) for name in head.features]])
         else:  # raw evidence: sync near 0, zeroed where the soundtrack is silent
             prob = feats[:, SPEAKER_FEATURES.index("sync_prob_near_0")] * (
                 feats[:, SPEAKER_FEATURES.index("audio_level_db")] > SPEECH_DB)

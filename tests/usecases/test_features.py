@@ -34,3 +34,22 @@ def test_speaker_features_cover_each_tracked_frame(speakers_synced) -> None:
     for track in speakers_synced.tracks:
         feats = speaker_frame_features(speakers_synced, track)
         assert feats.shape == (track.result.frames, len(SPEAKER_FEATURES)) and np.isfinite(feats).all()
+
+
+def test_a_face_alone_is_judged_on_its_own_evidence_and_two_faces_against_each_other(speakers_synced) -> None:
+    import dataclasses
+
+    col = SPEAKER_FEATURES.index("contrast_over_others")
+    own = SPEAKER_FEATURES.index("corr_contrast_0")
+    first, second = speakers_synced.tracks[:2]
+    alone = dataclasses.replace(speakers_synced, tracks=[first])
+    feats = speaker_frame_features(alone, first)
+    assert np.array_equal(feats[:, col], feats[:, own])  # nobody else on screen: its own contrast
+    together = speaker_frame_features(speakers_synced, first)
+    lo, hi = max(first.start_frame, second.start_frame), min(first.stop_frame, second.stop_frame)
+    assert hi > lo  # both faces on screen for a while
+    other = speaker_frame_features(speakers_synced, second)[lo - second.start_frame:hi - second.start_frame, own]
+    span = slice(lo - first.start_frame, hi - first.start_frame)
+    if len(speakers_synced.tracks) == 2:
+        np.testing.assert_allclose(together[span, col], together[span, own] - other)
+    assert (together[span, col] <= together[span, own] - other + 1e-12).all()

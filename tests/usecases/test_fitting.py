@@ -96,3 +96,25 @@ def test_a_broken_previous_heads_file_is_replaced_not_fatal(tmp_path) -> None:
     assert _previous_heads(broken) is None  # none yet
     broken.write_text("{not json")
     assert _previous_heads(broken) is None
+
+
+def test_refitting_one_head_keeps_the_others_and_their_figures(tmp_path, engine) -> None:
+    from edge_sync.usecases.features import SPEAKER_FEATURES
+    from edge_sync.usecases.fitting import fit_usecases
+    from edge_sync.usecases.heads import heads_for, read_heads
+
+    out = tmp_path / "heads.json"
+    bundled = heads_for(engine.manifest)
+    bundled.write(out)
+    fit_usecases(engine, tmp_path / "work", speaker_clips=2, holdout_speaker_clips=1, out=out, progress=False,
+                 only=("speakers",))
+    refit = read_heads(out)
+    for name in ("desync", "quality"):
+        assert refit.heads[name].to_dict() == bundled.heads[name].to_dict()
+        assert refit.evaluation[name] == bundled.evaluation[name]
+    assert refit.heads["speakers"].features == SPEAKER_FEATURES and refit.evaluation["speakers"]["clips"] == 1
+    assert refit.evidence_floor == bundled.evidence_floor
+    with pytest.raises(ValueError, match="choose among"):
+        fit_usecases(engine, tmp_path / "work", out=out, only=("speaker",))
+    with pytest.raises(ValueError, match="no desync, quality head to keep"):
+        fit_usecases(engine, tmp_path / "work", out=tmp_path / "none.json", only=("speakers",))

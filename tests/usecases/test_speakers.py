@@ -38,3 +38,19 @@ def test_json_shape(engine, speakers_synced) -> None:
     d = detect_speakers(speakers_synced, heads_for(engine.manifest)).to_dict()
     assert {"tracks", "turns", "threshold", "num_frames"} <= set(d)
     assert all(len(t["probability"]) == t["stop_frame"] - t["start_frame"] for t in d["tracks"])
+
+
+def test_a_head_fitted_before_a_feature_was_added_still_reads_its_own_columns(engine, speakers_synced) -> None:
+    """A heads file from an older release has fewer speaker features; it is applied to the columns it names."""
+    import dataclasses
+
+    import numpy as np
+
+    from edge_sync.usecases.features import SPEAKER_FEATURES
+    from edge_sync.usecases.heads import LogisticHead
+
+    heads = heads_for(engine.manifest)
+    n = len(SPEAKER_FEATURES) - 1
+    old = LogisticHead(SPEAKER_FEATURES[:n], np.zeros(n), np.ones(n), np.eye(n)[0], 0.0)  # the first column alone
+    result = detect_speakers(speakers_synced, dataclasses.replace(heads, heads={**heads.heads, "speakers": old}))
+    assert result.fitted and all(len(t.probability) == t.stop_frame - t.start_frame for t in result.tracks)

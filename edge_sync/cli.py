@@ -644,9 +644,13 @@ def sync_command(
         typer.echo(result.to_json())
         return
     main = result.main.result
-    typer.echo(f"{video}: offset {main.offset_frames:+d} frames ({main.audio_delay_ms:+.0f} ms, sound late if +; "
-               f"syncnet_python AV offset {main.av_offset:+d}), confidence {main.confidence:.3f}, "
-               f"p={main.probability:.2f}, {main.frames} frames, backend {engine.backend}")
+    if main.no_speech:  # the headline must not read like a measurement (--json keeps the model's guess)
+        typer.echo(f"{video}: NO SPEECH, no offset measured (the model's guess {main.offset_frames:+d} frames at "
+                   f"confidence {main.confidence:.3f}), {main.frames} frames, backend {engine.backend}")
+    else:
+        typer.echo(f"{video}: offset {main.offset_frames:+d} frames ({main.audio_delay_ms:+.0f} ms, sound late if +; "
+                   f"syncnet_python AV offset {main.av_offset:+d}), confidence {main.confidence:.3f}, "
+                   f"p={main.probability:.2f}, {main.frames} frames, backend {engine.backend}")
     for t in result.tracks:
         if t is not result.main:
             typer.echo(f"  track {t.track_id} from frame {t.start_frame}: offset {t.result.offset_frames:+d}, "

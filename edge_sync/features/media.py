@@ -297,7 +297,12 @@ def _video_stream(container: Any) -> Any | None:
 
 
 def _audio_stream(container: Any) -> Any | None:
-    return container.streams.audio[0] if container.streams.audio else None
+    """The audio stream a player plays: FFmpeg's pick (the default one where a file marks it, e.g. a dubbed film's
+    main track after a silent or commentary one), else the first."""
+    if not container.streams.audio:
+        return None
+    best = container.streams.best("audio")
+    return best if best is not None else container.streams.audio[0]
 
 
 def _no_stream(p: Path, kind: str) -> MediaError:

@@ -32,8 +32,8 @@ How the audio moves (``audio="auto"`` picks ``copy`` wherever that is exact, els
   8 ms off), or a codec the container refuses (FLAC or Opus in MOV, Vorbis in MOV).
 
 Output containers: ``.mp4``/``.m4v``/``.mov`` (ISO-BMFF) and ``.mkv`` (Matroska, takes any codec); anything else
-is refused up front (AVI, MPEG-TS, FLV cannot start a stream mid-packet exactly). Only the first video stream and
-the first audio stream are written (the pair that was measured); other streams (subtitles, extra audio tracks,
+is refused up front (AVI, MPEG-TS, FLV cannot start a stream mid-packet exactly). Only the video stream and
+the audio stream that were measured (the first video, the audio a player picks) are written; other streams (subtitles, extra audio tracks,
 data) are left out, with a warning, and named in ``FixResult.dropped_streams``.
 
 A clip that measures in sync (offset 0, no forced delay) still gets an output: a stream copy with no shift (packet

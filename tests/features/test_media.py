@@ -692,3 +692,15 @@ def _tone_onsets(sound: np.ndarray) -> np.ndarray:
     loud = np.abs(sound) > 0.1
     starts = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
     return np.array([t for i, t in enumerate(starts) if i == 0 or t - starts[i - 1] > AUDIO_RATE // 4])
+
+
+def test_the_audio_a_player_picks_is_read(make):
+    """A silent first track and the default one after it (a dubbed film's layout): the default one is measured."""
+    def build(path: Path) -> None:
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=25:duration=2", "-f", "lavfi", "-i",
+               "anullsrc=r=16000:cl=mono", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=16000:duration=2",
+               "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+               "-disposition:a:0", "0", "-disposition:a:1", "default", "-t", "2", str(path))
+
+    sound = read_audio(make("two-audio.mp4", build))
+    assert np.abs(sound).max() > 0.1 and abs(_fft_peak_hz(sound[4000:12000], AUDIO_RATE) - 1000) < 20

@@ -193,6 +193,8 @@ def test_the_command_line_says_no_speech(soundtracks) -> None:
     d = json.loads(out.stdout)
     assert d["no_speech"] is True and d["probability"] <= 1 / 31 + 1e-4 and d["confidence"] == 0.0
     assert d["speech"]["fraction"] == 0.0 and d["audio_coverage"] == pytest.approx(1.0, abs=0.01)
+    headline = _cli("sync", str(soundtracks["silence"])).stdout.splitlines()[0]
+    assert "NO SPEECH, no offset measured" in headline and " ms, sound late" not in headline  # not a measurement
     out = _cli("sync", str(soundtracks["2 of 10 s"]))
     assert "covers 2.0 s of the 10.0 s video" in out.stdout and "speech in 20%" in out.stdout
     paths = [str(soundtracks[n]) for n in ("silence", "noise", "speech")]

@@ -29,7 +29,7 @@ from edge_sync.features.clip import CROP_FOR_PREPROCESSING, probe_for_sync
 from edge_sync.features.faces import DEFAULT_DETECTOR, CropResult, FaceBox, FaceTracker, landmark_cues
 from edge_sync.features.media import iter_frames, read_audio
 from edge_sync.runtimes.evidence import null_rolls, rolled_window, short_soundtrack
-from edge_sync.spec import SAMPLES_PER_FRAME
+from edge_sync.spec import FRAME_MS, SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,10 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     worker.close()
     segments = syncer.finish()
     if not segments:
+        shortest = max(min_frames, tracker.min_track)  # a track of fewer boxed frames is taken for a false positive
+        if tracker.num_frames < shortest:
+            raise NoFaceError(f"{path}: the clip is too short: {tracker.num_frames} frames, and a face must be tracked "
+                              f"for {shortest} ({shortest * FRAME_MS / 1000:g} s) before it counts as one")
         raise NoFaceError(f"{path}: no face track of {min_frames}+ consecutive frames was found ({tracker.num_frames} "
                           "frames); check that a frontal, upright, well-lit face is visible")
     covered = len(audio) / SAMPLES_PER_FRAME  # video frames the decoded soundtrack reaches; past it: silence

@@ -146,3 +146,14 @@ def test_a_segment_too_short_for_its_own_null_streams_it(engine, gap_clip, strea
     assert len(long.null_confidences) == len(short.null_confidences) == 3
     assert short.null_confidences == short_ref.null_confidences
     assert long.null_confidences != long_ref.null_confidences
+
+
+def test_a_clip_shorter_than_a_face_track_says_it_is_too_short(engine, gap_clip, tmp_path):
+    """Eight frames with a face in every one: too few for the tracker to take it for a face, and the error says that,
+    not that no face is visible."""
+    from edge_sync.errors import NoFaceError
+
+    frames = np.stack(list(iter_frames(gap_clip)))[:8]
+    short = write_video(tmp_path / "eight.mp4", frames, read_audio(gap_clip)[:8 * 640])
+    with pytest.raises(NoFaceError, match="too short: 8 frames, and a face must be tracked for 10"):
+        engine.sync_file(short)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_sync.errors import EdgeSyncError
 from edge_sync.features.mfcc import float_samples
-from edge_sync.runtimes.evidence import evidence_ratio, unsure_reason
+from edge_sync.runtimes.evidence import evidence_ratio, null_rolls, short_soundtrack, unsure_reason
 from edge_sync.runtimes.streaming import TAIL, FrameSync
 from edge_sync.spec import AUDIO_RATE, SAMPLES_PER_FRAME
 from edge_sync.usecases.heads import evidence_floor_of
@@ -53,13 +53,15 @@ class LiveFrame:
 class LiveSegment:
     """A closed segment: one uninterrupted run of the followed face, and its clip-level result, with the evidence
     null ``sync_file`` measures (read off the artifact's embeddings: no more model calls; none where the artifact
-    does not output them, or the segment is under 76 frames)."""
+    does not output them). As for a file's soundtrack, a segment of 38-75 frames draws its rolls nearer, and one under
+    38 frames (1.52 s) has none and is unsure whatever its confidence (:mod:`edge_sync.runtimes.evidence`)."""
 
     track_id: int
     start: int
     result: Any  # SyncResult
     null_confidences: list[float] = field(default_factory=list)
     evidence_floor: float | None = None  # fitted beside the model's use-case heads (None: none fitted)
+    null_too_short: bool = False  # the embeddings are there, but the segment is too short for any null
 
     @property
     def evidence_ratio(self) -> float | None:
@@ -72,7 +74,7 @@ class LiveSegment:
         under 1.5x the null), or None when its evidence stands or it has no speech (that has its own flag)."""
         if self.result.no_speech:
             return None
-        return unsure_reason(self.result.confidence, self.evidence_floor, self.null_confidences)
+        return unsure_reason(self.result.confidence, self.evidence_floor, self.null_confidences, self.null_too_short)
 
 
 @dataclass
@@ -211,8 +213,11 @@ class LiveSyncer:
 
     def _summary(self, seg: _Open) -> LiveSegment:
         """The segment's result so far and its null, read off the embeddings of the frames the result summarises."""
-        return LiveSegment(seg.track_id, seg.start, seg.stream.result(), seg.stream.null_confidences(),
-                           self.evidence_floor)
+        result, max_offset = seg.stream.result(), self.engine.contract.max_offset
+        short = short_soundtrack(result.frames, max_offset)  # the frames the result summarises
+        too_short = bool(getattr(self.engine, "embeddings", False)) and not null_rolls(result.frames, max_offset, short)
+        return LiveSegment(seg.track_id, seg.start, result, seg.stream.null_confidences(short=short),
+                           self.evidence_floor, too_short)
 
     def _frames(self, seg: _Open, emitted: list[FrameSync]) -> list[LiveFrame]:
         return [LiveFrame(seg.start + f.frame, seg.track_id, seg.start, f.offset_frames, f.confidence, f.probs)

@@ -73,7 +73,8 @@ def test_a_lagging_microphone_gives_the_offline_result(engine, clip):
 def test_keep_frames_rolls_and_a_silent_microphone_is_reported(engine, clip):
     live, _ = _play(engine, clip.path, mic_lag=0, keep_frames=40)
     assert live.result().result.frames == 40
-    assert live.result().null_confidences == [] and live.result().evidence_ratio is None  # 40 frames: no null
+    # 40 frames: under 76, so a null from rolls drawn nearer (as for a 1.6 s soundtrack)
+    assert len(live.result().null_confidences) == 3 and live.result().evidence_ratio is not None
     with pytest.raises(MicrophoneLagError, match="ahead of the microphone"):
         _play(engine, clip.path, mic_lag=10_000, max_audio_lag=20)
     live.finish()
@@ -122,3 +123,34 @@ def test_the_open_segment_so_far_carries_its_result_and_null(engine, long_clip):
         live.finish()
         assert live.current() is None  # closed: its answer is in result()
         assert live.result().result.frames == (keep or clip.frames)
+
+
+def test_a_young_segment_is_unsure_then_checked_on_near_rolls_then_on_the_usual_ones(engine, long_clip):
+    """The rule sync applies to a short soundtrack, applied to the frames a live segment has summarised so far."""
+    from edge_sync.features.faces import FaceTracker
+    from edge_sync.features.media import iter_frames, read_audio
+    from edge_sync.runtimes.evidence import TOO_SHORT, embedding_nulls
+
+    audio = read_audio(long_clip.path)
+    live = LiveSyncer(engine)
+    tracker = FaceTracker(detect_every=5, crops=(live.crop,))
+    seen = set()
+    for n, frame in enumerate(iter_frames(long_clip.path)):
+        live.push_faces(tracker.push(frame))
+        live.push_audio(audio[n * SAMPLES_PER_FRAME:(n + 1) * SAMPLES_PER_FRAME])
+        now = live.current()
+        if now is None:
+            continue
+        frames, k = now.result.frames, engine.contract.max_offset
+        stream = live._open.stream
+        if frames < 38:
+            assert now.null_too_short and now.null_confidences == [] and now.unsure_reason.startswith(TOO_SHORT)
+            seen.add("too short")
+        elif frames < 76:
+            assert not now.null_too_short
+            assert now.null_confidences == embedding_nulls(*stream.embeddings(), k, short=True) != []
+            seen.add("near")
+        else:
+            assert now.null_confidences == embedding_nulls(*stream.embeddings(), k) != []
+            seen.add("usual")
+    assert seen == {"too short", "near", "usual"}

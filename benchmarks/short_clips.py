@@ -1,7 +1,7 @@
 """Short cuts of real in-sync clips: how often ``sync`` reads them right, and how often it says UNSURE.
 
 Each clip of a list (default: the in-sync hold-out) is cut to L seconds near its start and near its end (FFmpeg
-CLI, H.264 + AAC), as cut and with its sound moved by +-6 frames (read from 240 ms earlier or later in the source),
+CLI, H.264 + AAC), as cut and with its sound moved by +-6 and +-10 frames (read that much earlier or later in the source),
 and read by ``engine.sync_file`` with the evidence null. A reading is right within +-1 frame of the planted shift.
 Why: until session 29 a soundtrack under 3.04 s had no null and only the floor judged it; 1 s cuts read right about
 half the time at higher confidence than whole clips, so ``fix`` moved intact clips and ``desync`` flagged them.
@@ -22,7 +22,7 @@ import edge_sync
 from edge_sync.cli import _clip_names
 from edge_sync.spec import FRAME_MS
 
-SHIFTS = (0, 6, -6)
+SHIFTS = (0, 6, -6, 10, -10)
 
 
 def cut(src: Path, start: float, seconds: float, shift: int, out: Path) -> Path:

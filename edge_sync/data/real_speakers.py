@@ -20,7 +20,8 @@ from edge_sync.data.talking_photo import write_video
 from edge_sync.features.media import iter_frames, read_audio
 from edge_sync.spec import SAMPLES_PER_FRAME, VIDEO_FPS
 
-HEIGHT = 240  # each side is scaled to this height (the faces of the shared clips fill most of their frame)
+HEIGHT = 240  # each side is scaled to this height (the faces of the shared clips fill most of their frame) ...
+SIDE_WIDTH = 320  # ... then cropped or padded about its centre to this width: the faces' boundary is the middle
 MAX_SECONDS = 10.0
 TURN_S = (1.5, 3.5)  # a turn's length
 PAUSE_S = (0.2, 0.6)  # silence between turns
@@ -28,13 +29,19 @@ OVERLAP_P = 0.2  # the next speaker starts before the turn ends
 
 
 def _side(path: Path, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``frames`` frames of a clip at HEIGHT (RGB uint8) and its sound (float32, 16 kHz)."""
+    """The first ``frames`` frames of a clip at HEIGHT x SIDE_WIDTH (RGB uint8; scaled, then cropped or padded
+    with black about the centre) and its sound (float32, 16 kHz)."""
     video = []
     for frame in iter_frames(path):
         if len(video) == frames:
             break
-        width = round(frame.shape[1] * HEIGHT / frame.shape[0]) // 2 * 2
-        video.append(cv2.resize(frame, (width, HEIGHT), interpolation=cv2.INTER_AREA))
+        width = max(2, round(frame.shape[1] * HEIGHT / frame.shape[0]))
+        scaled = cv2.resize(frame, (width, HEIGHT), interpolation=cv2.INTER_AREA)
+        side = np.zeros((HEIGHT, SIDE_WIDTH, 3), np.uint8)
+        cut, pad = max(0, (width - SIDE_WIDTH) // 2), max(0, (SIDE_WIDTH - width) // 2)
+        part = scaled[:, cut:cut + SIDE_WIDTH]
+        side[:, pad:pad + part.shape[1]] = part
+        video.append(side)
     audio = read_audio(path)[:frames * SAMPLES_PER_FRAME]
     return np.stack(video), np.pad(audio, (0, frames * SAMPLES_PER_FRAME - len(audio)))
 
@@ -73,6 +80,5 @@ def make_real_speakers_clip(path: str | Path, left: Path, right: Path, seed: int
     peak = float(np.abs(audio).max()) or 1.0
     video = np.concatenate([v for v, _ in sides], axis=2)
     write_video(path, video, audio / peak * 0.9 if peak > 0.9 else audio)
-    width_left = sides[0][0].shape[2]
-    centres = (width_left / 2, width_left + sides[1][0].shape[2] / 2)
-    return SceneClip(Path(path), "real speakers", frames, 0, speaking, centres)
+    # equal widths: the nearest centre (how fitting matches tracks to people) is the side a face is on
+    return SceneClip(Path(path), "real speakers", frames, 0, speaking, (SIDE_WIDTH / 2, 3 * SIDE_WIDTH / 2))

@@ -174,15 +174,16 @@ def load_real_clip(path: Path, preprocessing: VideoPreprocessing, detector: str 
 
 
 def case_nulls(scorer: Scorer, clip: RealClip, planted: int, video: np.ndarray,
-               outputs: dict[str, np.ndarray]) -> list[float]:
+               outputs: dict[str, np.ndarray], reading: int = 0) -> list[float]:
     """A case's evidence null as ``sync_file`` measures it with the same model: none when the soundtrack is under
     1.52 s; read off the case's own embeddings (rolled round the case) where the scorer gives them and the case is
     long enough for rolls of its own (76 frames; 38 with a soundtrack under 3.04 s, whose rolls are drawn nearer);
-    else the case's video scored again against the whole soundtrack rolled."""
+    else the case's video scored again against the whole soundtrack rolled. ``reading``: the case's offset, around
+    which a short soundtrack's embedding null places its rolls, as ``sync_file`` does."""
     k_max = scorer.contract.max_offset
     rolls, short = clip.null_rolls(k_max), clip.short_soundtrack(k_max)
     if scorer.embeddings and rolls and null_rolls(video.shape[2], k_max, short):
-        return embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k_max, short)
+        return embedding_nulls(outputs["audio_emb"], outputs["video_emb"], k_max, short, reading if short else 0)
     return [scorer.run(clip.case_audio(planted, roll), video).confidence for roll in rolls]
 
 
@@ -195,7 +196,8 @@ def score_clip(scorer: Scorer, clip: RealClip, planted: Sequence[int] = DEFAULT_
         if inputs is None:
             continue
         res, outputs = scorer.run_with_outputs(*inputs)
-        ratio = evidence_ratio(res.confidence, case_nulls(scorer, clip, int(k), inputs[1], outputs))
+        ratio = evidence_ratio(res.confidence, case_nulls(scorer, clip, int(k), inputs[1], outputs,
+                                                          int(res.offset_frames)))
         ctx = context_evaluation([res.correlation], [int(k)], contexts, tolerance=TOLERANCE)
         exact = context_evaluation([res.correlation], [int(k)], contexts, tolerance=0)
         out.append(CaseResult(clip.path.name, clip.group, clip.source, int(k), int(res.offset_frames),

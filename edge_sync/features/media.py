@@ -370,23 +370,30 @@ def _fast_rgb(frame: Any, staging: list[np.ndarray] | None = None) -> np.ndarray
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 
-def _display_width(width: int, sar: Any) -> int:
-    """A stored width in display pixels: anamorphic video (DV, broadcast, some phones) stores pixels that are not
-    square, and a face squeezed to half its width neither detects nor reads like one."""
-    return max(1, round(width * float(sar))) if sar and sar != 1 else width
+MAX_ASPECT_CORRECTION = 4.0  # a sample aspect ratio beyond 1/4..4 is taken for a broken header and ignored
+
+
+def _display_size(width: int, height: int, sar: Any) -> tuple[int, int]:
+    """A stored frame's size with square pixels, never larger than stored (a tall pixel shrinks the width, a wide
+    one the height, so a header cannot make a frame bigger than the pixel limit checked). Why: anamorphic video
+    (DV, broadcast, some phones) stores pixels that are not square, and a face squeezed to half its width neither
+    detects nor reads like one."""
+    ratio = float(sar) if sar else 1.0
+    if ratio == 1.0 or not 1 / MAX_ASPECT_CORRECTION <= ratio <= MAX_ASPECT_CORRECTION:
+        return width, height
+    return (max(1, round(width * ratio)), height) if ratio < 1 else (width, max(1, round(height / ratio)))
 
 
 def _rgb(frame: Any, staging: list[np.ndarray] | None = None, sar: Any = None) -> np.ndarray:
     """Decoded frame -> RGB uint8 [H, W, 3] in display shape and orientation: square pixels (``sar``, the stream's
-    sample aspect ratio) and upright (phones store portrait as rotated); ``staging`` is a scratch buffer
-    :func:`_fast_rgb` may keep between frames."""
+    sample aspect ratio, :func:`_display_size`) and upright (phones store portrait as rotated); ``staging`` is a
+    scratch buffer :func:`_fast_rgb` may keep between frames."""
     arr = _fast_rgb(frame, staging)
     if arr is None:
         arr = frame.to_ndarray(format="rgb24")
-    width = _display_width(arr.shape[1], sar)
-    if width != arr.shape[1]:
-        arr = cv2.resize(arr, (width, arr.shape[0]),
-                         interpolation=cv2.INTER_AREA if width < arr.shape[1] else cv2.INTER_LINEAR)
+    width, height = _display_size(arr.shape[1], arr.shape[0], sar)
+    if (width, height) != (arr.shape[1], arr.shape[0]):
+        arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_AREA)
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation:
         k = round(rotation / 90.0)
@@ -529,6 +536,9 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
     dropped = 0
     declared = _declared_seconds(container, stream)  # what a suggested limit must fit
     sar = stream.sample_aspect_ratio  # non-square pixels are resized to square ones
+    if sar and not 1 / MAX_ASPECT_CORRECTION <= float(sar) <= MAX_ASPECT_CORRECTION:
+        log.warning("%s: ignoring a sample aspect ratio of %s (a broken header?): frames are used as stored", p, sar)
+        sar = None
 
     def emit() -> np.ndarray:
         nonlocal prev_arr, prev_given
@@ -603,7 +613,8 @@ def _resample_video(p: Path, container: Any, stream: Any, fps: int, max_frames: 
 # --- audio -------------------------------------------------------------------------------------------
 def read_audio(path: PathLike, sample_rate: int = AUDIO_RATE, align_to_video: bool = True,
                limits: DecodeLimits | None = None) -> np.ndarray:
-    """Decode the first audio stream to float32 mono in [-1, 1] at ``sample_rate``.
+    """Decode the audio stream a player plays (the default track where a file marks one) to float32 mono in
+    [-1, 1] at ``sample_rate``.
 
     Any source rate is converted by FFmpeg's resampler (``av.AudioResampler``); channels are then
     downmixed to mono as the mean of the full-range channels (LFE dropped), which never clips. With

@@ -158,8 +158,9 @@ class FileSync(JsonResult):
     @property
     def unsure_reason(self) -> str | None:
         """Why the offset cannot be trusted (:func:`edge_sync.runtimes.evidence.unsure_reason`: under the model's
-        evidence floor, or under 1.5x what this clip's own sound gives against its video rolled out of any
-        alignment); None when the evidence stands, without speech (that has its own flag) or without tracks."""
+        evidence floor, a soundtrack too short for any null (under 1.52 s), or under 1.5x what this clip's own sound
+        gives against its video rolled out of any alignment); None when the evidence stands, without speech (that
+        has its own flag) or without tracks."""
         if not self.tracks or self.no_speech:
             return None
         return unsure_reason(self.confidence, self.evidence_floor, self.main.null_confidences,

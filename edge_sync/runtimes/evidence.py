@@ -23,10 +23,10 @@ soundtrack (or, for the embedding null, a segment) under 3.04 s (2 (2K + margin)
 rolls: a soundtrack of 1.52-3.04 s draws its rolls nearer (``short=True``: the true alignment just outside the
 offsets read, :data:`SHORT_NULL_MARGIN_FRAMES`), and one under 1.52 s has no null at all: its reading is unsure
 whatever its confidence (:data:`TOO_SHORT`). Why (session 29, ``benchmarks/short_clips.py``: 1-3 s cuts of the
-in-sync hold-out clips, as cut and with their sound moved by +-6 frames, bundled INT8 student): with no null
-nothing flagged the 1 s cuts, which read right 26 of 53 times, at higher confidence than whole clips; the near
-rolls flag 11 of the 12 wrong answers on 3 s cuts and none of the 24 right ones, 9 of 11 wrong and 8 of 43 right on
-2 s cuts, 11 of 13 wrong and 29 of 41 right on 1.5 s cuts. numpy only.
+in-sync hold-out clips, as cut and with their sound moved by +-6 and +-10 frames, bundled INT8 student): with no
+null nothing flagged the 1 s cuts, which read right about half the time, at higher confidence than whole clips;
+the near rolls flag all 20 wrong answers on 3 s cuts and none of the 40 right ones, 15 of 18 wrong and 7 of 72
+right on 2 s cuts, 22 of 24 wrong and 21 of 66 right on 1.5 s cuts. numpy only.
 """
 from __future__ import annotations
 
@@ -45,16 +45,20 @@ SHORT_NULL_MARGIN_FRAMES = 3
 TOO_SHORT = "too short for an evidence check"  # how unsure_reason's clause for a soundtrack without a null begins
 
 
-def null_rolls(frames: int, max_offset: int, short: bool = False) -> list[int]:
+def null_rolls(frames: int, max_offset: int, short: bool = False, reading: int = 0) -> list[int]:
     """Rolls R (frames; frame t then hears frame t + R) for a soundtrack of ``frames`` frames: spread over
     [2K + margin, frames - 2K - margin], so neither a roll nor its wrap brings any alignment within K + margin of
     the offsets -K..K; none when the soundtrack is shorter than 2 (2K + margin) frames (3.04 s for K = 15).
-    ``short`` (a soundtrack under that, see :func:`short_soundtrack`): spread over [K + 1 + m, frames - K - 1 - m]
-    with m = :data:`SHORT_NULL_MARGIN_FRAMES`, the true alignment just outside the offsets read; none under
-    2 (K + 1 + m) frames (1.52 s)."""
+    ``short`` (a soundtrack under that, see :func:`short_soundtrack`): too short to keep every alignment out, so the
+    rolls keep the *reading's* out: the alignment at offset ``reading`` lands at ``reading - R`` (or that plus
+    ``frames``), just outside the offsets read, for R in [reading + K + 1 + m, reading + frames - K - 1 - m] with
+    m = :data:`SHORT_NULL_MARGIN_FRAMES`; none under 2 (K + 1 + m) frames (1.52 s). Why the reading: a short clip
+    really 10 frames late rolled as if it were in sync brings its own alignment back within reach, and its null
+    then equals its reading. Where the reading is wrong, the true alignment may come within reach and raise the
+    null: more UNSURE, never less."""
     if short:
-        lo = max_offset + 1 + SHORT_NULL_MARGIN_FRAMES
-        hi = frames - lo
+        lo = reading + max_offset + 1 + SHORT_NULL_MARGIN_FRAMES
+        hi = reading + frames - (max_offset + 1 + SHORT_NULL_MARGIN_FRAMES)
     else:
         lo = 2 * max_offset + NULL_MARGIN_FRAMES
         hi = frames - lo
@@ -86,14 +90,15 @@ def shifted_correlation(video_emb: np.ndarray, audio_emb: np.ndarray, max_offset
 
 
 def embedding_nulls(audio_emb: np.ndarray, video_emb: np.ndarray, max_offset: int,
-                    short: bool = False) -> list[float]:
+                    short: bool = False, reading: int = 0) -> list[float]:
     """The null's confidences read off a segment's own embeddings [D, T]: the audio embeddings rolled round the
     segment by each of :func:`null_rolls` (T, ``short``)'s rolls, against the video's. Why: the same statistic as
     scoring the video against rolled sound, without running the model again; which rolls are drawn moves a few
     borderline cases either way (``scripts/embedding_null_check.py``, docs/real_footage.md session 28). The roll
     wraps round the segment, not the soundtrack, so a segment under 3.04 s of a longer soundtrack has none
-    (``sync_file`` streams its null then); ``short``: the near rolls of a short soundtrack's segments."""
-    rolls = null_rolls(video_emb.shape[1], max_offset, short)
+    (``sync_file`` streams its null then); ``short``: the near rolls of a short soundtrack's segments, placed
+    around the segment's ``reading`` (its offset)."""
+    rolls = null_rolls(video_emb.shape[1], max_offset, short, reading)
     return [curve_confidence(distance_curve(shifted_correlation(video_emb, np.roll(audio_emb, -r, axis=1),
                                                                 max_offset))) for r in rolls]
 

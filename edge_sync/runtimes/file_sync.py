@@ -234,7 +234,8 @@ def sync_file(engine: Any, path: str | Path, detect_every: int = 5, detector: st
     """The whole pipeline on a file with memory bounded by the stream windows; returns a FileSync.
     ``null_check``: also score each segment against its sound rolled out of any alignment
     (:mod:`edge_sync.runtimes.evidence`): read off the segment's embeddings where the artifact outputs them and the
-    segment is 76+ frames long, else streamed (the model runs 4x, the decoding and faces once)."""
+    segment is 76+ frames long (38+ in a soundtrack under 3.04 s, whose rolls are drawn nearer), else streamed (the
+    model runs 4x, the decoding and faces once); a soundtrack under 1.52 s has none and its reading is unsure."""
     from edge_sync.runtimes.api import UNSURE_PREFIX, FileSync, TrackSync
 
     start = time.perf_counter()

@@ -314,7 +314,10 @@ class SyncStream:
 
     def null_confidences(self, short: bool = False) -> list[float]:
         """The evidence null of the frames :meth:`result` summarises, read off their embeddings
-        (:func:`~edge_sync.runtimes.evidence.embedding_nulls`; ``short``: a short soundtrack's near rolls); empty
-        without them or under 76 frames (38 with ``short``)."""
+        (:func:`~edge_sync.runtimes.evidence.embedding_nulls`; ``short``: a short soundtrack's near rolls, around
+        the result's offset); empty without them or under 76 frames (38 with ``short``)."""
         embeddings = self.embeddings()
-        return [] if embeddings is None else embedding_nulls(*embeddings, self.engine.contract.max_offset, short)
+        if embeddings is None:
+            return []
+        reading = self.result().offset_frames if short else 0
+        return embedding_nulls(*embeddings, self.engine.contract.max_offset, short, reading)

@@ -103,7 +103,7 @@ def flag_sync(sync: FileSync, heads: UsecaseHeads | None = None) -> DesyncFlag:
         return DesyncFlag(sync.path, None, None, threshold, [why], feats, res.offset_frames, no_speech=True,
                           speech_fraction=speech, audio_coverage=sync.audio_coverage,
                           warnings=warnings + ([too_short] if too_short else []))
-    soundtrack = res.frames if sync.audio_frames is None else int(min(sync.audio_frames, sync.num_frames))
+    soundtrack = res.frames if sync.audio_frames is None else int(sync.audio_frames)  # as sync_file measures it
     if not soundtrack_null_rolls(soundtrack, (res.frame_probs.shape[0] - 1) // 2):
         why = (f"{TOO_SHORT}: {soundtrack * FRAME_MS / 1000:.2f} s of sound is under 1.52 s, and 1 s cuts of real "
                "in-sync clips read right about half the time: no verdict")

@@ -137,7 +137,7 @@ def _joined(a: Examples, b: Examples) -> Examples:
     return Examples(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), np.concatenate([a.group, b.group]))
 
 
-SPEAKER_CACHE = "speakers-v2"  # feature cache name: v2 since the sync window and contrast_over_others (session 29)
+SPEAKER_CACHE = "speakers-v3"  # feature cache name: v3 since the sync window, contrast_over_others and equal sides
 
 
 def _speaker_rows(engine: Any, clip: Any) -> dict[str, np.ndarray]:
@@ -157,6 +157,8 @@ def _speaker_rows(engine: Any, clip: Any) -> dict[str, np.ndarray]:
 
 
 def _stacked(parts: list[dict[str, np.ndarray]], offset: int = 0) -> Examples:
+    if not parts:  # e.g. a hold-out of one clip makes no pair
+        return Examples(np.zeros((0, len(SPEAKER_FEATURES))), np.zeros(0, np.int8), np.zeros(0, np.int64))
     return Examples(np.concatenate([d["x"] for d in parts]), np.concatenate([d["y"] for d in parts]),
                     np.concatenate([np.full(len(d["y"]), offset + i) for i, d in enumerate(parts)]))
 
@@ -295,9 +297,10 @@ def fit_usecases(engine: Any, workdir: Path, per_kind: int = 16, holdout_per_kin
     evaluation = {name: previous.evaluation.get(name) for name in kept} if previous is not None else {}
     recipe = dict(previous.evaluation.get("recipe", {})) if previous is not None and kept else {}
     recipe.update({"backend": engine.backend, "artifact": engine.manifest.get("name"),
-                   "precision": engine.manifest.get("precision"),
-                   "real": None if real is None else {"root": str(real.root), "train": list(real.train),
-                                                      "holdout": list(real.holdout), "shifts": list(real.shifts)}})
+                   "precision": engine.manifest.get("precision")})
+    if real is not None or not kept:  # a kept head's real clips stay on record when this refit has none
+        recipe["real"] = None if real is None else {"root": str(real.root), "train": list(real.train),
+                                                    "holdout": list(real.holdout), "shifts": list(real.shifts)}
     if "desync" in only or "quality" in only:
         train_d = desync_examples(engine, "train", per_kind, workdir, progress)
         test_d = desync_examples(engine, "holdout", holdout_per_kind, workdir, progress)

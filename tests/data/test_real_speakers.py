@@ -32,7 +32,8 @@ def test_a_real_speakers_clip_hears_each_side_in_its_turn(tmp_path) -> None:
                                     size=(160, 240), seed=2)
     clip = make_real_speakers_clip(tmp_path / "pair.mp4", left.path, right.path, seed=0)
     frames = np.stack(list(iter_frames(clip.path)))
-    assert frames.shape[1:] == (240, 480, 3) and clip.face_x == (160.0, 400.0)
+    assert frames.shape[1:] == (240, 640, 3) and clip.face_x == (160.0, 480.0)  # two equal sides, 4:3 each
+    assert frames[:, :, 320:320 + 80].max() < 20  # the narrow right clip is padded, centred: black at its left
     assert clip.frames == frames.shape[0] == min(left.frames, right.frames) == clip.speaking.shape[1]
     sound, own = read_audio(clip.path), [read_audio(p) for p in (left.path, right.path)]
     for side in (0, 1):  # frames where only this side is heard carry its own sound at the same instant

@@ -30,13 +30,16 @@ def test_a_soundtrack_under_three_seconds_has_no_usual_null() -> None:
 
 
 @pytest.mark.parametrize("frames", [38, 39, 50, 75])
-def test_a_short_soundtrack_draws_its_rolls_nearer_and_still_out_of_reach(frames) -> None:
+@pytest.mark.parametrize("reading", [-15, -10, -4, 0, 4, 10, 15])
+def test_a_short_soundtrack_draws_its_rolls_nearer_and_keeps_the_reading_out_of_reach(frames, reading) -> None:
+    """A short clip really 10 frames late, rolled as if it were in sync, would bring its own alignment back among
+    the offsets read, and its null would equal its reading: the rolls are placed around the reading."""
     k = 15
     assert short_soundtrack(frames, k) and soundtrack_null_rolls(frames, k) == null_rolls(frames, k, short=True)
-    rolls = null_rolls(frames, k, short=True)
+    rolls = null_rolls(frames, k, short=True, reading=reading)
     assert 1 <= len(rolls) <= 3 and len(set(rolls)) == len(rolls)
     for r in rolls:
-        for seen in (-r, frames - r):  # where the true alignment (offset 0) lands, either side of the wrap
+        for seen in (reading - r, reading - r + frames, reading - r - frames):  # the reading's alignment, rolled
             assert abs(seen) >= k + 1 + SHORT_NULL_MARGIN_FRAMES
 
 
@@ -200,6 +203,18 @@ def test_a_short_clip_reads_a_null_drawn_nearer_and_one_too_short_is_unsure(engi
     flag = desync_file(engine, one_path)
     assert flag.flagged is None and flag.probability is None and flag.reasons[0].startswith(TOO_SHORT)
     assert not flag.no_speech  # it has speech: the headline says NOT JUDGED, not NO SPEECH
+
+
+@pytest.mark.parametrize("late", [10, -10])
+def test_a_short_clip_really_out_of_sync_keeps_its_verdict(engine, talk, tmp_path, late) -> None:
+    """2 s with the sound 10 frames late (or early): the near rolls are placed around the reading, so the clip's
+    own alignment does not come back among the offsets read and make its null equal its reading (it did: 0.99x)."""
+    path, _ = talk
+    frames, sound = np.stack(list(iter_frames(path)))[75:125], read_audio(path)
+    moved = np.pad(sound, (max(late, 0) * SAMPLES_PER_FRAME, 0))[(75 - min(late, 0)) * SAMPLES_PER_FRAME:]
+    sync = engine.sync_file(write_video(tmp_path / "late.mp4", frames, moved[:50 * SAMPLES_PER_FRAME]))
+    assert sync.offset_frames == late and len(sync.main.null_confidences) == 3
+    assert sync.evidence_ratio >= MIN_EVIDENCE_RATIO and not sync.low_evidence
 
 
 def test_the_null_can_be_left_out(engine, talk) -> None:

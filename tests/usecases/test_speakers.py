@@ -41,16 +41,21 @@ def test_json_shape(engine, speakers_synced) -> None:
 
 
 def test_a_head_fitted_before_a_feature_was_added_still_reads_its_own_columns(engine, speakers_synced) -> None:
-    """A heads file from an older release has fewer speaker features; it is applied to the columns it names."""
+    """A heads file from an older release names fewer speaker features; it is applied to the columns it names."""
     import dataclasses
 
     import numpy as np
 
-    from edge_sync.usecases.features import SPEAKER_FEATURES
+    from edge_sync.usecases.features import SPEAKER_FEATURES, judged_track, speaker_frame_features
     from edge_sync.usecases.heads import LogisticHead
 
     heads = heads_for(engine.manifest)
-    n = len(SPEAKER_FEATURES) - 1
-    old = LogisticHead(SPEAKER_FEATURES[:n], np.zeros(n), np.ones(n), np.eye(n)[0], 0.0)  # the first column alone
+    names = ("mouth_motion", "audio_level_db")  # an older head of two features, in its own order
+    old = LogisticHead(names, np.array([5.0, -30.0]), np.array([2.0, 10.0]), np.array([0.8, 0.5]), -0.2)
     result = detect_speakers(speakers_synced, dataclasses.replace(heads, heads={**heads.heads, "speakers": old}))
-    assert result.fitted and all(len(t.probability) == t.stop_frame - t.start_frame for t in result.tracks)
+    assert result.fitted
+    for found, track in zip(result.tracks, speakers_synced.tracks):
+        feats = speaker_frame_features(speakers_synced, judged_track(speakers_synced, track)[0])
+        cols = feats[:, [SPEAKER_FEATURES.index(n) for n in names]]
+        expected = 1 / (1 + np.exp(-(((cols - old.mean) / old.scale) @ old.weights + old.bias)))
+        np.testing.assert_allclose(found.probability[:len(expected)], expected, rtol=1e-12)

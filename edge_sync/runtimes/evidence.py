@@ -20,8 +20,9 @@ right answers under the null (all four ``pcavs_620900105``'s, the clip read at c
 16 independent clips with planted shifts, 10 of the 13 wrong answers and 7 of the 131 right ones (streamed: 2/72;
 11/13 and 4/131). ``edge-sync score`` says UNSURE, not OUT OF SYNC, on the one in-sync clip it misreads. A
 soundtrack (or, for the embedding null, a segment) under 3.04 s (2 (2K + margin) frames) is too short for those
-rolls: a soundtrack of 1.52-3.04 s draws its rolls nearer (``short=True``: the true alignment just outside the
-offsets read, :data:`SHORT_NULL_MARGIN_FRAMES`), and one under 1.52 s has no null at all: its reading is unsure
+rolls: a soundtrack of 1.52-3.04 s draws its rolls nearer, around its reading (``short=True``: the reading's
+alignment just outside the offsets read, :data:`SHORT_NULL_MARGIN_FRAMES`; a streamed null, which starts before the
+reading is known, places them as if in sync), and one under 1.52 s has no null at all: its reading is unsure
 whatever its confidence (:data:`TOO_SHORT`). Why (session 29, ``benchmarks/short_clips.py``: 1-3 s cuts of the
 in-sync hold-out clips, as cut and with their sound moved by +-6 and +-10 frames, bundled INT8 student): with no
 null nothing flagged the 1 s cuts, which read right about half the time, at higher confidence than whole clips;
@@ -39,7 +40,7 @@ from edge_sync.runtimes.result import curve_confidence, distance_curve
 NULL_MARGIN_FRAMES = 8  # how far (frames) a rolled copy's nearest alignment stays outside the offsets read
 NULL_ROLLS = 3  # rolled copies per clip: their median is the null
 MIN_EVIDENCE_RATIO = 1.5  # a reading's confidence must be this many times the null's (fixed on the hold-out)
-# a soundtrack too short for the rolls above: rolls keep the true alignment this many frames outside -K..K
+# a soundtrack too short for the rolls above: rolls keep the reading's alignment this many frames outside -K..K
 # (fixed on 1.5-3 s cuts of the hold-out clips in session 29; see the module doc)
 SHORT_NULL_MARGIN_FRAMES = 3
 TOO_SHORT = "too short for an evidence check"  # how unsure_reason's clause for a soundtrack without a null begins

@@ -132,7 +132,8 @@ class FileSyncer:
             seg.last_crop = crops
             seg.next_frame += 1
         if self.embedding_null and seg.nulls and null_rolls(seg.frames, self.max_offset, self.short):
-            seg.nulls = {}  # long enough for its own embedding null (76 frames, before a null stream's first call)
+            seg.nulls = {}  # long enough for its own embedding null (76 frames, 38 in a short soundtrack; before a
+            # null stream's first call)
         if seg.next_frame - seg.audio_to >= AUDIO_BATCH_FRAMES:
             seg.stream.push(audio=self._samples(seg.audio_to, seg.next_frame))
             for roll, null in seg.nulls.items():

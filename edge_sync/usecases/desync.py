@@ -29,9 +29,9 @@ from typing import Any
 from edge_sync._json import JsonResult
 from edge_sync.runtimes.api import FileSync
 from edge_sync.runtimes.evidence import TOO_SHORT, soundtrack_null_rolls
+from edge_sync.spec import FRAME_MS
 from edge_sync.usecases.features import DESYNC_FEATURES, desync_features, judged_track, judged_warnings, vector
 from edge_sync.usecases.heads import LogisticHead, UsecaseHeads, resolve_heads
-from edge_sync.spec import FRAME_MS
 
 MAX_SYNC_OFFSET = 1  # frames: beyond this the clip is out of sync whatever the head says
 # the windowed offset moves this much over the clip, and its windows span twice that: drift (in-sync clips of

@@ -241,3 +241,18 @@ def test_the_cli_measures_the_null_unless_told_not_to(talk, tmp_path) -> None:
         assert done.exit_code == 0, done.output
         (line,) = [json.loads(x) for x in journal.read_text().splitlines()]
         assert one["low_evidence"] is line["low_evidence"] is unsure and line["null_check"] is unsure
+
+
+def test_desync_judges_a_short_picture_with_enough_sound_as_sync_does(engine, talk, tmp_path) -> None:
+    """1 s of video on 2 s of sound: sync_file checks it against a null drawn from the 2 s soundtrack, so desync must
+    judge it too (it measured 'too short' on the video's length and said NOT JUDGED)."""
+    from edge_sync.usecases.desync import flag_sync
+    from edge_sync.usecases.heads import heads_for
+
+    path, _ = talk
+    frames, sound = np.stack(list(iter_frames(path)))[50:75], read_audio(path)
+    clip = write_video(tmp_path / "short_picture.mp4", frames, sound[50 * SAMPLES_PER_FRAME:100 * SAMPLES_PER_FRAME])
+    sync = engine.sync_file(clip)
+    assert not sync.main.null_too_short and sync.main.null_confidences  # a null from the 2 s soundtrack
+    flag = flag_sync(sync, heads_for(engine.manifest))
+    assert not any(r.startswith(TOO_SHORT) for r in flag.reasons + flag.warnings)

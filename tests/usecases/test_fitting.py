@@ -118,3 +118,19 @@ def test_refitting_one_head_keeps_the_others_and_their_figures(tmp_path, engine)
         fit_usecases(engine, tmp_path / "work", out=out, only=("speaker",))
     with pytest.raises(ValueError, match="no desync, quality head to keep"):
         fit_usecases(engine, tmp_path / "work", out=tmp_path / "none.json", only=("speakers",))
+
+
+def test_a_split_too_small_to_pair_gives_no_real_speaker_rows(tmp_path) -> None:
+    """A hold-out of one clip makes no pair: an empty set (and no real rows in the figures), not a crash."""
+    from edge_sync.usecases.features import SPEAKER_FEATURES
+    from edge_sync.usecases.fitting import evaluate_speakers, real_speaker_examples, real_speaker_pairs
+    from edge_sync.usecases.heads import LogisticHead
+
+    clips = RealClips(tmp_path, ("a.mp4", "b.mp4", "c.mp4"), ("d.mp4",))
+    assert real_speaker_pairs(clips, "holdout") == [] and len(real_speaker_pairs(clips, "train")) == 3
+    empty = real_speaker_examples(None, clips, "holdout", None, tmp_path)  # nothing to make: no engine needed
+    assert empty.x.shape == (0, len(SPEAKER_FEATURES)) and len(empty.y) == len(empty.group) == 0
+    n = len(SPEAKER_FEATURES)
+    head = LogisticHead(SPEAKER_FEATURES, np.zeros(n), np.ones(n), np.ones(n), 0.0)
+    rendered = Examples(np.zeros((4, n)), np.array([0, 1, 0, 1]), np.zeros(4))
+    assert "real: head" not in evaluate_speakers(head, rendered, empty)

@@ -12,6 +12,7 @@ video leaves the rest padded with silence, and statistics over that padding (a 2
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -22,7 +23,10 @@ from edge_sync.runtimes.result import SyncResult
 from edge_sync.spec import FRAME_MS
 
 SPEAKER_FEATURES = ("sync_prob_near_0", "corr_contrast_0", "mouth_motion", "audio_level_db", "track_sync_prob",
-                    "contrast_over_others")
+                    "contrast_over_others",
+                    # the same sync evidence at each face's own best offset within +-SPEAKER_BEST_OFFSET: a face whose
+                    # sound is a few frames off as published still speaks (session 29)
+                    "sync_prob_near_best", "corr_contrast_best", "track_sync_prob_best", "contrast_best_over_others")
 QUALITY_FEATURES = ("lse_c", "lse_d", "abs_offset", "clip_probability")
 DESYNC_FEATURES = QUALITY_FEATURES + ("offset_drift", "window_offset_range", "frames_at_offset", "frame_entropy",
                                       "peak_corr_std", "peak_corr_lag1", "motion_speech_ratio")
@@ -30,6 +34,7 @@ SPEAKER_WINDOW = 7  # frames each side: about half a second of mouth motion and 
 # frames each side for the sync evidence: a real face's per-frame evidence is noisier than a rendered one's (session
 # 29: picked by cross-validation over real two-person clips, 12 over 7 and 20)
 SPEAKER_SYNC_WINDOW = 12
+SPEAKER_BEST_OFFSET = 3  # frames: how far off as published a face's sound may be and still count as its own
 DRIFT_WINDOW = 25  # frames per window when following the offset over time
 SPEECH_DB = -40.0  # a frame louder than this carries voice (the clips' silence sits near -100 dBFS)
 
@@ -109,39 +114,52 @@ def _zero_index(track: TrackSync) -> int:
     return (track.result.frame_probs.shape[0] - 1) // 2
 
 
-def _sync_contrast(track: TrackSync) -> np.ndarray:
-    """[frames] how far offset 0's correlation stands above the frame's median over all offsets, smoothed."""
+def _best_index(track: TrackSync) -> int:
+    """The row of the offset within +-SPEAKER_BEST_OFFSET where this face's frame-averaged evidence peaks."""
+    k0, m = _zero_index(track), SPEAKER_BEST_OFFSET
+    return k0 - m + int(np.argmax(track.result.frame_probs.mean(axis=1)[k0 - m:k0 + m + 1]))
+
+
+def _sync_contrast(track: TrackSync, row: int) -> np.ndarray:
+    """[frames] how far offset ``row``'s correlation stands above the frame's median over all offsets, smoothed."""
     res = track.result
-    return smooth(res.correlation[_zero_index(track)] - np.median(res.correlation, axis=0), SPEAKER_SYNC_WINDOW)
+    return smooth(res.correlation[row] - np.median(res.correlation, axis=0), SPEAKER_SYNC_WINDOW)
 
 
-def _contrast_of_others(sync: FileSync, track: TrackSync) -> np.ndarray:
-    """[frames] the highest :func:`_sync_contrast` of any other face on screen at each of ``track``'s frames; 0
-    where it is alone. Why: two people share one soundtrack, and the one whose mouth matches it better is the
-    likelier speaker, however well both mouths move (a real listener's mouth moves too)."""
+def _contrast_of_others(sync: FileSync, track: TrackSync, row_of: Callable[[TrackSync], int]) -> np.ndarray:
+    """[frames] the highest :func:`_sync_contrast` (each at its own ``row_of``) of any other face on screen at each
+    of ``track``'s frames; 0 where it is alone. Why: two people share one soundtrack, and the one whose mouth matches
+    it better is the likelier speaker, however well both mouths move (a real listener's mouth moves too)."""
     best = np.full(track.result.frames, -np.inf)
     for other in sync.tracks:
         if other.track_id == track.track_id and other.start_frame == track.start_frame:
             continue
         lo, hi = max(track.start_frame, other.start_frame), min(track.stop_frame, other.stop_frame)
         if hi > lo:
-            part = _sync_contrast(other)[lo - other.start_frame:hi - other.start_frame]
+            part = _sync_contrast(other, row_of(other))[lo - other.start_frame:hi - other.start_frame]
             span = slice(lo - track.start_frame, hi - track.start_frame)
             best[span] = np.maximum(best[span], part)
     return np.where(np.isfinite(best), best, 0.0)
 
 
+def _sync_columns(sync: FileSync, track: TrackSync, row_of: Callable[[TrackSync], int]) -> list[np.ndarray]:
+    """The sync evidence at offset row ``row_of(track)``: near it, its contrast, the whole track's, over others."""
+    res, row = track.result, row_of(track)
+    near = smooth(res.frame_probs[row - 1:row + 2].sum(axis=0), SPEAKER_SYNC_WINDOW)
+    contrast = _sync_contrast(track, row)
+    whole = np.full(res.frames, float(res.frame_probs.mean(axis=1)[row - 1:row + 2].sum()))
+    return [near, contrast, whole, contrast - _contrast_of_others(sync, track, row_of)]
+
+
 def speaker_frame_features(sync: FileSync, track: TrackSync) -> np.ndarray:
     """[T, len(SPEAKER_FEATURES)] for one track segment's frames."""
     res = track.result
-    k0 = _zero_index(track)
-    near0 = res.frame_probs[k0 - 1:k0 + 2].sum(axis=0)
-    contrast = _sync_contrast(track)
+    near0, contrast0, whole0, over0 = _sync_columns(sync, track, _zero_index)
+    near, contrast, whole, over = _sync_columns(sync, track, _best_index)
     motion = track.cues.get("mouth_motion", np.zeros(res.frames))
     level = track_audio_level(sync, track)
-    whole = np.full(res.frames, float(res.frame_probs.mean(axis=1)[k0 - 1:k0 + 2].sum()))
-    cols = [smooth(near0, SPEAKER_SYNC_WINDOW), contrast, smooth(motion, SPEAKER_WINDOW),
-            smooth(level, SPEAKER_WINDOW), whole, contrast - _contrast_of_others(sync, track)]
+    cols = [near0, contrast0, smooth(motion, SPEAKER_WINDOW), smooth(level, SPEAKER_WINDOW), whole0, over0,
+            near, contrast, whole, over]
     return np.stack(cols, axis=1)
 
 

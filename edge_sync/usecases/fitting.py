@@ -137,7 +137,7 @@ def _joined(a: Examples, b: Examples) -> Examples:
     return Examples(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), np.concatenate([a.group, b.group]))
 
 
-SPEAKER_CACHE = "speakers-v3"  # feature cache name: v3 since the sync window, contrast_over_others and equal sides
+SPEAKER_CACHE = "speakers-v4"  # feature cache name: v4 since the best-offset columns (v3: equal sides; v2: window)
 
 
 def _speaker_rows(engine: Any, clip: Any) -> dict[str, np.ndarray]:

@@ -53,3 +53,26 @@ def test_a_face_alone_is_judged_on_its_own_evidence_and_two_faces_against_each_o
     if len(speakers_synced.tracks) == 2:
         np.testing.assert_allclose(together[span, col], together[span, own] - other)
     assert (together[span, col] <= together[span, own] - other + 1e-12).all()
+
+
+def test_a_face_whose_sound_is_a_few_frames_off_still_shows_its_evidence_at_its_best_offset() -> None:
+    """Evidence peaked 2 frames from 0 (a clip published 80 ms off): the offset-0 columns miss it, the best-offset
+    columns find it; past SPEAKER_BEST_OFFSET the peak is not taken for the face's own."""
+    from edge_sync.runtimes.api import FileSync, TrackSync
+    from edge_sync.runtimes.result import SyncResult
+    from edge_sync.usecases.features import SPEAKER_BEST_OFFSET
+
+    k, frames = 15, 60
+    for shift, found in ((2, True), (SPEAKER_BEST_OFFSET + 3, False)):
+        probs = np.full((2 * k + 1, frames), 0.01)
+        probs[k + shift] = 0.7
+        probs /= probs.sum(axis=0)
+        corr = np.zeros((2 * k + 1, frames))
+        corr[k + shift] = 0.5
+        track = TrackSync(0, 0, SyncResult.from_outputs(probs.astype(np.float32), corr.astype(np.float32)))
+        feats = speaker_frame_features(FileSync("x.mp4", frames, [track]), track)
+        col = {name: feats[:, i] for i, name in enumerate(SPEAKER_FEATURES)}
+        assert col["sync_prob_near_0"].max() < 0.1 and col["corr_contrast_0"].max() < 0.01
+        best_found = col["sync_prob_near_best"].min() > 0.6 and col["corr_contrast_best"].min() > 0.4
+        assert best_found == found
+        np.testing.assert_array_equal(col["contrast_best_over_others"], col["corr_contrast_best"])  # alone

@@ -152,11 +152,12 @@ class FileSyncer:
             null.push(audio=self._samples(seg.audio_to, seg.next_frame, TAIL, roll=roll))
             null.flush()
             nulls.append(float(null.result().confidence))
+        result = seg.stream.result()
         if self.embedding_null and not seg.nulls:
-            nulls = seg.stream.null_confidences(short=self.short)
+            nulls = seg.stream.null_confidences(short=self.short, reading=result.offset_frames)
         cues = {"mouth_motion": np.asarray(seg.motion, np.float32), "box": np.asarray(seg.centres, np.float32),
                 "detected": np.array([d is not None for d in seg.detections]), **landmark_cues(seg.detections)}
-        self.closed.append((seg.track_id, seg.start, seg.stream.result(), cues, nulls))
+        self.closed.append((seg.track_id, seg.start, result, cues, nulls))
 
     def finish(self) -> list[tuple[int, int, Any, dict[str, np.ndarray], list[float]]]:
         for seg in list(self.open.values()):

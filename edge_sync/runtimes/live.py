@@ -216,7 +216,7 @@ class LiveSyncer:
         result, max_offset = seg.stream.result(), self.engine.contract.max_offset
         short = short_soundtrack(result.frames, max_offset)  # the frames the result summarises
         too_short = bool(getattr(self.engine, "embeddings", False)) and not null_rolls(result.frames, max_offset, short)
-        return LiveSegment(seg.track_id, seg.start, result, seg.stream.null_confidences(short=short),
+        return LiveSegment(seg.track_id, seg.start, result, seg.stream.null_confidences(short=short, reading=result.offset_frames),
                            self.evidence_floor, too_short)
 
     def _frames(self, seg: _Open, emitted: list[FrameSync]) -> list[LiveFrame]:

@@ -312,12 +312,14 @@ class SyncStream:
         a, v = (np.concatenate(self._held[name], axis=1).astype(np.float32) for name in EMBEDDING_NAMES)
         return a, v
 
-    def null_confidences(self, short: bool = False) -> list[float]:
+    def null_confidences(self, short: bool = False, reading: int | None = None) -> list[float]:
         """The evidence null of the frames :meth:`result` summarises, read off their embeddings
         (:func:`~edge_sync.runtimes.evidence.embedding_nulls`; ``short``: a short soundtrack's near rolls, around
-        the result's offset); empty without them or under 76 frames (38 with ``short``)."""
+        ``reading``, the result's offset: pass it where the caller holds the result, so it is not stitched again);
+        empty without them or under 76 frames (38 with ``short``)."""
         embeddings = self.embeddings()
         if embeddings is None:
             return []
-        reading = self.result().offset_frames if short else 0
-        return embedding_nulls(*embeddings, self.engine.contract.max_offset, short, reading)
+        if short and reading is None:
+            reading = self.result().offset_frames
+        return embedding_nulls(*embeddings, self.engine.contract.max_offset, short, reading if short else 0)
